@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian/Ubuntu machine (root or sudo):
+#   bash scripts/setup.sh demo   install everything, then report on a bundled capture
+#   bash scripts/setup.sh test   install everything, then run the test suite
+#   bash scripts/setup.sh        install only
+# It installs tshark (and the other system packages the tests use) with apt when missing,
+# creates .venv beside this repository and installs the package into it.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+mode="${1:-install}"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=(tshark)
+if [ "$mode" = "test" ]; then
+    # The tests also record nothing live, but use editcap/capinfos (wireshark-common,
+    # pulled in by tshark) and, for the GUI screenshot, wireshark-qt under Xvfb.
+    apt_packages+=(python3-venv)
+fi
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]} with apt-get" >&2
+    as_root apt-get update -qq
+    # tshark asks whether non-root users may capture; answer no without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+case "$mode" in
+    demo)
+        shift || true
+        capture="${1:-fixtures/tls12-client-cert-empty.pcapng}"
+        echo "setup: done. Running: .venv/bin/tls-smtp-report $capture" >&2
+        status=0
+        .venv/bin/tls-smtp-report "$capture" || status=$?
+        echo "(exit code $status: 0 nothing wrong, 1 problems found, 2 usage, 3 tshark, 4 unreadable capture)" >&2
+        [ "$status" -le 1 ]
+        ;;
+    test)
+        exec .venv/bin/python -m pytest -q
+        ;;
+    install)
+        echo "setup: done. Try: .venv/bin/tls-smtp-report fixtures/tls12-client-cert-empty.pcapng" >&2
+        ;;
+    *)
+        echo "usage: bash scripts/setup.sh [install|demo|test]" >&2
+        exit 2
+        ;;
+esac
