@@ -1,0 +1,425 @@
+"""Capture -> tshark -> per-frame SMTP/TLS events and per-stream TCP facts.
+
+One streamed ``tshark -T fields`` pass. Memory grows with the number of conversations and
+of SMTP/TLS events, not with the number of packets: plain TCP segments only update counters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from .schema import EVENT_COLUMNS
+from .tls_names import alert_name, cipher_name, handshake_name, version_name
+from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
+
+DEFAULT_PORTS: tuple[int, ...] = (25, 587)
+IMPLICIT_TLS_PORTS: tuple[int, ...] = (465,)
+
+FIELDS: tuple[str, ...] = (
+    "frame.number",
+    "frame.time_epoch",
+    "frame.len",
+    "frame.cap_len",
+    "tcp.stream",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.len",
+    "tcp.analysis.lost_segment",
+    "_ws.malformed",
+    "smtp.command_line",
+    "smtp.response.code",
+    "smtp.rsp.parameter",
+    "tls.record.content_type",
+    "tls.record.opaque_type",
+    "tls.handshake.type",
+    "tls.handshake.version",
+    "tls.handshake.extensions.supported_version",
+    "tls.handshake.ciphersuite",
+    "tls.handshake.extensions_server_name",
+    "tls.handshake.certificates_length",
+    "tls.handshake.certificate",
+    "tls.alert_message.level",
+    "tls.alert_message.desc",
+    "tls.handshake.ja3",
+    "tls.handshake.ja3s",
+)
+
+# Commands whose arguments carry credentials: the report keeps the verb only.
+_SECRET_COMMANDS = {"AUTH"}
+
+
+@dataclass
+class StreamFacts:
+    """TCP-level facts about one conversation, counted while the rows stream by."""
+
+    stream: int
+    first_src: str
+    first_dst: str
+    first_frame: int
+    first_time: datetime
+    last_frame: int = 0
+    last_time: datetime | None = None
+    frames: int = 0
+    bytes: int = 0
+    syn_from: str | None = None  # endpoint that sent the bare SYN (the client)
+    fin: bool = False
+    rst: bool = False
+    truncated_frames: int = 0  # captured shorter than on the wire (snaplen)
+    lost_segments: int = 0
+    malformed: int = 0
+    has_smtp: bool = False
+    has_tls: bool = False
+    client: str = ""  # decided after the pass (see assign_roles)
+    server: str = ""
+    client_hello_from: str | None = None
+    first_command_from: str | None = None
+
+
+@dataclass
+class CertificateMessage:
+    """One TLS Certificate handshake message with its raw DER certificates."""
+
+    stream: int
+    frame: int
+    time: datetime
+    src: str
+    dst: str
+    declared_length: int | None  # certificates_length as tshark read it (0 = empty list)
+    certificates: tuple[bytes, ...]
+    decrypted: bool
+    sender: str = ""  # client/server, set by assign_roles
+
+
+@dataclass
+class Extraction:
+    """What one tshark pass gives the later stages."""
+
+    events: pd.DataFrame
+    streams: dict[int, StreamFacts]
+    certificate_messages: list[CertificateMessage]
+    warnings: list[str]
+    truncated_file: bool
+    packets_read: int
+    first_time: datetime | None
+    last_time: datetime | None
+    tshark_command: list[str]
+
+
+def endpoint(ip: str, port: str | int) -> str:
+    """``ip:port``, with brackets for IPv6 as in URLs."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def display_filter(ports: Sequence[int], all_tls: bool) -> str:
+    """Only frames of the SMTP ports (and, with all_tls, any TLS) reach Python."""
+    port_list = ",".join(str(p) for p in sorted(set(ports)))
+    base = f"tcp.port in {{{port_list}}}"
+    return f"{base} || tls" if all_tls else base
+
+
+def decode_as_rules(ports: Sequence[int]) -> list[str]:
+    """Tell tshark to read SMTP (or TLS for implicit-TLS ports) on non-standard ports."""
+    rules = []
+    for port in sorted(set(ports)):
+        if port in IMPLICIT_TLS_PORTS:
+            rules.append(f"tcp.port=={port},tls")
+        elif port not in (25, 587):
+            rules.append(f"tcp.port=={port},smtp")
+    return rules
+
+
+def _split(value: str) -> list[str]:
+    return value.split(AGGREGATOR) if value else []
+
+
+def _ints(value: str) -> list[int]:
+    out = []
+    for item in _split(value):
+        try:
+            out.append(int(item, 0))
+        except ValueError:
+            continue
+    return out
+
+
+def _clean_line(text: str) -> str:
+    """tshark prints CR LF as the four characters ``\\r\\n``: drop them."""
+    return text.replace("\\r\\n", "").replace("\\r", "").replace("\\n", "").strip()
+
+
+def _redact(line: str) -> str:
+    verb = line.split(" ", 1)[0].upper()
+    if verb in _SECRET_COMMANDS:
+        mech = line.split(" ")[1] if len(line.split(" ")) > 1 else ""
+        return f"{verb} {mech} [credentials not shown]".replace("  ", " ")
+    return line
+
+
+class _EventSink:
+    """Collects event rows compactly (column lists, not dicts)."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
+
+    def add(self, **row: object) -> None:
+        for name in EVENT_COLUMNS:
+            self.columns[name].append(row.get(name))
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.columns, columns=list(EVENT_COLUMNS))
+        df["frame"] = df["frame"].astype("Int64")
+        df["stream"] = df["stream"].astype("Int64")
+        df["time"] = pd.to_datetime(df["time"], utc=True)
+        df["decrypted"] = df["decrypted"].astype("boolean")
+        for name in ("sender", "kind"):
+            df[name] = df[name].astype("category")
+        return df
+
+
+def extract(
+    tshark: Tshark,
+    capture: str | os.PathLike,
+    *,
+    ports: Sequence[int] = DEFAULT_PORTS,
+    all_tls: bool = False,
+    keylog: str | os.PathLike | None = None,
+    stream_filter: Iterable[int] | None = None,
+) -> Extraction:
+    """Run the single tshark pass and turn its rows into events and stream facts."""
+    options = []
+    if keylog is not None:
+        options.append(f"tls.keylog_file:{os.fspath(keylog)}")
+    dfilter = display_filter(ports, all_tls)
+    wanted = sorted(set(stream_filter)) if stream_filter is not None else None
+    if wanted is not None:
+        dfilter = f"({dfilter}) && tcp.stream in {{{','.join(map(str, wanted))}}}"
+    cmd = field_command(
+        tshark, capture, FIELDS, display_filter=dfilter, decode_as=decode_as_rules(ports),
+        options=options,
+    )
+    run = FieldRun()
+    sink = _EventSink()
+    streams: dict[int, StreamFacts] = {}
+    certs: list[CertificateMessage] = []
+    appdata_seen: set[tuple[int, str]] = set()
+    packets = 0
+    first_time = last_time = None
+    for row in iter_fields(cmd, FIELDS, run):
+        packets += 1
+        try:
+            frame = int(row["frame.number"])
+            stream = int(row["tcp.stream"])
+            when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
+        except ValueError:
+            continue
+        first_time = first_time or when
+        last_time = when
+        src_ip = row["ip.src"] or row["ipv6.src"]
+        dst_ip = row["ip.dst"] or row["ipv6.dst"]
+        src = endpoint(src_ip, row["tcp.srcport"])
+        dst = endpoint(dst_ip, row["tcp.dstport"])
+        facts = streams.get(stream)
+        if facts is None:
+            facts = streams[stream] = StreamFacts(
+                stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
+            )
+        _count_tcp(facts, row, frame, when, src)
+        _frame_events(sink, certs, appdata_seen, facts, row, frame, when, src, dst)
+    events = sink.frame()
+    certs = assign_roles(streams, events, certs, ports)
+    return Extraction(
+        events=events,
+        streams=streams,
+        certificate_messages=certs,
+        warnings=run.warnings,
+        truncated_file=run.truncated,
+        packets_read=packets,
+        first_time=first_time,
+        last_time=last_time,
+        tshark_command=cmd,
+    )
+
+
+def _count_tcp(
+    facts: StreamFacts, row: dict[str, str], frame: int, when: datetime, src: str
+) -> None:
+    facts.frames += 1
+    facts.last_frame = frame
+    facts.last_time = when
+    try:
+        facts.bytes += int(row["frame.len"] or 0)
+        if int(row["frame.cap_len"] or 0) < int(row["frame.len"] or 0):
+            facts.truncated_frames += 1
+    except ValueError:
+        pass
+    flags = int(row["tcp.flags"], 16) if row["tcp.flags"] else 0
+    if flags & 0x002 and not flags & 0x010:
+        facts.syn_from = src
+    if flags & 0x001:
+        facts.fin = True
+    if flags & 0x004:
+        facts.rst = True
+    if row["tcp.analysis.lost_segment"]:
+        facts.lost_segments += 1
+    if row["_ws.malformed"]:
+        facts.malformed += 1
+
+
+def _frame_events(
+    sink: _EventSink,
+    certs: list[CertificateMessage],
+    appdata_seen: set[tuple[int, str]],
+    facts: StreamFacts,
+    row: dict[str, str],
+    frame: int,
+    when: datetime,
+    src: str,
+    dst: str,
+) -> None:
+    """Turn one frame's fields into zero or more events."""
+    stream = facts.stream
+    content_types = _ints(row["tls.record.content_type"])
+    opaque = bool(row["tls.record.opaque_type"])
+    in_tls = bool(content_types) or opaque
+
+    def add(kind: str, name: str, detail: str, decrypted: bool) -> None:
+        sink.add(frame=frame, time=when, stream=stream, src=src, dst=dst, sender=None,
+                 kind=kind, name=name, detail=detail, decrypted=decrypted)
+
+    for line in _split(row["smtp.command_line"]):
+        text = _redact(_clean_line(line))
+        if text:
+            facts.has_smtp = True
+            add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
+            facts.first_command_from = facts.first_command_from or src
+    codes = _split(row["smtp.response.code"])
+    params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
+    if codes:
+        facts.has_smtp = True
+        groups = _pair_replies(codes, params)
+        for code, lines in groups:
+            add("smtp_reply", code, "\n".join(lines), in_tls)
+
+    if not in_tls:
+        return
+    facts.has_tls = True
+    hs_types = _ints(row["tls.handshake.type"])
+    for hs in hs_types:
+        detail = ""
+        if hs == 1:
+            facts.client_hello_from = facts.client_hello_from or src
+            offered = _ints(row["tls.handshake.extensions.supported_version"]) or _ints(
+                row["tls.handshake.version"]
+            )
+            names = [version_name(v) for v in offered if (v & 0x0F0F) == v]
+            parts = [f"versions={','.join(n for n in names if n)}"]
+            if row["tls.handshake.extensions_server_name"]:
+                parts.append(f"sni={_split(row['tls.handshake.extensions_server_name'])[0]}")
+            if row["tls.handshake.ja3"]:
+                parts.append(f"ja3={_split(row['tls.handshake.ja3'])[0]}")
+            detail = " ".join(parts)
+        elif hs == 2:
+            selected = _ints(row["tls.handshake.extensions.supported_version"])
+            legacy = _ints(row["tls.handshake.version"])
+            version = version_name(selected[0] if selected else (legacy[0] if legacy else None))
+            suites = _ints(row["tls.handshake.ciphersuite"])
+            cipher = cipher_name(suites[-1]) if suites else None
+            parts = [f"version={version}", f"cipher={cipher}"]
+            if row["tls.handshake.ja3s"]:
+                parts.append(f"ja3s={_split(row['tls.handshake.ja3s'])[0]}")
+            detail = " ".join(parts)
+        elif hs == 11:
+            lengths = _ints(row["tls.handshake.certificates_length"])
+            ders = tuple(bytes.fromhex(h) for h in _split(row["tls.handshake.certificate"])
+                         if _is_hex(h))
+            declared = lengths[0] if lengths else None
+            certs.append(CertificateMessage(stream, frame, when, src, dst, declared, ders,
+                                            opaque))
+            detail = f"certificates={len(ders)} length={declared}"
+        add("tls_handshake", handshake_name(hs), detail, opaque)
+    if 20 in content_types:
+        add("tls_ccs", "ChangeCipherSpec", "", False)
+    if 21 in content_types:
+        descs = _split(row["tls.alert_message.desc"])
+        levels = _split(row["tls.alert_message.level"])
+        if descs:
+            for i, desc in enumerate(descs):
+                level = "fatal" if i < len(levels) and levels[i] == "2" else "warning"
+                add("tls_alert", alert_name(desc), f"{level} {desc}", opaque)
+        else:
+            add("tls_alert", "encrypted_alert", "", False)
+    if 23 in content_types and (stream, src) not in appdata_seen:
+        appdata_seen.add((stream, src))
+        add("tls_appdata", "ApplicationData", "first application data", False)
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return bool(text)
+
+
+def _pair_replies(codes: list[str], params: list[str]) -> list[tuple[str, list[str]]]:
+    """Group reply parameter lines under their codes.
+
+    tshark gives one code per reply but one parameter per line, so a multi-line EHLO reply
+    has one code and many parameters; pipelined replies have one of each.
+    """
+    if len(codes) == len(params):
+        return [(c, [f"{c} {p}".rstrip()]) for c, p in zip(codes, params, strict=True)]
+    if len(codes) == 1:
+        lines = [f"{codes[0]}-{p}" for p in params[:-1]] + [f"{codes[0]} {params[-1]}"] \
+            if params else [codes[0]]
+        return [(codes[0], lines)]
+    out = [(c, [f"{c} {p}".rstrip()]) for c, p in zip(codes[:-1], params, strict=False)]
+    rest = params[len(codes) - 1:]
+    out.append((codes[-1], [f"{codes[-1]} {p}" for p in rest] or [codes[-1]]))
+    return out
+
+
+def _port(endpoint_text: str) -> int:
+    return int(endpoint_text.rsplit(":", 1)[1])
+
+
+def _client_of(facts: StreamFacts, ports: Sequence[int]) -> str:
+    """Who opened the conversation: SYN sender, else the side talking to a known port."""
+    if facts.syn_from:
+        return facts.syn_from
+    a, b = facts.first_src, facts.first_dst
+    known = set(ports) | set(IMPLICIT_TLS_PORTS)
+    if _port(b) in known and _port(a) not in known:
+        return a
+    if _port(a) in known and _port(b) not in known:
+        return b
+    return facts.client_hello_from or facts.first_command_from or a
+
+
+def assign_roles(
+    streams: dict[int, StreamFacts],
+    events: pd.DataFrame,
+    certs: list[CertificateMessage],
+    ports: Sequence[int],
+) -> list[CertificateMessage]:
+    """Decide client and server of every stream and label events and certificates."""
+    for facts in streams.values():
+        facts.client = _client_of(facts, ports)
+        facts.server = facts.first_dst if facts.client == facts.first_src else facts.first_src
+    if len(events):
+        clients = events["stream"].map({s: f.client for s, f in streams.items()})
+        sender = (events["src"] == clients).map({True: "client", False: "server"})
+        events["sender"] = pd.Categorical(sender, categories=["client", "server"])
+    for msg in certs:
+        msg.sender = "client" if streams[msg.stream].client == msg.src else "server"
+    return certs
