@@ -67,6 +67,7 @@ CONVERSATION_COLUMNS: tuple[str, ...] = (
     "starttls_offered",
     "starttls_requested",
     "starttls_accepted",
+    "tls_offered",  # versions the ClientHello offered, e.g. "TLS 1.3,TLS 1.2"
     "tls_version",  # "TLS 1.2", "TLS 1.3" ... (negotiated, from ServerHello)
     "cipher",  # IANA name of the negotiated cipher suite
     "sni",
@@ -82,8 +83,20 @@ CONVERSATION_COLUMNS: tuple[str, ...] = (
     "decrypted",  # the key log decrypted records of this conversation
     "ja3",
     "ja3s",
+    "verdict_reason",  # one sentence: why client_cert has its value
     "severity",  # worst finding: error/warning/info/"" (no finding)
     "finding_ids",  # "W6 W7" ...
+    # Evidence: the frame numbers to open in Wireshark (empty when not seen).
+    "frame_banner",
+    "frame_ehlo_reply",
+    "frame_starttls",
+    "frame_client_hello",
+    "frame_server_hello",
+    "frame_server_certificate",
+    "frame_certificate_request",
+    "frame_client_certificate",
+    "frame_alert",
+    "frame_last_reply",
 )
 
 CERTIFICATE_COLUMNS: tuple[str, ...] = (

@@ -1,0 +1,481 @@
+"""Events -> one summary row per conversation, with the client-certificate verdict.
+
+The verdict says what the capture shows the client sent, and keeps "sent nothing" apart
+from "cannot see" (see ``schema.ClientCert``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .events import IMPLICIT_TLS_PORTS, Extraction, StreamFacts
+from .schema import CONVERSATION_COLUMNS, ClientCert
+
+EXO_SUFFIX = ".mail.protection.outlook.com"
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+\.?$")
+
+#: Well-known ports of the TLS applications ``--all-tls`` reports besides SMTP.
+APP_PORTS = {
+    21: "ftp",
+    110: "pop3",
+    143: "imap",
+    443: "https",
+    465: "smtp",
+    993: "imaps",
+    995: "pop3s",
+    389: "ldap",
+    636: "ldaps",
+    5222: "xmpp",
+    5269: "xmpp",
+    3306: "mysql",
+    5432: "postgresql",
+}
+
+
+@dataclass
+class _Tls:
+    """What the TLS handshake of one conversation showed, with frame numbers."""
+
+    client_hello: int | None = None
+    offered: str = ""
+    sni: str | None = None
+    ja3: str | None = None
+    server_hello: int | None = None
+    version: str | None = None
+    cipher: str | None = None
+    ja3s: str | None = None
+    server_cert: int | None = None
+    cert_request: int | None = None
+    server_hello_done: int | None = None
+    client_cert: int | None = None
+    client_cert_count: int | None = None
+    client_key_exchange: int | None = None
+    server_ccs: int | None = None
+    client_ccs: int | None = None
+    server_finished: int | None = None
+    decrypted_handshake: bool = False
+    app_data: bool = False
+    alerts: list[tuple[int, str, str, str]] = field(default_factory=list)  # frame,sender,name,lvl
+
+
+@dataclass
+class _Smtp:
+    banner: str | None = None
+    banner_frame: int | None = None
+    ehlo: str | None = None
+    ehlo_reply_frame: int | None = None
+    capabilities: list[str] = field(default_factory=list)
+    ehlo_host: str | None = None
+    starttls_frame: int | None = None
+    starttls_reply: str | None = None
+    commands_after_starttls_in_clear: bool = False
+    replies: list[tuple[int, str, str]] = field(default_factory=list)  # frame, code, first line
+
+
+def _kv(detail: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in detail.split() if "=" in part)
+
+
+def _scan(stream_events: pd.DataFrame) -> tuple[_Smtp, _Tls, bool]:
+    smtp, tls = _Smtp(), _Tls()
+    decrypted_any = False
+    awaiting_starttls_reply = False
+    for ev in stream_events.itertuples(index=False):
+        frame, sender, kind, name, detail = int(ev.frame), ev.sender, ev.kind, ev.name, ev.detail
+        decrypted_any = decrypted_any or bool(ev.decrypted)
+        if kind == "smtp_reply" and sender == "server":
+            first = detail.split("\n", 1)[0]
+            smtp.replies.append((frame, name, first))
+            if awaiting_starttls_reply:
+                smtp.starttls_reply = first
+                awaiting_starttls_reply = False
+            if name == "220" and smtp.banner is None and not smtp.replies[:-1]:
+                smtp.banner, smtp.banner_frame = first, frame
+            if (
+                name == "250"
+                and smtp.ehlo_reply_frame is None
+                and len(detail.split("\n")) >= 1
+                and smtp.ehlo is not None
+            ):
+                smtp.ehlo_reply_frame = frame
+                lines = detail.split("\n")
+                smtp.capabilities = [ln[4:].strip().upper() for ln in lines[1:]]
+                smtp.ehlo_host = first[4:].split(" ", 1)[0] or None
+        elif kind == "smtp_command" and sender == "client":
+            if name in ("EHLO", "HELO") and smtp.ehlo is None:
+                smtp.ehlo = detail.split(" ", 1)[1].strip() if " " in detail else ""
+            if name == "STARTTLS" and smtp.starttls_frame is None:
+                smtp.starttls_frame = frame
+                awaiting_starttls_reply = True
+            elif smtp.starttls_frame is not None and not ev.decrypted and tls.client_hello is None:
+                smtp.commands_after_starttls_in_clear = True
+        elif kind == "tls_handshake":
+            tls.decrypted_handshake = tls.decrypted_handshake or bool(ev.decrypted)
+            _handshake(tls, frame, sender, name, detail)
+        elif kind == "tls_ccs":
+            if sender == "server" and tls.server_ccs is None:
+                tls.server_ccs = frame
+            if sender == "client" and tls.client_ccs is None:
+                tls.client_ccs = frame
+        elif kind == "tls_alert":
+            level = detail.split(" ", 1)[0] if detail else "encrypted"
+            tls.alerts.append((frame, sender, name, level))
+        elif kind == "tls_appdata":
+            tls.app_data = True
+    return smtp, tls, decrypted_any
+
+
+def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> None:
+    if name == "ClientHello" and tls.client_hello is None:
+        kv = _kv(detail)
+        tls.client_hello, tls.offered = frame, kv.get("versions", "")
+        tls.sni, tls.ja3 = kv.get("sni"), kv.get("ja3")
+    elif name == "ServerHello" and tls.server_hello is None:
+        kv = _kv(detail.replace("TLS 1.", "TLS_1.").replace("SSL 3.", "SSL_3."))
+        tls.server_hello = frame
+        version = kv.get("version")
+        tls.version = version.replace("_", " ") if version and version != "None" else None
+        tls.cipher = kv.get("cipher") if kv.get("cipher") != "None" else None
+        tls.ja3s = kv.get("ja3s")
+    elif name == "Certificate":
+        count = int(_kv(detail).get("certificates", "0"))
+        if sender == "server" and tls.server_cert is None:
+            tls.server_cert = frame
+        elif sender == "client" and tls.client_cert is None:
+            tls.client_cert, tls.client_cert_count = frame, count
+    elif name == "CertificateRequest" and sender == "server" and tls.cert_request is None:
+        tls.cert_request = frame
+    elif name == "ServerHelloDone" and tls.server_hello_done is None:
+        tls.server_hello_done = frame
+    elif name == "ClientKeyExchange" and tls.client_key_exchange is None:
+        tls.client_key_exchange = frame
+    elif name == "Finished" and sender == "server" and tls.server_finished is None:
+        tls.server_finished = frame
+
+
+@dataclass(frozen=True)
+class Verdict:
+    value: ClientCert
+    reason: str
+
+
+def decide_client_cert(
+    smtp: _Smtp, tls: _Tls, facts: StreamFacts, *, implicit_tls: bool, file_cut: bool
+) -> Verdict:
+    """The client-certificate verdict of one conversation (see ``schema.ClientCert``)."""
+    damaged = facts.truncated_frames > 0 or facts.lost_segments > 0
+    unfinished = file_cut and not (facts.fin or facts.rst)
+    closed = bool(tls.alerts) or facts.fin or facts.rst
+    damage_note = (
+        "packets were cut by the capture's snap length"
+        if facts.truncated_frames
+        else "segments are missing from the capture"
+        if facts.lost_segments
+        else "the capture file ends before the conversation does"
+    )
+
+    if tls.client_hello is None:
+        if tls.version or facts.has_tls:
+            return Verdict(
+                ClientCert.NOT_CAPTURED,
+                "TLS records are present but the ClientHello is not in the capture",
+            )
+        if implicit_tls:
+            return Verdict(
+                ClientCert.NOT_CAPTURED, "no TLS handshake captured on an implicit-TLS port"
+            )
+        if smtp.starttls_reply and smtp.starttls_reply.startswith("220"):
+            if smtp.commands_after_starttls_in_clear:
+                return Verdict(
+                    ClientCert.NO_TLS,
+                    "STARTTLS was accepted but SMTP went on in clear "
+                    "(the capture holds traffic already decrypted or stripped)",
+                )
+            if damaged or unfinished or not closed:
+                return Verdict(
+                    ClientCert.NOT_CAPTURED,
+                    "STARTTLS was accepted but the TLS "
+                    f"handshake is not in the capture: {damage_note}",
+                )
+            return Verdict(
+                ClientCert.HANDSHAKE_FAILED,
+                "STARTTLS was accepted, then the connection closed before any TLS handshake",
+            )
+        if smtp.starttls_frame is not None:
+            return Verdict(
+                ClientCert.NO_TLS,
+                "the client asked for STARTTLS but the server "
+                f"refused it ({smtp.starttls_reply or 'no reply seen'})",
+            )
+        return Verdict(ClientCert.NO_TLS, "the conversation never started TLS")
+
+    if tls.server_hello is None:
+        if closed and not (damaged or unfinished):
+            return Verdict(
+                ClientCert.HANDSHAKE_FAILED,
+                "the server never answered the ClientHello with a ServerHello" + _alert_text(tls),
+            )
+        return Verdict(ClientCert.NOT_CAPTURED, f"no ServerHello in the capture: {damage_note}")
+
+    if tls.version == "TLS 1.3" and not tls.decrypted_handshake:
+        return Verdict(
+            ClientCert.HIDDEN_TLS13,
+            "TLS 1.3 encrypts the Certificate and "
+            "CertificateRequest messages; a key log is needed to see them",
+        )
+
+    if tls.client_cert is not None:
+        if tls.client_cert_count:
+            return Verdict(
+                ClientCert.PRESENTED,
+                f"the client sent {tls.client_cert_count} "
+                f"certificate(s) in frame {tls.client_cert}",
+            )
+        asked = (
+            f" after the server asked for one in frame {tls.cert_request}"
+            if tls.cert_request
+            else ""
+        )
+        return Verdict(
+            ClientCert.EMPTY,
+            f"the client's Certificate message in frame {tls.client_cert} is empty{asked}",
+        )
+
+    if (
+        tls.server_cert is None
+        and tls.cert_request is None
+        and (
+            (
+                tls.server_ccs is not None
+                and tls.client_key_exchange is None
+                and tls.version != "TLS 1.3"
+            )
+            or (tls.version == "TLS 1.3" and tls.server_finished is not None)
+        )
+    ):
+        return Verdict(
+            ClientCert.RESUMED,
+            "the session was resumed (abbreviated handshake): "
+            "no certificates are exchanged; look at the full handshake it resumes",
+        )
+
+    client_flight_seen = tls.client_key_exchange is not None or (
+        tls.version == "TLS 1.3" and tls.client_ccs is not None and tls.app_data
+    )
+    if tls.cert_request is not None:
+        if tls.client_key_exchange is not None:
+            return Verdict(
+                ClientCert.EMPTY,
+                "the server asked for a certificate in frame "
+                f"{tls.cert_request}; the client answered without one",
+            )
+        if damaged or unfinished:
+            return Verdict(
+                ClientCert.NOT_CAPTURED,
+                "the client's answer to the "
+                f"CertificateRequest is not in the capture: {damage_note}",
+            )
+        if closed:
+            return Verdict(
+                ClientCert.HANDSHAKE_FAILED,
+                "the handshake ended before the client's "
+                "Certificate message was due" + _alert_text(tls),
+            )
+        return Verdict(
+            ClientCert.NOT_CAPTURED,
+            "the capture ends before the client's answer to the CertificateRequest",
+        )
+
+    server_flight_done = tls.server_hello_done is not None or tls.server_finished is not None
+    if damaged or unfinished:
+        return Verdict(
+            ClientCert.NOT_CAPTURED,
+            f"no CertificateRequest seen, but the capture is incomplete here: {damage_note}",
+        )
+    if server_flight_done or client_flight_seen:
+        return Verdict(
+            ClientCert.NOT_REQUESTED,
+            "the server never sent a CertificateRequest, "
+            "so the client had no chance to present a certificate",
+        )
+    if closed:
+        return Verdict(
+            ClientCert.HANDSHAKE_FAILED,
+            "the handshake ended before the server finished its hello" + _alert_text(tls),
+        )
+    return Verdict(ClientCert.NOT_CAPTURED, "the capture ends inside the server's hello")
+
+
+def _alert_text(tls: _Tls) -> str:
+    if not tls.alerts:
+        return ""
+    frame, sender, name, _level = tls.alerts[0]
+    return f" ({sender} sent alert {name} in frame {frame})"
+
+
+def _host_from_banner(banner: str | None) -> str | None:
+    if not banner:
+        return None
+    parts = banner.split()
+    if len(parts) >= 2 and _HOST.match(parts[1]):
+        return parts[1].rstrip(".").lower()
+    return None
+
+
+def _is_smtp_stream(facts: StreamFacts, ports: Sequence[int]) -> bool:
+    server_port = int(facts.server.rsplit(":", 1)[1]) if facts.server else 0
+    return facts.has_smtp or server_port in set(ports) | set(IMPLICIT_TLS_PORTS)
+
+
+def summarise(
+    extraction: Extraction,
+    certificates: pd.DataFrame,
+    *,
+    ports: Sequence[int],
+    all_tls: bool = False,
+) -> pd.DataFrame:
+    """One row per conversation (CONVERSATION_COLUMNS), in stream order."""
+    events = extraction.events
+    by_stream = (
+        {int(k): g for k, g in events.groupby("stream", sort=True, observed=True)}
+        if len(events)
+        else {}
+    )
+    rows = []
+    for stream in sorted(extraction.streams):
+        facts = extraction.streams[stream]
+        is_smtp = _is_smtp_stream(facts, ports)
+        if not is_smtp and not (all_tls and facts.has_tls):
+            continue
+        stream_events = by_stream.get(stream, events.iloc[0:0])
+        rows.append(_row(facts, stream_events, certificates, extraction.truncated_file, is_smtp))
+    df = pd.DataFrame(rows, columns=list(CONVERSATION_COLUMNS))
+    return _types(df)
+
+
+def _row(
+    facts: StreamFacts,
+    stream_events: pd.DataFrame,
+    certificates: pd.DataFrame,
+    file_cut: bool,
+    is_smtp: bool,
+) -> dict[str, object]:
+    smtp, tls, decrypted = _scan(stream_events)
+    client_ip, client_port = facts.client.rsplit(":", 1)
+    server_ip, server_port = facts.server.rsplit(":", 1)
+    implicit = int(server_port) in IMPLICIT_TLS_PORTS
+    verdict = decide_client_cert(smtp, tls, facts, implicit_tls=implicit, file_cut=file_cut)
+    server_host = _host_from_banner(smtp.banner) or (
+        smtp.ehlo_host.lower().rstrip(".")
+        if smtp.ehlo_host and _HOST.match(smtp.ehlo_host)
+        else None
+    )
+    exo = bool(
+        (server_host and server_host.endswith(EXO_SUFFIX))
+        or (smtp.banner and EXO_SUFFIX[1:] in smtp.banner.lower())
+    )
+    certs = (
+        certificates[certificates["stream"] == facts.stream] if len(certificates) else certificates
+    )
+    client_leaf = _leaf(certs, "client", tls.client_cert)
+    server_leaf = _leaf(certs, "server", tls.server_cert)
+    starttls_offered = ("STARTTLS" in smtp.capabilities) if smtp.ehlo_reply_frame else None
+    accepted = None
+    if smtp.starttls_frame is not None:
+        accepted = bool(smtp.starttls_reply and smtp.starttls_reply.startswith("220"))
+    alert_frame = tls.alerts[0][0] if tls.alerts else None
+    last = smtp.replies[-1] if smtp.replies else None
+    return {
+        "stream": facts.stream,
+        "client": facts.client,
+        "server": facts.server,
+        "client_ip": client_ip.strip("[]"),
+        "client_port": int(client_port),
+        "server_ip": server_ip.strip("[]"),
+        "server_port": int(server_port),
+        "start_time": facts.first_time,
+        "end_time": facts.last_time,
+        "duration_s": ((facts.last_time or facts.first_time) - facts.first_time).total_seconds(),
+        "frames": facts.frames,
+        "first_frame": facts.first_frame,
+        "protocol": "smtp" if is_smtp else APP_PORTS.get(int(server_port), "tls"),
+        "implicit_tls": implicit,
+        "banner": smtp.banner,
+        "server_host": server_host,
+        "exchange_online": exo,
+        "ehlo": smtp.ehlo,
+        "starttls_offered": starttls_offered,
+        "starttls_requested": smtp.starttls_frame is not None if is_smtp and not implicit else None,
+        "starttls_accepted": accepted,
+        "tls_offered": tls.offered or None,
+        "tls_version": tls.version,
+        "cipher": tls.cipher,
+        "sni": tls.sni,
+        "cert_requested": _cert_requested(tls, verdict),
+        "client_cert": verdict.value.value,
+        "client_cert_count": tls.client_cert_count,
+        "client_leaf_subject": client_leaf.get("subject"),
+        "client_chain_trust": client_leaf.get("trust"),
+        "server_leaf_subject": server_leaf.get("subject"),
+        "reply_codes": " ".join(code for _f, code, _t in smtp.replies) or None,
+        "last_reply": last[2] if last else None,
+        "tls_alerts": " ".join(f"{s}:{n}" for _f, s, n, _l in tls.alerts) or None,
+        "decrypted": decrypted,
+        "ja3": tls.ja3,
+        "ja3s": tls.ja3s,
+        "verdict_reason": verdict.reason,
+        "severity": "",
+        "finding_ids": "",
+        "frame_banner": smtp.banner_frame,
+        "frame_ehlo_reply": smtp.ehlo_reply_frame,
+        "frame_starttls": smtp.starttls_frame,
+        "frame_client_hello": tls.client_hello,
+        "frame_server_hello": tls.server_hello,
+        "frame_server_certificate": tls.server_cert,
+        "frame_certificate_request": tls.cert_request,
+        "frame_client_certificate": tls.client_cert,
+        "frame_alert": alert_frame,
+        "frame_last_reply": last[0] if last else None,
+    }
+
+
+def _cert_requested(tls: _Tls, verdict: Verdict) -> bool | None:
+    if tls.cert_request is not None:
+        return True
+    if verdict.value in (ClientCert.NOT_REQUESTED,):
+        return False
+    if verdict.value in (ClientCert.PRESENTED, ClientCert.EMPTY):
+        return None  # a client Certificate without a visible request: the request was missed
+    return None
+
+
+def _leaf(certs: pd.DataFrame, role: str, frame: int | None) -> dict[str, object]:
+    if frame is None or not len(certs):
+        return {}
+    match = certs[(certs["role"] == role) & (certs["frame"] == frame) & (certs["position"] == 0)]
+    return match.iloc[0].to_dict() if len(match) else {}
+
+
+def _types(df: pd.DataFrame) -> pd.DataFrame:
+    frame_columns = [c for c in df.columns if c.startswith("frame_")]
+    counts = ["stream", "client_port", "server_port", "frames", "first_frame", "client_cert_count"]
+    for name in counts + frame_columns:
+        df[name] = df[name].astype("Int64")
+    for name in (
+        "starttls_offered",
+        "starttls_requested",
+        "starttls_accepted",
+        "cert_requested",
+        "implicit_tls",
+        "exchange_online",
+        "decrypted",
+    ):
+        df[name] = df[name].astype("boolean")
+    for name in ("start_time", "end_time"):
+        df[name] = pd.to_datetime(df[name], utc=True)
+    df["client_cert"] = pd.Categorical(df["client_cert"], categories=[v.value for v in ClientCert])
+    return df

@@ -1,0 +1,188 @@
+"""The pipeline in one call: capture -> events -> certificates -> conversations -> findings.
+
+``analyze`` is what the CLI and notebooks call; ``Report`` holds the four tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .cert_table import build_certificates
+from .certificates import TrustStore, load_trust_store
+from .conversations import summarise
+from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
+from .findings import Options, diagnose, worst
+from .keylog import check_keylog
+from .schema import EXIT_OK, EXIT_PROBLEMS, Severity
+from .tshark import CaptureError, Tshark, find_tshark
+
+
+@dataclass
+class Report:
+    """Everything ``analyze`` found. Tables are pandas DataFrames with stable columns."""
+
+    capture: dict[str, Any]
+    conversations: pd.DataFrame
+    certificates: pd.DataFrame
+    findings: pd.DataFrame
+    events: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        """Findings of severity error or warning (the ones that set exit code 1)."""
+        sev = self.findings["severity"].astype(str)
+        return self.findings[sev.isin([Severity.ERROR.value, Severity.WARNING.value])]
+
+    def exit_code(self) -> int:
+        return EXIT_PROBLEMS if len(self.problems) else EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document: capture, conversations, certificates, findings."""
+        return {
+            "capture": _jsonable(self.capture),
+            "conversations": _records(self.conversations),
+            "certificates": _records(self.certificates),
+            "findings": _records(self.findings),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | pd.Timestamp):
+        return pd.Timestamp(value).isoformat().replace("+00:00", "Z")
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for row in df.astype(object).to_dict(orient="records"):
+        clean = {}
+        for key, value in row.items():
+            if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
+                clean[key] = None
+            elif isinstance(value, pd.Timestamp | datetime):
+                clean[key] = _jsonable(value)
+            elif hasattr(value, "item"):
+                clean[key] = value.item()
+            else:
+                clean[key] = value
+        out.append(clean)
+    return out
+
+
+def _check_capture(path: Path) -> None:
+    if not path.exists():
+        raise CaptureError(f"capture {path} does not exist")
+    if path.is_dir():
+        raise CaptureError(f"capture {path} is a folder, not a capture file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise CaptureError(f"capture {path} cannot be read ({exc.strerror})") from None
+    if not head:
+        raise CaptureError(f"capture {path} is empty")
+
+
+def analyze(
+    capture: str | os.PathLike,
+    *,
+    keylog: str | os.PathLike | None = None,
+    ports: Sequence[int] = DEFAULT_PORTS,
+    expect_cert_name: str | None = None,
+    accepted_domains: Iterable[str] = (),
+    sender_ips: Iterable[str] = (),
+    trust_store: str | os.PathLike | TrustStore | None = None,
+    all_tls: bool = False,
+    streams: Iterable[int] | None = None,
+    exo_only: bool = False,
+    tshark: Tshark | None = None,
+) -> Report:
+    """Analyse one capture. Raises TsharkError, CaptureError, KeylogError, TrustStoreError."""
+    path = Path(capture)
+    _check_capture(path)
+    keylog_info = check_keylog(keylog) if keylog is not None else None
+    store = trust_store if isinstance(trust_store, TrustStore) else load_trust_store(trust_store)
+    tshark = tshark or find_tshark()
+    ports = tuple(dict.fromkeys([*ports, *IMPLICIT_TLS_PORTS]))
+    extraction = extract(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog)
+    certificates = build_certificates(extraction.certificate_messages, store)
+    conversations = summarise(extraction, certificates, ports=ports, all_tls=all_tls)
+    options = Options(expect_cert_name=expect_cert_name,
+                      accepted_domains=tuple(accepted_domains), sender_ips=tuple(sender_ips))
+    findings = diagnose(conversations, certificates, extraction.events, options)
+    conversations = _attach_severity(conversations, findings)
+
+    wanted = set(streams) if streams is not None else None
+    if exo_only:
+        exo = set(conversations.loc[conversations["exchange_online"].fillna(False), "stream"])
+        wanted = exo if wanted is None else wanted & exo
+    conv_streams = set(conversations["stream"].dropna().astype(int))
+    certificates = certificates[certificates["stream"].isin(conv_streams)]
+    if wanted is not None:
+        conversations = conversations[conversations["stream"].isin(wanted)]
+        certificates = certificates[certificates["stream"].isin(wanted)]
+        findings = findings[findings["stream"].isin(wanted)]
+    events = extraction.events
+    events = events[events["stream"].isin(set(conversations["stream"].astype(int)))]
+
+    warnings = list(extraction.warnings)
+    if extraction.truncated_file:
+        warnings = [w for w in warnings if "cut short" not in w]
+    info = {
+        "file": str(path),
+        "size_bytes": path.stat().st_size,
+        "packets_analysed": extraction.packets_read,
+        "first_packet_time": extraction.first_time,
+        "last_packet_time": extraction.last_time,
+        "truncated_file": extraction.truncated_file,
+        "ports": list(ports),
+        "all_tls": all_tls,
+        "keylog": str(keylog_info.path) if keylog_info else None,
+        "keylog_entries": keylog_info.entries if keylog_info else 0,
+        "trust_store": store.source,
+        "expect_cert_name": expect_cert_name,
+        "accepted_domains": list(options.accepted_domains),
+        "tshark_version": tshark.version_text,
+        "tool_version": __version__,
+        "warnings": warnings,
+    }
+    return Report(
+        capture=info,
+        conversations=conversations.reset_index(drop=True),
+        certificates=certificates.reset_index(drop=True),
+        findings=findings.reset_index(drop=True),
+        events=events.reset_index(drop=True),
+        warnings=warnings,
+    )
+
+
+def _attach_severity(conversations: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+    conversations = conversations.copy()
+    by_stream = findings.groupby("stream", observed=True) if len(findings) else None
+    severities, ids = [], []
+    for stream in conversations["stream"]:
+        if by_stream is not None and stream in by_stream.groups:
+            group = by_stream.get_group(stream)
+            severities.append(worst(list(group["severity"].astype(str))))
+            ids.append(" ".join(dict.fromkeys(group["id"])))
+        else:
+            severities.append("")
+            ids.append("")
+    conversations["severity"] = severities
+    conversations["finding_ids"] = ids
+    return conversations
