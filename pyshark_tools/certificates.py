@@ -366,7 +366,9 @@ def parse_certificate(der: bytes) -> CertInfo:
     der = bytes(der)
     cert = _load(der)
     try:
-        return _info(cert, der)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return _info(cert, der)
     except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
         raise CertificateParseError(f"unreadable certificate field: {_one_line(exc)}") from exc
 
