@@ -1,0 +1,212 @@
+"""``tls-smtp-report``: the command line, a thin layer over ``analyze`` and the renderers."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .certificates import TrustStoreError
+from .events import DEFAULT_PORTS
+from .keylog import KeylogError
+from .report import Report, analyze
+from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
+from .tshark import CaptureError, TsharkError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  nothing wrong found
+  1  problems found (a finding of severity error or warning)
+  2  usage error
+  3  tshark missing or too old
+  4  capture, key log or trust store unreadable
+"""
+
+
+class _Failure(click.ClickException):
+    """A one-line error with one of the documented exit codes."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+class _DefaultGroup(click.Group):
+    """``tls-smtp-report CAPTURE`` runs ``report``; ``follow`` and ``wireshark`` are named."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h",
+                                                                      "--version"):
+            args = ["report", *args]
+        return super().parse_args(ctx, args)
+
+
+def _output_target(output: str | None) -> Path | None:
+    if output is None or output == "-":
+        return None
+    target = Path(output)
+    if not target.parent.exists():
+        raise _Failure(f"cannot write {output}: folder {target.parent} does not exist",
+                       EXIT_USAGE)
+    if target.is_dir():
+        raise _Failure(f"cannot write {output}: it is a folder", EXIT_USAGE)
+    return target
+
+
+def _write(target: Path | None, text: str) -> None:
+    """Write all or nothing: a temporary file renamed into place."""
+    if target is None:
+        click.echo(text, nl=False)
+        return
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _run_analysis(**kwargs: object) -> Report:
+    try:
+        return analyze(**kwargs)  # type: ignore[arg-type]
+    except TsharkError as exc:
+        raise _Failure(str(exc), EXIT_TSHARK) from None
+    except (CaptureError, KeylogError, TrustStoreError) as exc:
+        raise _Failure(str(exc), EXIT_UNREADABLE) from None
+
+
+capture_argument = click.argument(
+    "capture", type=click.Path(dir_okay=True, path_type=str), metavar="CAPTURE"
+)
+keylog_option = click.option(
+    "--keylog", type=click.Path(path_type=str), metavar="FILE",
+    help="TLS key log (SSLKEYLOGFILE format) to decrypt TLS 1.3 handshakes and SMTP replies.",
+)
+port_option = click.option(
+    "--port", "ports", type=click.IntRange(1, 65535), multiple=True, metavar="N",
+    help="SMTP port to read (repeatable). Default: 25 and 587; 465 is read as implicit TLS.",
+)
+all_tls_option = click.option(
+    "--all-tls", is_flag=True, help="Also report TLS conversations that are not SMTP.",
+)
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="tls-smtp-report")
+def main() -> None:
+    """Did the sending mail server present its TLS client certificate?
+
+    \b
+    Examples:
+      tls-smtp-report capture.pcapng
+      tls-smtp-report capture.pcapng --expect-cert-name mail.contoso.com
+      tls-smtp-report capture.pcapng --keylog sslkeys.log --format json -o report.json
+      tls-smtp-report capture.pcapng --port 2525 --exo-only
+      tls-smtp-report follow capture.pcapng --stream 3
+      tls-smtp-report wireshark install
+    """
+
+
+@main.command("report", epilog=EXIT_CODES_HELP)
+@capture_argument
+@keylog_option
+@click.option("--expect-cert-name", metavar="NAME",
+              help="The inbound connector's TlsSenderCertificateName (e.g. mail.contoso.com "
+                   "or *.contoso.com): check the client certificate carries it.")
+@click.option("--accepted-domain", "accepted_domains", multiple=True, metavar="D",
+              help="An accepted domain of the tenant (repeatable): the certificate domain "
+                   "must be one (relay rule).")
+@click.option("--sender-ip", "sender_ips", multiple=True, metavar="CIDR",
+              help="The connector's SenderIPAddresses (repeatable).")
+@click.option("--trust-store", type=click.Path(path_type=str), metavar="PEM",
+              help="PEM bundle of trusted roots instead of Mozilla's (certifi).")
+@port_option
+@all_tls_option
+@click.option("--stream", "streams", type=click.IntRange(0), multiple=True, metavar="N",
+              help="Only this TCP stream (tcp.stream in Wireshark; repeatable).")
+@click.option("--exo-only", is_flag=True,
+              help="Only conversations with Exchange Online (*.mail.protection.outlook.com).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "markdown"]),
+              default="text", show_default=True)
+@click.option("--table", type=click.Choice(["conversations", "certificates", "findings",
+                                             "events"]),
+              default="conversations", show_default=True, help="Which table --format csv writes.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of the terminal.")
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
+def report_command(capture: str, keylog: str | None, expect_cert_name: str | None,
+                   accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
+                   trust_store: str | None, ports: tuple[int, ...], all_tls: bool,
+                   streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
+                   output: str | None, color: bool | None) -> None:
+    """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings."""
+    target = _output_target(output)
+    result = _run_analysis(
+        capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
+        expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
+        sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
+        streams=streams or None, exo_only=exo_only,
+    )
+    for warning in result.warnings:
+        if fmt != "text":
+            click.echo(f"warning: {warning}", err=True)
+    if fmt == "text":
+        text = _render_console(lambda console: _text(result, console), target, color)
+    else:
+        from .render import data
+
+        text = {"json": data.to_json, "markdown": data.to_markdown}.get(
+            fmt, lambda r: data.to_csv(r, table))(result)
+    _write(target, text)
+    sys.exit(result.exit_code())
+
+
+def _text(report: Report, console: Console) -> None:
+    from .render.text import render_text
+
+    render_text(report, console)
+
+
+def _render_console(draw, target: Path | None, color: bool | None) -> str:
+    """Render with rich; colours only on a terminal (or when forced)."""
+    is_tty = target is None and sys.stdout.isatty()
+    use_color = is_tty if color is None else color
+    console = Console(record=True, force_terminal=use_color, no_color=not use_color,
+                      markup=False, highlight=False, soft_wrap=not is_tty,
+                      width=None if is_tty else 120, file=open(os.devnull, "w"))  # noqa: SIM115
+    draw(console)
+    return console.export_text(styles=use_color)
+
+
+@main.command("follow", epilog=EXIT_CODES_HELP)
+@capture_argument
+@click.option("--stream", type=click.IntRange(0), required=True, metavar="N",
+              help="The tcp.stream number (as in the report or Wireshark).")
+@keylog_option
+@port_option
+@all_tls_option
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
+def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[int, ...],
+                   all_tls: bool, color: bool | None) -> None:
+    """Show one conversation like Wireshark's Follow TCP Stream, TLS handshake included."""
+    result = _run_analysis(capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
+                           all_tls=all_tls, streams=[stream])
+    if not len(result.conversations):
+        raise _Failure(f"no SMTP conversation with tcp.stream == {stream} in {capture} "
+                       "(see the report for stream numbers; --all-tls for other TLS)",
+                       EXIT_USAGE)
+    from .render.follow import render_follow
+
+    click.echo(_render_console(lambda console: render_follow(result, stream, console), None,
+                               color), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

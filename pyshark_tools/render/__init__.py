@@ -1,0 +1,1 @@
+"""Renderers: Report -> text, JSON, CSV, Markdown, transcripts. They only read a Report."""

@@ -1,0 +1,33 @@
+"""Words and colours for verdicts and severities, shared by every human-facing renderer."""
+
+from __future__ import annotations
+
+from ..schema import ClientCert
+
+VERDICT_LABELS: dict[str, str] = {
+    ClientCert.PRESENTED: "presented",
+    ClientCert.EMPTY: "EMPTY: no certificate sent",
+    ClientCert.NOT_REQUESTED: "not requested by server",
+    ClientCert.HIDDEN_TLS13: "cannot see (TLS 1.3)",
+    ClientCert.RESUMED: "cannot see (resumed session)",
+    ClientCert.NO_TLS: "no TLS",
+    ClientCert.HANDSHAKE_FAILED: "handshake failed first",
+    ClientCert.NOT_CAPTURED: "cannot see (not captured)",
+}
+
+VERDICT_STYLES: dict[str, str] = {
+    ClientCert.PRESENTED: "green",
+    ClientCert.EMPTY: "bold red",
+    ClientCert.NOT_REQUESTED: "yellow",
+    ClientCert.HIDDEN_TLS13: "cyan",
+    ClientCert.RESUMED: "cyan",
+    ClientCert.NO_TLS: "red",
+    ClientCert.HANDSHAKE_FAILED: "red",
+    ClientCert.NOT_CAPTURED: "cyan",
+}
+
+SEVERITY_STYLES: dict[str, str] = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def verdict_label(value: object) -> str:
+    return VERDICT_LABELS.get(str(value), str(value))
