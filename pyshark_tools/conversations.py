@@ -384,6 +384,8 @@ def _row(
     client_leaf = _leaf(certs, "client", tls.client_cert)
     server_leaf = _leaf(certs, "server", tls.server_cert)
     starttls_offered = ("STARTTLS" in smtp.capabilities) if smtp.ehlo_reply_frame else None
+    if implicit or (starttls_offered is False and facts.truncated_frames):
+        starttls_offered = None  # inside TLS already, or the reply may have been cut
     accepted = None
     if smtp.starttls_frame is not None:
         accepted = bool(smtp.starttls_reply and smtp.starttls_reply.startswith("220"))

@@ -346,7 +346,8 @@ def _frame_events(
             certs.append(CertificateMessage(stream, frame, when, src, dst, declared, ders,
                                             opaque))
             detail = f"certificates={len(ders)} length={declared}"
-        add("tls_handshake", handshake_name(hs), detail, opaque)
+        # Hellos are always clear; later messages in a frame with decrypted records are not.
+        add("tls_handshake", handshake_name(hs), detail, opaque and hs not in (1, 2))
     if 20 in content_types:
         add("tls_ccs", "ChangeCipherSpec", "", False)
     if 21 in content_types:
