@@ -48,7 +48,8 @@ def test_scenario_set_is_complete() -> None:
         "tls13-client-cert-empty", "tls13-client-cert-empty-embedded", "tls12-resumed",
         "starttls-not-offered", "starttls-not-used", "plaintext-550", "handshake-alert",
         "legacy-tls10", "port-587", "port-2525", "implicit-tls-465", "ipv6",
-        "truncated-snaplen", "cut-mid-file", "mixed-traffic",
+        "truncated-snaplen", "cut-mid-file", "mixed-traffic", "tls12-no-shared-cipher",
+        "tls12-client-cert-not-yet-valid",
     }
     assert expected <= set(SCENARIOS)
 
