@@ -383,6 +383,11 @@ def _row(
     )
     client_leaf = _leaf(certs, "client", tls.client_cert)
     server_leaf = _leaf(certs, "server", tls.server_cert)
+    # Inside implicit TLS the banner is encrypted: the SNI or the server's certificate says it.
+    exo = exo or any(
+        isinstance(name, str) and name.lower().rstrip(".").endswith(EXO_SUFFIX[1:])
+        for name in (tls.sni, server_leaf.get("cn"))
+    )
     starttls_offered = ("STARTTLS" in smtp.capabilities) if smtp.ehlo_reply_frame else None
     if implicit or (starttls_offered is False and facts.truncated_frames):
         starttls_offered = None  # inside TLS already, or the reply may have been cut

@@ -26,7 +26,8 @@ def transcript(report: Report, stream: int) -> list[tuple[int, str, str, str]]:
             text, style = _handshake_text(ev, certs)
             lines.append((frame, sender, text + tag, style))
         elif ev.kind == "tls_alert":
-            lines.append((frame, sender, f"[TLS Alert {ev.name}{' ' + ev.detail if ev.detail else ''}]", "red"))
+            extra = f" {ev.detail}" if ev.detail else ""
+            lines.append((frame, sender, f"[TLS Alert {ev.name}{extra}]", "red"))
         elif ev.kind == "tls_ccs":
             lines.append((frame, sender, "[TLS ChangeCipherSpec]", "dim"))
         elif ev.kind == "tls_appdata":

@@ -1,0 +1,207 @@
+"""The analyzer against every fixture's ground truth (written by the fixture generator).
+
+Real tshark, real captures: nothing is mocked. Each scenario is analysed without and (where
+it has one) with its key log, and every fact the generator recorded is compared.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pandas as pd
+import pytest
+
+from pyshark_tools import analyze
+from pyshark_tools.keylog import KeylogError, check_keylog
+from pyshark_tools.report import Report
+from pyshark_tools.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
+
+from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
+
+NOT_SMTP_PORTS = {53, 80, 443}
+
+
+def _usable_keylog(truth: dict) -> str | None:
+    if not truth.get("keylog"):
+        return None
+    path = FIXTURES / truth["keylog"]
+    try:
+        check_keylog(path)
+    except KeylogError:
+        return None  # e.g. a handshake that died before any secret existed
+    return str(path)
+
+
+def _smtp_ports(truth: dict) -> tuple[int, ...]:
+    return tuple(sorted({c["server_port"] for c in truth["conversations"]} - NOT_SMTP_PORTS))
+
+
+@cache
+def _report(name: str, with_keys: bool) -> Report:
+    truth = fixture_truth(name)
+    return analyze(
+        fixture_path(name) if not truth.get("capture") else FIXTURES / truth["capture"],
+        keylog=_usable_keylog(truth) if with_keys else None,
+        ports=_smtp_ports(truth),
+        trust_store=FIXTURES / truth["trust_store"],
+        expect_cert_name=truth.get("expect_cert_name"),
+    )
+
+
+CASES = [
+    pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")
+    for name in fixture_scenarios()
+    for keys in (False, True)
+    if not keys or _usable_keylog(fixture_truth(name))
+]
+
+
+def _conversation(report: Report, truth_conv: dict) -> pd.Series:
+    conv = report.conversations
+    match = conv[(conv["client_port"] == truth_conv["client_port"])
+                 & (conv["server_port"] == truth_conv["server_port"])
+                 & (conv["client_ip"] == truth_conv["client_ip"])]
+    assert len(match) == 1, f"conversation {truth_conv['client_port']} not reported once"
+    return match.iloc[0]
+
+
+def _smtp_conversations(truth: dict) -> list[dict]:
+    return [c for c in truth["conversations"] if c["server_port"] not in NOT_SMTP_PORTS]
+
+
+@pytest.mark.parametrize(("name", "with_keys"), CASES)
+def test_conversations_match_ground_truth(name: str, with_keys: bool) -> None:
+    truth = fixture_truth(name)
+    report = _report(name, with_keys)
+    smtp = _smtp_conversations(truth)
+    assert len(report.conversations) == len(smtp)
+    for tc in smtp:
+        row = _conversation(report, tc)
+        expected = tc["client_cert_expected"]["with_keylog" if with_keys else "without_keylog"]
+        assert row["client_cert"] == expected, row["verdict_reason"]
+        assert row["server_ip"] == tc["server_ip"]
+        assert bool(row["exchange_online"]) == tc["exchange_online"]
+        readable = with_keys or not tc["implicit_tls"]  # implicit TLS hides the dialogue
+        if tc["banner"] and readable and expected != "not_captured":
+            assert row["banner"] == tc["banner"]
+        if tc["ehlo"] and readable and expected != "not_captured":
+            assert row["ehlo"] == tc["ehlo"]
+        if expected not in ("not_captured",) and tc["tls_version"] and \
+                row["frame_server_hello"] is not pd.NA:
+            assert row["tls_version"] == tc["tls_version"]
+            assert row["cipher"] == tc["cipher"]
+        if not tc["implicit_tls"] and expected != "not_captured":
+            assert bool(row["starttls_requested"]) == tc["starttls_requested"]
+            if tc["starttls_requested"]:
+                assert bool(row["starttls_accepted"]) == tc["starttls_accepted"]
+        visible_cr = expected in ("empty", "presented", "not_requested")
+        if visible_cr and tc["cert_requested"] is not None and (
+            expected != "presented" or row["cert_requested"] is not pd.NA
+        ):
+                assert bool(row["cert_requested"]) == tc["cert_requested"]
+        if tc["tls_alert"] and expected != "not_captured":
+            assert tc["tls_alert"]["name"] in (row["tls_alerts"] or "")
+        clear = [str(r["code"]) for r in tc["smtp_replies"] if not r["encrypted"]]
+        shown = (row["reply_codes"] or "").split()
+        if expected not in ("not_captured",) and not truth.get("damaged"):
+            assert [c for c in shown][: len(clear)] == clear or with_keys
+            if with_keys or truth.get("embedded_secrets"):
+                assert shown == [str(r["code"]) for r in tc["smtp_replies"]]
+
+
+@pytest.mark.parametrize(("name", "with_keys"), CASES)
+def test_certificates_match_ground_truth(name: str, with_keys: bool) -> None:
+    truth = fixture_truth(name)
+    report = _report(name, with_keys)
+    certs = report.certificates
+    for tc in _smtp_conversations(truth):
+        row = _conversation(report, tc)
+        verdict = row["client_cert"]
+        mine = certs[certs["stream"] == row["stream"]]
+        client = mine[mine["role"] == "client"].sort_values("position")
+        if verdict == "presented":
+            assert list(client["sha256"]) == [c["sha256"] for c in tc["client_certificates"]]
+            assert list(client["sha1"]) == [c["sha1"] for c in tc["client_certificates"]]
+            leaf, expect = client.iloc[0], tc["client_certificates"][0]
+            assert leaf["cn"] == expect["cn"]
+            assert int(leaf["serial"], 16) == int(expect["serial"], 16)
+            assert leaf["not_after"] == pd.Timestamp(expect["not_after"])
+            assert leaf["key_size"] == expect["key_size"]
+            assert leaf["signature_hash"] == expect["signature_hash"]
+            assert bool(leaf["self_signed"]) == expect["self_signed"]
+            assert row["client_cert_count"] == len(tc["client_certificates"])
+        else:
+            assert client.empty
+        server = mine[mine["role"] == "server"].sort_values("position")
+        if verdict in ("presented", "empty", "not_requested") and tc["server_certificates"]:
+            assert list(server["sha256"]) == [c["sha256"] for c in tc["server_certificates"]]
+
+
+def _required_findings(tc: dict, verdict: str) -> set[str]:
+    """The scenario author's findings, less those a key log decides either way."""
+    wanted = set(tc.get("expected_findings", []))
+    if verdict == "hidden_tls13":
+        return (wanted - {"W6", "W11", "W10", "W8", "W9"}) | {"W4"}
+    if tc["tls_version"] == "TLS 1.3":
+        wanted.discard("W4")
+    return wanted
+
+
+@pytest.mark.parametrize(("name", "with_keys"), CASES)
+def test_findings_match_the_scenarios_intent(name: str, with_keys: bool) -> None:
+    truth = fixture_truth(name)
+    report = _report(name, with_keys)
+    for tc in _smtp_conversations(truth):
+        row = _conversation(report, tc)
+        got = set(report.findings.loc[report.findings["stream"] == row["stream"], "id"])
+        assert _required_findings(tc, row["client_cert"]) <= got
+        if row["client_cert"] == "presented" and not tc.get("expected_findings"):
+            # A clean scenario must stay clean: no error or warning about it.
+            bad = report.findings[(report.findings["stream"] == row["stream"])
+                                  & report.findings["severity"].isin(["error", "warning"])]
+            assert bad.empty, list(bad["id"])
+
+
+def test_table_columns_are_the_documented_schema() -> None:
+    report = _report("tls12-client-cert-ok", False)
+    assert tuple(report.conversations.columns) == CONVERSATION_COLUMNS
+    assert tuple(report.certificates.columns) == CERTIFICATE_COLUMNS
+    assert tuple(report.findings.columns) == FINDING_COLUMNS
+    assert isinstance(report.conversations["start_time"].dtype, pd.DatetimeTZDtype)
+    assert report.conversations["client_cert"].dtype.name == "category"
+    assert report.conversations["client_cert_count"].dtype.name == "Int64"
+
+
+def test_seed_case_empty_certificate_is_explained() -> None:
+    report = _report("tls12-client-cert-empty", True)
+    w6 = report.findings[report.findings["id"] == "W6"].iloc[0]
+    assert w6["severity"] == "error"
+    assert "EMPTY Certificate message" in w6["explanation"]
+    assert "asked the sending server for its certificate" in w6["explanation"]
+    assert "cannot attribute" in w6["explanation"]
+    assert "Set-SendConnector" in w6["fix"] and "smtp_tls_chain_files" in w6["fix"]
+    frames = [int(f) for f in w6["evidence_frames"].split()]
+    conv = report.conversations.iloc[0]
+    assert frames == [int(conv["frame_certificate_request"]), int(conv["frame_client_certificate"])]
+    x3 = report.findings[report.findings["id"] == "X3"].iloc[0]
+    assert "550 5.7.64 TenantAttribution; Relay Access Denied" in x3["explanation"]
+    assert "decrypted" in x3["explanation"]
+    assert report.exit_code() == 1
+
+
+def test_mixed_traffic_finds_exchange_online_among_noise() -> None:
+    truth = fixture_truth("mixed-traffic")
+    report = _report("mixed-traffic", False)
+    exo_truth = {c["client_port"] for c in truth["conversations"] if c["exchange_online"]}
+    exo_found = set(report.conversations.loc[report.conversations["exchange_online"],
+                                             "client_port"])
+    assert exo_found == exo_truth
+    assert len(exo_truth) >= 3
+    empties = {c["client_port"] for c in truth["conversations"]
+               if c["client_cert_expected"]["without_keylog"] == "empty"}
+    found = set(report.conversations.loc[report.conversations["client_cert"] == "empty",
+                                         "client_port"])
+    assert found == empties
+    only = analyze(FIXTURES / truth["capture"], exo_only=True,
+                   trust_store=FIXTURES / truth["trust_store"])
+    assert set(only.conversations["client_port"]) == exo_truth
