@@ -67,6 +67,7 @@ class _Smtp:
     banner: str | None = None
     banner_frame: int | None = None
     ehlo: str | None = None
+    ehlo_verb: str | None = None
     ehlo_reply_frame: int | None = None
     capabilities: list[str] = field(default_factory=list)
     ehlo_host: str | None = None
@@ -95,12 +96,7 @@ def _scan(stream_events: pd.DataFrame) -> tuple[_Smtp, _Tls, bool]:
                 awaiting_starttls_reply = False
             if name == "220" and smtp.banner is None and not smtp.replies[:-1]:
                 smtp.banner, smtp.banner_frame = first, frame
-            if (
-                name == "250"
-                and smtp.ehlo_reply_frame is None
-                and len(detail.split("\n")) >= 1
-                and smtp.ehlo is not None
-            ):
+            if name == "250" and smtp.ehlo_reply_frame is None and smtp.ehlo_verb == "EHLO":
                 smtp.ehlo_reply_frame = frame
                 lines = detail.split("\n")
                 smtp.capabilities = [ln[4:].strip().upper() for ln in lines[1:]]
@@ -108,6 +104,7 @@ def _scan(stream_events: pd.DataFrame) -> tuple[_Smtp, _Tls, bool]:
         elif kind == "smtp_command" and sender == "client":
             if name in ("EHLO", "HELO") and smtp.ehlo is None:
                 smtp.ehlo = detail.split(" ", 1)[1].strip() if " " in detail else ""
+                smtp.ehlo_verb = name  # HELO gets no capability list: STARTTLS unknown
             if name == "STARTTLS" and smtp.starttls_frame is None:
                 smtp.starttls_frame = frame
                 awaiting_starttls_reply = True
