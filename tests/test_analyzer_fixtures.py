@@ -155,11 +155,12 @@ def test_findings_match_the_scenarios_intent(name: str, with_keys: bool) -> None
         row = _conversation(report, tc)
         got = set(report.findings.loc[report.findings["stream"] == row["stream"], "id"])
         assert _required_findings(tc, row["client_cert"]) <= got
-        if row["client_cert"] == "presented" and not tc.get("expected_findings"):
-            # A clean scenario must stay clean: no error or warning about it.
-            bad = report.findings[(report.findings["stream"] == row["stream"])
-                                  & report.findings["severity"].isin(["error", "warning"])]
-            assert bad.empty, list(bad["id"])
+        # Nothing beyond the intent: problems other than the scenario's own are false alarms.
+        # X3 (a 550 seen) and X2 (an alert after a presented certificate) restate the result.
+        problems = report.findings[(report.findings["stream"] == row["stream"])
+                                   & report.findings["severity"].isin(["error", "warning"])]
+        unexpected = set(problems["id"]) - set(tc.get("expected_findings", [])) - {"X2", "X3"}
+        assert not unexpected, unexpected
 
 
 def test_table_columns_are_the_documented_schema() -> None:
