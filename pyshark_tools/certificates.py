@@ -395,7 +395,13 @@ def certificate_rows(
         try:
             info = parse_certificate(der)
         except CertificateParseError as exc:
-            row["parse_error"] = str(exc)
+            # Fingerprints need no parsing: keep them so the row can still be matched
+            # against Windows thumbprints and other tools' logs.
+            row.update(
+                parse_error=str(exc),
+                sha256=hashlib.sha256(der).hexdigest(),
+                sha1=hashlib.sha1(der).hexdigest().upper(),
+            )
         else:
             row.update(
                 subject=info.subject,

@@ -344,7 +344,11 @@ def test_certificate_rows_shape_and_values(pki: PKI) -> None:
     assert leaf["parse_error"] is None
     assert inter["cn"] == "Test Issuing CA" and inter["ekus"] == ""
     assert bad["parse_error"] and bad["parse_error"].startswith("not a DER certificate")
-    other = set(CERTIFICATE_COLUMNS) - {"stream", "frame", "role", "position", "parse_error"}
+    # The fingerprints of the raw bytes survive a parse error; nothing else is guessed.
+    assert bad["sha256"] == hashlib.sha256(b"garbage").hexdigest()
+    assert bad["sha1"] == hashlib.sha1(b"garbage").hexdigest().upper()
+    other = set(CERTIFICATE_COLUMNS) - {"stream", "frame", "role", "position", "parse_error",
+                                        "sha256", "sha1"}
     assert all(bad[column] is None for column in other)
 
 
