@@ -17,6 +17,7 @@ if [ "$mode" = "test" ]; then
     # The tests also record nothing live, but use editcap/capinfos (wireshark-common,
     # pulled in by tshark) and, for the GUI screenshot, wireshark-qt under Xvfb.
     apt_packages+=(python3-venv)
+    apt_packages+=(wireshark-qt xvfb imagemagick x11-utils lua5.2 lua5.3 lua5.4)  # Wireshark GUI screenshot test, Lua syntax checks
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
