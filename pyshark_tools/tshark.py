@@ -44,7 +44,7 @@ class Tshark:
 
 def find_tshark(explicit: str | None = None) -> Tshark:
     """Locate tshark (``$TSHARK`` or PATH) and check that it is new enough."""
-    candidate = explicit or os.environ.get("TSHARK") or shutil.which("tshark")
+    candidate = explicit or os.environ.get("TSHARK") or shutil.which("tshark") or _pyshark_path()
     if not candidate or not (Path(candidate).is_file() or shutil.which(candidate)):
         raise TsharkError(f"tshark was not found: {INSTALL_HINT}")
     try:
@@ -63,6 +63,19 @@ def find_tshark(explicit: str | None = None) -> Tshark:
             f"{'.'.join(map(str, MIN_VERSION))} or newer): {INSTALL_HINT}"
         )
     return Tshark(path=candidate, version=version)
+
+
+def _pyshark_path() -> str | None:
+    """pyshark also knows the usual install folders (Wireshark on Windows and macOS)."""
+    try:
+        from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
+    except ImportError:  # pragma: no cover - pyshark is a declared dependency
+        return None
+    try:
+        found = get_process_path()
+    except TSharkNotFoundException:
+        return None
+    return found if found and Path(found).is_file() else None
 
 
 @dataclass

@@ -24,7 +24,7 @@ def render_text(report: Report, console: Console) -> None:
     if info.get("first_packet_time") is not None:
         span = (f", {pd.Timestamp(info['first_packet_time']):%Y-%m-%d %H:%M:%S} to "
                 f"{pd.Timestamp(info['last_packet_time']):%H:%M:%S} UTC")
-    keys = (f"; key log: {info['keylog_entries']} keys" if info.get("keylog") else "")
+    keys = (f"; key log: {info['keylog_entries']} secret(s)" if info.get("keylog") else "")
     console.print(f"{info['packets_analysed']} packets on ports "
                   f"{', '.join(map(str, info['ports']))}{span}; tshark {info['tshark_version']}"
                   f"{keys}")
@@ -38,21 +38,21 @@ def render_text(report: Report, console: Console) -> None:
                       "--all-tls also reports TLS conversations that are not SMTP.")
         return
     table = Table(title="Conversations", show_lines=False, header_style="bold")
-    for name in ("stream", "client -> server", "server host", "EHLO", "TLS",
-                 "client certificate", "client leaf / trust", "findings"):
+    for name in ("stream", "client", "server", "TLS", "client certificate", "findings"):
         table.add_column(name, overflow="fold")
     for _, c in conv.iterrows():
         verdict = _s(c["client_cert"])
-        host = _s(c["server_host"]) + (" [EXO]" if c["exchange_online"] else "")
+        server = _s(c["server_host"]) or _s(c["server"])
+        if c["exchange_online"]:
+            server += " (Exchange Online)"
         leaf = _s(c["client_leaf_subject"])
-        if _s(c["client_chain_trust"]):
-            leaf += f" ({c['client_chain_trust']})"
+        label = verdict_label(verdict) + (f"\n{leaf}" if leaf else "")
         sev = _s(c["severity"])
         table.add_row(
-            _s(c["stream"]), f"{c['client']} -> {c['server']}", host, _s(c["ehlo"]),
-            _s(c["tls_version"]) or ("no TLS" if verdict == "no_tls" else ""),
-            Text(verdict_label(verdict), style=VERDICT_STYLES.get(verdict, "")),
-            leaf, Text(_s(c["finding_ids"]), style=SEVERITY_STYLES.get(sev, "")),
+            _s(c["stream"]), _s(c["client"]), server,
+            _s(c["tls_version"]) or ("none" if verdict == "no_tls" else ""),
+            Text(label, style=VERDICT_STYLES.get(verdict, "")),
+            Text(_s(c["finding_ids"]) or "-", style=SEVERITY_STYLES.get(sev, "")),
         )
     console.print(table)
     findings = report.findings
@@ -66,8 +66,13 @@ def render_text(report: Report, console: Console) -> None:
         console.print()
         console.print(Text(f"Stream {stream}: {c['client']} -> {c['server']} ({host}{exo})",
                            style="bold"))
+        console.print(f"  EHLO {_s(c['ehlo']) or '(none seen)'}; {_s(c['tls_version']) or 'no TLS'}"
+                      f"{'; cipher ' + _s(c['cipher']) if _s(c['cipher']) else ''}")
         console.print(f"  client certificate: {verdict_label(c['client_cert'])}: "
                       f"{_s(c['verdict_reason'])}")
+        if _s(c["client_leaf_subject"]):
+            console.print(f"  client leaf: {c['client_leaf_subject']} "
+                          f"(trust: {_s(c['client_chain_trust']) or 'unknown'})")
         for _, f in group.iterrows():
             sev = str(f["severity"])
             console.print(Text(f"  [{sev.upper()}] {f['id']} {f['title']}",
