@@ -134,7 +134,8 @@ def main() -> None:
               help="Only this TCP stream (tcp.stream in Wireshark; repeatable).")
 @click.option("--exo-only", is_flag=True,
               help="Only conversations with Exchange Online (*.mail.protection.outlook.com).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "markdown"]),
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "markdown",
+                                                        "html"]),
               default="text", show_default=True)
 @click.option("--table", type=click.Choice(["conversations", "certificates", "findings",
                                              "events"]),
@@ -159,6 +160,10 @@ def report_command(capture: str, keylog: str | None, expect_cert_name: str | Non
             click.echo(f"warning: {warning}", err=True)
     if fmt == "text":
         text = _render_console(lambda console: _text(result, console), target, color)
+    elif fmt == "html":  # one self-contained page; -o FILE, or stdout
+        from .render.html import render_html
+
+        text = render_html(result)
     else:
         from .render import data
 

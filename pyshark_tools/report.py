@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,6 +23,9 @@ from .findings import Options, diagnose, worst
 from .keylog import check_keylog
 from .schema import EXIT_OK, EXIT_PROBLEMS, Severity
 from .tshark import CaptureError, Tshark, find_tshark
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .views import ConversationView
 
 
 @dataclass
@@ -44,6 +47,17 @@ class Report:
 
     def exit_code(self) -> int:
         return EXIT_PROBLEMS if len(self.problems) else EXIT_OK
+
+    def conversation(self, stream: int) -> ConversationView:
+        """One conversation: ``.follow()``, ``.ladder()``, ``.certificates``, ``.packets()``."""
+        from .views import ConversationView
+
+        return ConversationView(self, stream)
+
+    def _repr_html_(self) -> str:
+        from .render.html import report_fragment
+
+        return report_fragment(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: capture, conversations, certificates, findings."""
