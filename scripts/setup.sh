@@ -41,10 +41,17 @@ fi
 case "$mode" in
     demo)
         shift || true
-        capture="${1:-fixtures/tls12-client-cert-empty.pcapng}"
-        echo "setup: done. Running: .venv/bin/tls-smtp-report $capture" >&2
+        if [ "$#" -gt 0 ]; then
+            args=("$@")
+        else
+            # The seed's case, with its key log so the 550 5.7.64 inside TLS shows too.
+            args=(fixtures/tls12-client-cert-empty.pcapng
+                  --keylog fixtures/tls12-client-cert-empty.keys
+                  --expect-cert-name mail.contoso.com)
+        fi
+        echo "setup: done. Running: .venv/bin/tls-smtp-report ${args[*]}" >&2
         status=0
-        .venv/bin/tls-smtp-report "$capture" || status=$?
+        .venv/bin/tls-smtp-report "${args[@]}" || status=$?
         echo "(exit code $status: 0 nothing wrong, 1 problems found, 2 usage, 3 tshark, 4 unreadable capture)" >&2
         [ "$status" -le 1 ]
         ;;
