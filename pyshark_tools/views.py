@@ -241,6 +241,8 @@ def _capture_class() -> type:
 def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
                       keylog: str | os.PathLike | None, ports: Any, limit: int | None,
                       timeout: float) -> list[Any]:
+    from pyshark.capture.capture import StopCapture
+
     from .tshark import find_tshark
 
     _ensure_thread_safe_child_watcher()
@@ -255,8 +257,12 @@ def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
             override_prefs=prefs, decode_as=_decode_as(ports) or None,
             tshark_path=find_tshark().path, eventloop=loop,
         )
-        loop.run_until_complete(asyncio.wait_for(
-            cap.packets_from_tshark(packets.append, packet_count=limit), timeout))
+        def keep(packet: Any) -> None:
+            packets.append(packet)
+            if limit and len(packets) >= limit:
+                raise StopCapture  # tshark's -c counts packets before the display filter
+
+        loop.run_until_complete(asyncio.wait_for(cap.packets_from_tshark(keep), timeout))
         return packets
     except TimeoutError:
         raise PacketReadError(f"pyshark did not finish within {timeout:.0f} s") from None
