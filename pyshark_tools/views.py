@@ -366,7 +366,7 @@ def plot_timeline(report: Report, ax: Any = None) -> Any:
     ax.set_title("SMTP conversations, coloured by client-certificate verdict")
     seen = list(dict.fromkeys(str(v) for v in report.conversations["client_cert"]))
     ax.legend(handles=[Patch(color=_hex(v), label=verdict_label(v)) for v in seen],
-              loc="upper left", fontsize=8, frameon=True)
+              loc="upper right", fontsize=8, frameon=True)
     ax.grid(axis="x", alpha=0.3)
     return ax
 
@@ -390,11 +390,12 @@ def plot_certificate_validity(report: Report, ax: Any = None) -> Any:
         kind = "leaf" if c["position"] == 0 else "CA"
         labels.append(f"{c['cn'] or c['subject']}  ({c['role']} {kind})")
     ax.axvline(when, color="#24292f", linestyle="--", linewidth=1.2)
-    ax.annotate("capture", (when, len(certs) - 0.4), xytext=(4, 0),
-                textcoords="offset points", fontsize=8.5)
+    ax.text(when, 1.01, f" capture {when:%Y-%m-%d}", transform=ax.get_xaxis_transform(),
+            fontsize=8.5, ha="center", va="bottom")
     ax.set_yticks(range(len(labels)), labels, fontsize=8.5)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
-    ax.set_title("Certificate validity windows (green: valid at capture time, red: not)")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+    ax.set_title("Certificate validity windows (green: valid at capture time, red: not)",
+                 pad=18)
     ax.grid(axis="x", alpha=0.3)
     return ax
 
