@@ -18,6 +18,7 @@ if [ "$mode" = "test" ]; then
     # pulled in by tshark) and, for the GUI screenshot, wireshark-qt under Xvfb.
     apt_packages+=(python3-venv)
     apt_packages+=(wireshark-qt xvfb imagemagick x11-utils lua5.2 lua5.3 lua5.4)  # Wireshark GUI screenshot test, Lua syntax checks
+    apt_packages+=(chromium)  # HTML report test in a real headless browser, docs screenshots
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
