@@ -86,9 +86,10 @@ def _capture_summary(report: Report) -> str:
     if info.get("first_packet_time") is not None:
         rows.append(("Time", f"{_e(_ts(info['first_packet_time']))} to "
                              f"{_e(_ts(info['last_packet_time']))}"))
-    rows.append(("Packets analysed", f"{info['packets_analysed']:,} on ports "
+    rows.append(("Packets analysed", f"{info['packets_analysed']:,} packets on ports "
                  + ", ".join(str(p) for p in info["ports"])))
-    keylog = (f"<code>{_e(info['keylog'])}</code> ({info['keylog_entries']} keys)"
+    entries = int(info.get("keylog_entries") or 0)
+    keylog = (f"<code>{_e(info['keylog'])}</code> ({entries} key{'s' if entries != 1 else ''})"
               if info.get("keylog") else "none (TLS 1.3 handshakes and SMTP inside TLS stay "
               "hidden)")
     rows.append(("TLS key log", keylog))
@@ -241,7 +242,7 @@ def certificates_html(report: Report) -> str:
             f"<tr><td>{_e(roles)} {kind}<br><span class='muted'>stream(s) {streams}</span></td>"
             f"<td><b>{_e(c['subject'])}</b><br><span class='muted'>SANs:</span> "
             f"{_e(c['sans']) or '<span class=muted>none</span>'}<br><span class='muted'>"
-            f"EKU:</span> {_e(c['ekus'])}{trust_html}</td>"
+            f"EKU:</span> {_e(c['ekus']) or '<span class=muted>none</span>'}{trust_html}</td>"
             f"<td>{_e(c['issuer'])}</td><td>{validity}</td><td>{key}</td>"
             f'<td class="mono thumb">SHA-1 {_e(c["sha1"])}<br>SHA-256 {_e(c["sha256"])}</td>'
             "</tr>")
