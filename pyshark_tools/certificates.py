@@ -23,8 +23,10 @@ first one learns about the next one too:
     the leaf is self-issued (issuer == subject, signature verifies with its own key) and
     is not itself in the trust store.
 ``missing_intermediate``
-    following issuer names from the leaf, some issuer is neither in the presented chain
-    nor among the store's roots: the sender did not send its full chain. Exchange Online
+    the sender sent only its leaf and the leaf's issuer is neither in the presented chain
+    nor among the store's roots: the sender did not send its intermediate. (When the sender
+    did send intermediates and only the top one's issuer is unknown, the status is
+    ``untrusted``: that is what a private CA looks like.) Exchange Online
     does not fetch intermediates (AIA), so this fails there (450 4.4.317 / 5.7.64). A
     private CA whose root was not sent looks the same; the detail says so.
 ``untrusted``
@@ -580,6 +582,17 @@ def validate_chain(
                 "self_signed",
                 "the leaf is self-signed (issuer = subject, signed by its own key) "
                 "and is not in the trust store",
+            )
+        )
+    elif end == "missing" and missing is not None and path[-1] > 0:
+        # The sender did send intermediates; what is unknown is the root above them.
+        top = certs[path[-1]]
+        problems.append(
+            (
+                "untrusted",
+                f"the chain ends at {top.subject.rfc4514_string()}, whose issuer "
+                f"{missing.rfc4514_string()} is not in the trust store: a private or "
+                "enterprise CA, or a further intermediate CA the sender did not send",
             )
         )
     elif end == "missing" and missing is not None:

@@ -206,3 +206,56 @@ def test_mixed_traffic_finds_exchange_online_among_noise() -> None:
     only = analyze(FIXTURES / truth["capture"], exo_only=True,
                    trust_store=FIXTURES / truth["trust_store"])
     assert set(only.conversations["client_port"]) == exo_truth
+
+
+def _ids(report: Report) -> set[str]:
+    return set(report.findings["id"])
+
+
+def test_accepted_domains_rule_w12() -> None:
+    capture = FIXTURES / "tls12-client-cert-ok.pcapng"
+    trust = FIXTURES / "pki" / "test-root-ca.pem"
+    ok = analyze(capture, trust_store=trust, expect_cert_name="mail.contoso.com",
+                 accepted_domains=["contoso.com"])
+    assert "W12" not in _ids(ok) and ok.exit_code() == 0
+    wrong = analyze(capture, trust_store=trust, expect_cert_name="mail.contoso.com",
+                    accepted_domains=["fabrikam.com"])
+    assert "W12" in _ids(wrong) and wrong.exit_code() == 1
+
+
+def test_wildcard_connector_name_matches_and_other_domain_does_not() -> None:
+    capture = FIXTURES / "tls12-client-cert-ok.pcapng"
+    trust = FIXTURES / "pki" / "test-root-ca.pem"
+    assert "W11" not in _ids(analyze(capture, trust_store=trust,
+                                     expect_cert_name="*.contoso.com"))
+    assert "W11" in _ids(analyze(capture, trust_store=trust, expect_cert_name="*.fabrikam.com"))
+
+
+def test_sender_ip_rule_w17() -> None:
+    capture = FIXTURES / "tls12-client-cert-ok.pcapng"
+    trust = FIXTURES / "pki" / "test-root-ca.pem"
+    inside = analyze(capture, trust_store=trust, sender_ips=["203.0.113.0/24"])
+    outside = analyze(capture, trust_store=trust, sender_ips=["198.51.100.0/24"])
+    assert "W17" not in _ids(inside)
+    assert "W17" in _ids(outside)
+
+
+def test_default_trust_store_calls_the_test_pki_untrusted() -> None:
+    """Without --trust-store, Mozilla's roots apply: the test CA is a private CA (W9)."""
+    report = analyze(FIXTURES / "tls12-client-cert-ok.pcapng")
+    leaf = report.certificates[(report.certificates["role"] == "client")
+                               & (report.certificates["position"] == 0)].iloc[0]
+    assert leaf["trust"] == "untrusted"
+    assert "W9" in _ids(report)
+
+
+def test_internal_ehlo_name_adds_w6b() -> None:
+    """diagnose() is a pure function of the tables: change the EHLO name, get W6b."""
+    from pyshark_tools.findings import Options, diagnose
+
+    report = _report("tls12-client-cert-empty", False)
+    conversations = report.conversations.copy()
+    assert "W6b" not in _ids(report)
+    conversations.loc[0, "ehlo"] = "exch01.contoso.local"
+    findings = diagnose(conversations, report.certificates, report.events, Options())
+    assert {"W6", "W6b"} <= set(findings["id"])
