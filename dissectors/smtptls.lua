@@ -433,6 +433,13 @@ local function record(st, fnum, pinfo, fr)
         elseif has(fr.hstypes, 2) then st.client = dst
         elseif fr.smtp_req then st.client = src
         elseif fr.smtp_rsp then st.client = dst
+        elseif #fr.ctypes > 0 then
+            -- Mid-stream TLS without a handshake in view: the higher port is the client's.
+            if (tonumber(pinfo.src_port) or 0) > (tonumber(pinfo.dst_port) or 0) then
+                st.client = src
+            else
+                st.client = dst
+            end
         end
     end
     st.last = math.max(st.last or 0, fnum)
@@ -589,6 +596,12 @@ local function decide(st, upto, final)
         local shd, scert = seen("shd"), seen("srv_cert")
         if sccs and (shd == nil or shd > sccs) and (scert == nil or scert > sccs) then
             return "resumed", sccs
+        end
+        -- The server's flight ended (ServerHelloDone) without a CertificateRequest: the
+        -- server did not ask, whatever happens next.
+        local cr0 = seen("certreq")
+        if shd and (cr0 == nil or cr0 > shd) and (ended == nil or shd <= ended) then
+            return "not_requested", shd
         end
         local cf = minf("cli_kx", "cli_ccs", "cli_cv", "cli_nocert")
         if cf and (ended == nil or cf <= ended) then
