@@ -278,3 +278,44 @@ def test_lua_uses_no_bit_library() -> None:
     code = plugin_source().read_text()
     assert not re.search(r"\bbit32?\.", code)
     assert "\r" not in code
+
+
+# --------------------------------------------------------------------------------------
+# Two implementations that must agree: smtptls.lua and the Python analyzer
+# --------------------------------------------------------------------------------------
+
+
+def _python_verdicts(capture: Path, keylog: Path | None, ports: tuple[int, ...]) -> dict:
+    from pyshark_tools import analyze
+
+    report = analyze(capture, keylog=keylog, ports=ports)
+    conv = report.conversations
+    return {int(s): str(v) for s, v in zip(conv["stream"], conv["client_cert"], strict=True)}
+
+
+def _usable(keylog: Path | None) -> Path | None:
+    from pyshark_tools.keylog import KeylogError, check_keylog
+
+    if keylog is None:
+        return None
+    try:
+        check_keylog(keylog)
+    except KeylogError:
+        return None
+    return keylog
+
+
+@pytest.mark.skipif(not SCENARIOS, reason="no fixtures yet")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_lua_agrees_with_python_analyzer(name: str, mode: str) -> None:
+    truth = fixture_truth(name)
+    keylog = _usable(_keylog(truth, mode))
+    if mode == "with_keylog" and keylog is None:
+        pytest.skip("no usable key log")
+    ports = tuple(sorted({c["server_port"] for c in truth["conversations"]} - {53, 80, 443}))
+    python = _python_verdicts(fixture_path(name), keylog, ports)
+    lua = lua_verdicts(fixture_path(name), keylog)
+    assert python, "the analyzer reported no conversation"
+    disagree = {s: (v, lua.get(s)) for s, v in python.items() if lua.get(s) != v}
+    assert not disagree, f"stream: (python, lua) {disagree}"
