@@ -62,7 +62,10 @@ def dissectors_dir() -> Path:
     override = os.environ.get("TLS_SMTP_DISSECTORS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1] / "dissectors"
+    shipped = Path(__file__).resolve().parent / "dissectors"  # installed from a wheel
+    if (shipped / PLUGIN_NAME).is_file():
+        return shipped
+    return Path(__file__).resolve().parents[1] / "dissectors"  # a checkout
 
 
 def plugin_source() -> Path:
