@@ -10,7 +10,6 @@ SMTP sessions are compared for EHLO and certificate SHA-1 hashes. Nothing is cop
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import pytest
 from pyshark_tools import analyze
 from pyshark_tools.report import Report
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+from .corpus import CORPUS, baseline_traces, zeek_rows
+
 if not CORPUS.is_dir():
     pytest.skip(f"peer corpus not found at {CORPUS}", allow_module_level=True)
 
@@ -28,32 +28,8 @@ ZEEK_VERSIONS = {"SSLv3": "SSL 3.0", "TLSv10": "TLS 1.0", "TLSv11": "TLS 1.1",
                  "TLSv12": "TLS 1.2", "TLSv13": "TLS 1.3"}
 
 
-def _baseline_traces() -> dict[str, list[Path]]:
-    """Zeek baseline folder -> the traces (present in the corpus) it was made from."""
-    readme = (CORPUS / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Which traces each Zeek baseline was made from", 1)[1]
-    out: dict[str, list[Path]] = {}
-    for folder, listed in re.findall(r"^\| ([\w.\-]+) \| ([^|]*) \|$", section, re.M):
-        name = re.sub(r"\.(zeek|test)$", "", folder)
-        traces = [CORPUS / "zeek" / "Traces" / t.strip() for t in listed.split(",") if t.strip()]
-        present = [t for t in traces if t.is_file()]
-        if present and (CORPUS / "zeek" / "Baseline" / name / "ssl.log").is_file():
-            out[name] = present
-    return out
-
-
-BASELINES = _baseline_traces()
-
-
-def _rows(log: Path) -> list[dict[str, str]]:
-    fields: list[str] = []
-    rows = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"), strict=False)))
-    return rows
+BASELINES = {name: traces for name, traces in baseline_traces().items()
+             if (CORPUS / "zeek" / "Baseline" / name / "ssl.log").is_file()}
 
 
 @cache
@@ -92,7 +68,7 @@ def _fps(value: str) -> list[str] | None:
 def test_zeek_ssl_log(baseline: str) -> None:
     traces = BASELINES[baseline]
     reports = [_report(t) for t in traces]
-    rows = _rows(CORPUS / "zeek" / "Baseline" / baseline / "ssl.log")
+    rows = zeek_rows(CORPUS / "zeek" / "Baseline" / baseline / "ssl.log")
     matched = 0
     for row in rows:
         conv = _find(reports, row)

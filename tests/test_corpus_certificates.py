@@ -19,9 +19,7 @@ import pytest
 
 from pyshark_tools.certificates import CertInfo, parse_certificate
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-ZEEK = CORPUS / "zeek"
-ARKIME = CORPUS / "arkime"
+from .corpus import ARKIME, CORPUS, ZEEK, baseline_traces, zeek_rows
 
 if not CORPUS.is_dir():
     pytest.skip(f"peer corpus not found at {CORPUS}", allow_module_level=True)
@@ -34,15 +32,12 @@ if TSHARK is None:
 
 def _zeek_traces() -> dict[str, list[Path]]:
     """capture (relative to zeek/Traces) -> x509.log files of the baselines that read it."""
-    readme = (CORPUS / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Which traces each Zeek baseline was made from", 1)[1]
     traces: dict[str, list[Path]] = {}
-    for folder, listed in re.findall(r"^\| ([\w.\-]+) \| ([^|]*) \|$", section, re.M):
-        baseline = ZEEK / "Baseline" / folder.rsplit(".", 1)[0]
-        logs = sorted(baseline.glob("*x509.log")) if baseline.is_dir() else []
-        for trace in (t.strip() for t in listed.split(",")):
-            if trace and logs and (ZEEK / "Traces" / trace).is_file():
-                traces.setdefault(trace, []).extend(logs)
+    for name, present in baseline_traces().items():
+        logs = sorted((ZEEK / "Baseline" / name).glob("*x509.log"))
+        for trace in present:
+            if logs:
+                traces.setdefault(str(trace.relative_to(ZEEK / "Traces")), []).extend(logs)
     return traces
 
 
@@ -77,17 +72,6 @@ def _extract(capture: Path) -> list[tuple[int, int, bytes]]:
         for hexed in filter(None, certs.split("|")):
             found.append((int(stream or -1), int(frame), bytes.fromhex(hexed.replace(":", ""))))
     return found
-
-
-def _zeek_rows(log: Path) -> list[dict[str, str]]:
-    fields: list[str] = []
-    rows = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"), strict=True)))
-    return rows
 
 
 def _zeek_unescape(value: str) -> str:
@@ -152,7 +136,7 @@ def _compare_zeek(info: CertInfo, row: dict[str, str]) -> list[str]:
 def test_zeek_x509_baseline(trace: str) -> None:
     expected: dict[str, dict[str, str]] = {}
     for log in ZEEK_TRACES[trace]:
-        for row in _zeek_rows(log):
+        for row in zeek_rows(log):
             expected.setdefault(row["fingerprint"], row)
     certs = _extract(ZEEK / "Traces" / trace)
     if not certs:
