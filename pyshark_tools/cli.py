@@ -116,7 +116,8 @@ def main() -> None:
 
 
 @main.command("report", epilog=EXIT_CODES_HELP)
-@capture_argument
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...",
+                type=click.Path(dir_okay=True, path_type=str))
 @keylog_option
 @click.option("--expect-cert-name", metavar="NAME",
               help="The inbound connector's TlsSenderCertificateName (e.g. mail.contoso.com "
@@ -142,19 +143,38 @@ def main() -> None:
               default="conversations", show_default=True, help="Which table --format csv writes.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of the terminal.")
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
-def report_command(capture: str, keylog: str | None, expect_cert_name: str | None,
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, metavar="N",
+              help="Shard conversations over N processes (default: all cores).")
+@click.option("--no-prefilter", is_flag=True,
+              help="Reference engine: one tshark pass over the whole capture (slower; the "
+                   "fast engine gives the same report).")
+@click.option("--dask-scheduler", metavar="ADDR",
+              help="Run the conversation shards on a Dask cluster (e.g. tcp://host:8786); "
+                   "workers must see the same temporary folder (TMPDIR).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def report_command(captures: tuple[str, ...], keylog: str | None,
+                   expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
                    trust_store: str | None, ports: tuple[int, ...], all_tls: bool,
                    streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
-                   output: str | None, color: bool | None) -> None:
-    """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings."""
+                   output: str | None, color: bool | None, jobs: int | None,
+                   no_prefilter: bool, dask_scheduler: str | None, quiet: bool) -> None:
+    """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
+
+    Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
+    """
+    capture: str | list[str] = captures[0] if len(captures) == 1 else list(captures)
     target = _output_target(output)
+    dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
     result = _run_analysis(
         capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
         expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
         sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
-        streams=streams or None, exo_only=exo_only,
+        streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
+        dask_client=dask_client, progress=False if quiet else None,
     )
+    if dask_client is not None:
+        dask_client.close()
     for warning in result.warnings:
         if fmt != "text":
             click.echo(f"warning: {warning}", err=True)
@@ -171,6 +191,19 @@ def report_command(capture: str, keylog: str | None, expect_cert_name: str | Non
             fmt, lambda r: data.to_csv(r, table))(result)
     _write(target, text)
     sys.exit(result.exit_code())
+
+
+def _dask_client(address: str):
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise _Failure("--dask-scheduler needs Dask: pip install 'pyshark-tools[dask]'",
+                       EXIT_USAGE) from None
+    try:
+        return Client(address, timeout=10)
+    except Exception as exc:  # OSError, TimeoutError, ValueError (bad address) ...
+        raise _Failure(f"cannot reach the Dask scheduler at {address} ({exc})",
+                       EXIT_USAGE) from None
 
 
 def _text(report: Report, console: Console) -> None:

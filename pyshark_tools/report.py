@@ -17,9 +17,8 @@ import pandas as pd
 from . import __version__
 from .cert_table import build_certificates
 from .certificates import TrustStore, load_trust_store
-from .conversations import summarise
 from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
-from .findings import Options, diagnose, worst
+from .findings import Options, worst
 from .keylog import check_keylog
 from .schema import EXIT_OK, EXIT_PROBLEMS, Severity
 from .tshark import CaptureError, Tshark, find_tshark
@@ -125,21 +124,54 @@ def analyze(
     streams: Iterable[int] | None = None,
     exo_only: bool = False,
     tshark: Tshark | None = None,
+    jobs: int | None = None,
+    prefilter: bool = True,
+    dask_client: Any = None,
+    progress: bool | None = None,
 ) -> Report:
-    """Analyse one capture. Raises TsharkError, CaptureError, KeylogError, TrustStoreError."""
+    """Analyse one capture. Raises TsharkError, CaptureError, KeylogError, TrustStoreError.
+
+    ``capture`` may also be a folder, a glob pattern or a list of captures: they are analysed
+    one by one and merged into one report (a ``capture`` column names each row's file).
+    ``prefilter`` (default) uses the fast engine (``pyshark_tools.parallel``): only the packets
+    tshark needs, conversations sharded over ``jobs`` processes (default: all cores) or over
+    a Dask cluster (``dask_client``); captures it cannot read exactly fall back to the
+    reference engine (one tshark pass), with identical results. ``progress``: a bar of bytes
+    read on a terminal (None: when stderr is a terminal).
+    """
+    from .parallel import analyze_many, is_many
+
+    if is_many(capture):
+        return analyze_many(
+            capture, keylog=keylog, ports=ports, expect_cert_name=expect_cert_name,
+            accepted_domains=accepted_domains, sender_ips=sender_ips, trust_store=trust_store,
+            all_tls=all_tls, streams=streams, exo_only=exo_only, tshark=tshark, jobs=jobs,
+            prefilter=prefilter, dask_client=dask_client, progress=progress,
+        )
     path = Path(capture)
     _check_capture(path)
     keylog_info = check_keylog(keylog) if keylog is not None else None
     store = trust_store if isinstance(trust_store, TrustStore) else load_trust_store(trust_store)
     tshark = tshark or find_tshark()
     ports = tuple(dict.fromkeys([*ports, *IMPLICIT_TLS_PORTS]))
-    extraction = extract(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog)
+    from .parallel import extract_with_engine
+
+    extraction, engine, engine_note = extract_with_engine(
+        tshark, path, ports=ports, all_tls=all_tls, keylog=keylog, prefilter=prefilter,
+        jobs=jobs, dask_client=dask_client, progress=progress, reference=extract,
+    )
     certificates = build_certificates(extraction.certificate_messages, store)
-    conversations = summarise(extraction, certificates, ports=ports, all_tls=all_tls)
     options = Options(expect_cert_name=expect_cert_name,
                       accepted_domains=tuple(accepted_domains), sender_ips=tuple(sender_ips))
-    findings = diagnose(conversations, certificates, extraction.events, options)
-    conversations = _attach_severity(conversations, findings)
+    # summarise + diagnose + severity, chunk by chunk of conversations (linear cost; the
+    # fast engine spreads the chunks over its processes)
+    from .parallel import build_tables, default_jobs
+
+    conversations, findings = build_tables(
+        extraction, certificates, ports=ports, all_tls=all_tls, options=options,
+        jobs=(jobs or default_jobs()) if engine == "fast" else 1,
+        dask_client=dask_client if engine == "fast" else None,
+    )
 
     wanted = set(streams) if streams is not None else None
     if exo_only:
@@ -173,6 +205,8 @@ def analyze(
         "accepted_domains": list(options.accepted_domains),
         "tshark_version": tshark.version_text,
         "tool_version": __version__,
+        "engine": engine,
+        "engine_note": engine_note,
         "warnings": warnings,
     }
     return Report(

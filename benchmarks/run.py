@@ -1,0 +1,307 @@
+"""The performance benchmark: ``python -m benchmarks.run [--work DIR] [--scale 1.0] [--quick]``.
+
+Back to back on the same machine, over the same generated capture (``benchmarks.generate``):
+
+* the bare ``tshark -T fields -e frame.number`` pass and the bare pass with the analyzer's
+  display filter and fields (``-T fields`` into /dev/null) -- the baseline;
+* pyshark (``use_json=True``, its fastest mode) over a slice of the capture, and
+  ``tls-smtp-report`` over the same slice;
+* ``tls-smtp-report`` with each lever: the reference engine (``--no-prefilter``), the
+  prefilter alone (``--jobs 1``), prefilter + shards on all cores (the default), and the
+  shards on a Dask ``LocalCluster``;
+* the default run over 4 capture sizes (the scaling curve).
+
+Wall time, CPU time (user+sys of the process and everything it waited for) and peak RSS of
+all processes together (sampled every 50 ms) go into ``benchmarks/RESULTS.md``; the reports
+of every lever are compared (conversations, certificates, findings must be identical).
+Benchmarks are not tests: this takes several minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from benchmarks.generate import generate
+from pyshark_tools.events import FIELDS, decode_as_rules, display_filter
+from pyshark_tools.tshark import field_command, find_tshark
+
+HERE = Path(__file__).resolve().parent
+PORTS = (25, 587, 465)
+SCALES = (0.125, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class Run:
+    name: str
+    wall: float
+    cpu: float
+    peak_rss: int
+    returncode: int
+    packets: int = 0
+
+    def row(self, base: Run | None) -> str:
+        ratio = f"{self.wall / base.wall:.2f}x" if base else ""
+        mem = f"{self.peak_rss / base.peak_rss:.2f}x" if base else ""
+        return (f"| {self.name} | {self.wall:.1f} | {self.cpu:.1f} | "
+                f"{self.peak_rss / 2**20:,.0f} | {ratio} | {mem} |")
+
+
+def measure(name: str, cmd: list[str], *, stdout=subprocess.DEVNULL, env=None) -> Run:
+    """Run ``cmd``; wall, CPU of it and its waited-for children, peak RSS of the tree."""
+    peak = 0
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        try:
+            root = psutil.Process(proc.pid)
+        except psutil.Error:
+            return
+        while not stop.is_set():
+            total = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+            peak = max(peak, total)
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    stderr = proc.stderr.read() if proc.stderr else b""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    stop.set()
+    thread.join()
+    if proc.returncode not in (0, 1):
+        print(f"{name}: exit {proc.returncode}: {stderr.decode(errors='replace')[-500:]}",
+              file=sys.stderr)
+    return Run(name, wall, usage.ru_utime + usage.ru_stime, peak, proc.returncode)
+
+
+def report_cmd(capture: Path, out: Path, *extra: str) -> list[str]:
+    exe = shutil.which("tls-smtp-report", path=str(Path(sys.executable).parent))
+    exe = exe or "tls-smtp-report"
+    return [exe, str(capture), "--format", "json", "-o", str(out), "--quiet", *extra]
+
+
+def same_report(a: Path, b: Path) -> bool:
+    da, db = json.loads(a.read_text()), json.loads(b.read_text())
+    return all(da[k] == db[k] for k in ("conversations", "certificates", "findings"))
+
+
+def pyshark_slice(capture: Path) -> tuple[float, int]:
+    code = (
+        "import sys,time,pyshark\n"
+        "t=time.monotonic(); n=0\n"
+        "cap=pyshark.FileCapture(sys.argv[1], use_json=True, keep_packets=False)\n"
+        "for p in cap: n+=1\n"
+        "cap.close()\n"
+        "print(n, time.monotonic()-t)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(capture)], capture_output=True,
+                          text=True, check=True)
+    n, secs = done.stdout.split()
+    return float(secs), int(n)
+
+
+def count_packets(capture: Path) -> int:
+    from pyshark_tools.prefilter import prefilter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return prefilter(capture, tmp, ports=PORTS, shards=1).packets_total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="tls-smtp-report benchmark")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tsr-bench")
+    parser.add_argument("--scale", type=float, default=1.0, help="size of the main capture")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--slice", type=int, default=20000, help="packets in the pyshark slice")
+    parser.add_argument("--quick", action="store_true", help="skip the scaling curve and Dask")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    tshark = find_tshark()
+    scales = sorted({*(s * args.scale for s in SCALES)}) if not args.quick else [args.scale]
+    captures: dict[float, tuple[Path, dict]] = {}
+    for scale in scales:
+        path = args.work / f"bench-{scale:g}-{args.seed}.pcapng"
+        meta_path = path.with_suffix(".json")
+        if not path.exists() or not meta_path.exists():
+            t = time.monotonic()
+            meta = generate(path, scale=scale, seed=args.seed)
+            meta["generate_s"] = round(time.monotonic() - t, 1)
+            meta_path.write_text(json.dumps(meta))
+        captures[scale] = (path, json.loads(meta_path.read_text()))
+        print(f"capture {path}: {captures[scale][1]}", flush=True)
+    main_path, meta = captures[args.scale]
+    packets = meta["packets"]
+    out = args.work / "out"
+    out.mkdir(exist_ok=True)
+
+    runs: list[Run] = []
+    bare = measure("bare `tshark -T fields -e frame.number`",
+                   [tshark.path, "-n", "-r", str(main_path), "-T", "fields", "-e",
+                    "frame.number"])
+    runs.append(bare)
+    ref_cmd = field_command(tshark, main_path, FIELDS, display_filter=display_filter(PORTS, False),
+                            decode_as=decode_as_rules(PORTS))
+    baseline = measure("bare tshark, analyzer's filter and fields (baseline)", ref_cmd)
+    runs.append(baseline)
+    print(runs[-2:], flush=True)
+
+    levers = [
+        ("tls-smtp-report --no-prefilter (reference engine)", ("--no-prefilter",)),
+        ("tls-smtp-report --jobs 1 (prefilter only)", ("--jobs", "1")),
+        ("tls-smtp-report (default: prefilter + shards on all cores)", ()),
+    ]
+    outputs = []
+    for name, extra in levers:
+        target = out / f"{len(outputs)}.json"
+        runs.append(measure(name, report_cmd(main_path, target, *extra)))
+        outputs.append((name, target))
+        print(runs[-1], flush=True)
+    dask_run = None
+    if not args.quick:
+        dask_target = out / "dask.json"
+        dask_run = _dask_measure(main_path, dask_target)
+        if dask_run:
+            runs.append(dask_run)
+            outputs.append((dask_run.name, dask_target))
+            print(dask_run, flush=True)
+    identical = all(same_report(outputs[0][1], t) for _n, t in outputs[1:])
+
+    # pyshark vs tls-smtp-report on the same slice
+    slice_path = args.work / f"slice-{args.slice}.pcapng"
+    subprocess.run(["editcap", "-r", str(main_path), str(slice_path), f"1-{args.slice}"],
+                   check=True)
+    py_secs, py_n = pyshark_slice(slice_path)
+    tsr_slice = measure("tls-smtp-report on the slice", report_cmd(slice_path,
+                                                                    out / "slice.json"))
+
+    curve = []
+    for scale in scales if not args.quick else []:
+        path, m = captures[scale]
+        b = measure("bare", [*field_command(tshark, path, FIELDS,
+                                            display_filter=display_filter(PORTS, False),
+                                            decode_as=decode_as_rules(PORTS))])
+        r = measure("report", report_cmd(path, out / f"curve-{scale:g}.json"))
+        curve.append((m, b, r))
+        print(scale, b, r, flush=True)
+
+    default = runs[4]
+    text = _markdown(meta, runs, baseline, default, identical, py_secs, py_n, tsr_slice,
+                     args.slice, curve, packets, bare)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+def _dask_measure(capture: Path, target: Path) -> Run | None:
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        return None
+    code = (
+        "import sys\n"
+        "from dask.distributed import Client, LocalCluster\n"
+        "from pyshark_tools import analyze\n"
+        "import json, pathlib\n"
+        "if __name__ == '__main__':\n"
+        "    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,\n"
+        "                      dashboard_address=None) as cluster, Client(cluster) as client:\n"
+        "        rep = analyze(sys.argv[1], dask_client=client, progress=False)\n"
+        "    pathlib.Path(sys.argv[2]).write_text(json.dumps(rep.to_dict(), default=str))\n"
+    )
+    script = target.with_suffix(".py")
+    script.write_text(code)
+    return measure("tls-smtp-report shards on a Dask LocalCluster (2 workers, incl. start-up)",
+                   [sys.executable, str(script), str(capture), str(target)])
+
+
+def _markdown(meta, runs, baseline, default, identical, py_secs, py_n, tsr_slice, slice_n,
+              curve, packets, bare) -> str:
+    cpu = psutil.cpu_count()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {cpu} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"{platform.platform()}, Python {platform.python_version()}, "
+        f"{find_tshark().version_text and 'tshark ' + find_tshark().version_text}. "
+        "Generated by `python -m benchmarks.run` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        f"Capture: `benchmarks.generate --scale {meta['scale']:g} --seed {meta['seed']}`: "
+        f"{meta['packets']:,} packets, {meta['bytes'] / 1e6:,.0f} MB, "
+        f"{meta['smtp_sessions']:,} SMTP sessions (from {meta['templates']} fixture "
+        f"conversations), {meta['bulk_flows']:,} bulk TCP flows, {meta['dns_lookups']:,} DNS "
+        f"lookups; generated in {meta.get('generate_s', '?')} s.",
+        "",
+        "| run | wall s | CPU s | peak RSS MB (all processes) | wall / baseline | "
+        "RSS / baseline |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        lines.append(run.row(baseline))
+    lines += [
+        "",
+        f"Reports of every lever identical (conversations, certificates, findings): "
+        f"**{'yes' if identical else 'NO'}**.",
+        "",
+        f"Throughput: tls-smtp-report (default) {packets / default.wall:,.0f} packets/s over "
+        f"the whole capture; the bare analyzer pass {packets / baseline.wall:,.0f} packets/s.",
+        "",
+        f"pyshark on the first {py_n:,} packets (`use_json=True`, its fastest mode): "
+        f"{py_secs:.1f} s = {py_n / py_secs:,.0f} packets/s. tls-smtp-report on the same "
+        f"slice: {tsr_slice.wall:.1f} s = {slice_n / tsr_slice.wall:,.0f} packets/s "
+        f"({py_secs / tsr_slice.wall:.0f}x; start-up dominates a slice this small). Over the "
+        f"whole capture tls-smtp-report runs {packets / default.wall / (py_n / py_secs):,.0f}x "
+        f"pyshark's rate.",
+        "",
+        "Goals (issue 5): wall <= 0.25x the baseline: "
+        f"**{default.wall / baseline.wall:.2f}x**; peak memory <= 0.5x: "
+        f"**{default.peak_rss / baseline.peak_rss:.2f}x**; throughput >= 50x pyshark: "
+        f"**{packets / default.wall / (py_n / py_secs):,.0f}x** (whole capture).",
+        "",
+    ]
+    if curve:
+        lines += [
+            "## Scaling (default run against the bare analyzer pass, 4 sizes)",
+            "",
+            "| packets | MB | SMTP sessions | bare s | report s | ratio | bare RSS MB | "
+            "report RSS MB | report µs/packet |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m, b, r in curve:
+            lines.append(
+                f"| {m['packets']:,} | {m['bytes'] / 1e6:,.0f} | {m['smtp_sessions']:,} | "
+                f"{b.wall:.1f} | {r.wall:.1f} | {r.wall / b.wall:.2f}x | "
+                f"{b.peak_rss / 2**20:,.0f} | {r.peak_rss / 2**20:,.0f} | "
+                f"{r.wall / m['packets'] * 1e6:.1f} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""The fast engine: prefilter, then tshark over conversation shards in parallel, then merge.
+
+``fast_extract`` returns the same :class:`~pyshark_tools.events.Extraction` the reference
+engine (``events.extract``: one tshark pass over the whole capture) returns, with the original
+capture's frame numbers, ``tcp.stream`` indices, times and per-conversation counts:
+
+1. :func:`pyshark_tools.prefilter.prefilter` reads the capture once, keeps only what tshark
+   needs and splits the SMTP conversations round-robin into ``jobs`` reduced captures;
+2. each shard goes through the same ``tshark -T fields`` pass and the same row -> event code
+   as the reference (locally in ``jobs`` processes, or as Dask tasks on a cluster);
+3. the shards' events, certificate messages and per-stream facts are merged in frame order,
+   completed with the prefilter's counts and the events it synthesised for left-out packets.
+
+With a key log (or secrets embedded in the capture) everything of the SMTP conversations is
+kept and the shards collapse into one (TLS session resumption may span conversations).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .events import (
+    FIELDS,
+    CertificateMessage,
+    Extraction,
+    StreamFacts,
+    _EventSink,
+    _frame_events,
+    assign_roles,
+    decode_as_rules,
+    display_filter,
+    endpoint,
+)
+from .prefilter import Prefiltered, Shard, prefilter
+from .tshark import FieldRun, Tshark, field_command, iter_fields
+
+__all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
+
+#: Dissectors whose output the report never reads: tshark would build a tree of every
+#: certificate's fields; the raw DER (``tls.handshake.certificate``) stays. ~20 % less tshark
+#: time on the benchmark shards, identical rows (tests compare). Set the environment variable
+#: TLS_SMTP_REPORT_ALL_DISSECTORS=1 to keep them (the benchmark measures both).
+DISABLED_PROTOCOLS = ("x509af", "x509ce", "x509if", "x509sat", "pkix1implicit",
+                      "pkix1explicit")
+
+_PARTIAL = ("lost_segments", "malformed", "has_smtp", "has_tls", "client_hello_from",
+            "first_command_from")
+
+
+def default_jobs() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class ShardResult:
+    """What one shard's tshark pass gives back (picklable, for processes and Dask)."""
+
+    columns: dict[str, list]
+    partial: dict[int, dict[str, Any]]
+    certificates: list[CertificateMessage]
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
+              keylog: str | None = None) -> ShardResult:
+    """The reference engine's tshark pass and row handling over one reduced capture,
+    with frame numbers and stream indices mapped back to the original capture."""
+    options = [f"tls.keylog_file:{keylog}"] if keylog is not None else []
+    cmd = field_command(tshark, shard.path, FIELDS, display_filter=display_filter(ports, False),
+                        decode_as=decode_as_rules(ports), options=options)
+    if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
+        disabled = [arg for proto in DISABLED_PROTOCOLS for arg in ("--disable-protocol", proto)]
+        cmd = [cmd[0], *disabled, *cmd[1:]]
+    run = FieldRun()
+    sink = _EventSink()
+    facts: dict[int, StreamFacts] = {}
+    certs: list[CertificateMessage] = []
+    appdata_seen: set[tuple[int, str]] = set()
+    frames, streams, post_cut = shard.frames, shard.streams, shard.post_cut
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    if shard.packets:
+        for row in iter_fields(cmd, FIELDS, run):
+            try:
+                reduced = int(row["frame.number"]) - 1
+                when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
+            except ValueError:
+                continue
+            if post_cut[reduced]:
+                continue  # after the cut: the prefilter counted it and synthesised its events
+            frame, stream = frames[reduced], streams[reduced]
+            src = endpoint(row["ip.src"] or row["ipv6.src"], row["tcp.srcport"])
+            dst = endpoint(row["ip.dst"] or row["ipv6.dst"], row["tcp.dstport"])
+            f = facts.get(stream)
+            if f is None:
+                f = facts[stream] = StreamFacts(stream=stream, first_src=src, first_dst=dst,
+                                                first_frame=frame, first_time=epoch)
+            if row["tcp.analysis.lost_segment"]:
+                f.lost_segments += 1
+            if row["_ws.malformed"]:
+                f.malformed += 1
+            _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
+    partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
+    return ShardResult(sink.columns, partial, certs, run.warnings, run.truncated, cmd)
+
+
+def _run_shard_args(args: tuple) -> ShardResult:
+    return run_shard(*args)
+
+
+def fast_extract(
+    tshark: Tshark,
+    capture: str | os.PathLike,
+    *,
+    ports: Sequence[int],
+    implicit_tls_ports: Sequence[int] = (465,),
+    keylog: str | os.PathLike | None = None,
+    jobs: int | None = None,
+    dask_client: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    workdir: str | os.PathLike | None = None,
+) -> Extraction:
+    """Prefilter + sharded tshark + merge. Raises ``prefilter.Unsupported`` when the capture
+    needs the reference engine."""
+    if dask_client is not None:
+        nshards = max(1, jobs or _dask_workers(dask_client))
+    else:
+        nshards = max(1, jobs or default_jobs())
+    if keylog is not None:
+        nshards = 1
+    keylog_text = os.fspath(keylog) if keylog is not None else None
+    with tempfile.TemporaryDirectory(prefix="tls-smtp-report-", dir=workdir) as tmp:
+        pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
+                        shards=nshards, keep_all_tls=keylog is not None, progress=progress)
+        if pre.secrets_embedded and nshards > 1:
+            # Merge is only correct when TLS sessions cannot resume across shards.
+            pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
+                            shards=1, keep_all_tls=True)
+        work = [(tshark, s, tuple(ports), keylog_text) for s in pre.shards if s.packets]
+        if hasattr(progress, "phase"):
+            progress.phase(f"tshark over {len(work)} shard(s)")
+        if dask_client is not None:
+            futures = dask_client.map(_run_shard_args, work, pure=False)
+            results = dask_client.gather(futures)
+        elif len(work) > 1:
+            with ProcessPoolExecutor(max_workers=min(len(work), nshards)) as pool:
+                results = list(pool.map(_run_shard_args, work))
+        else:
+            results = [run_shard(*w) for w in work]
+    return merge(pre, results, ports)
+
+
+def _dask_workers(client: Any) -> int:
+    try:
+        return max(1, sum(w.get("nthreads", 1)
+                          for w in client.scheduler_info()["workers"].values()))
+    except Exception:  # pragma: no cover - scheduler without the usual info
+        return default_jobs()
+
+
+def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]) -> Extraction:
+    """Shard results + prefilter counts -> the reference engine's Extraction."""
+    streams: dict[int, StreamFacts] = {}
+    for total in sorted(pre.streams.values(), key=lambda t: t.first_frame):
+        streams[total.stream] = StreamFacts(
+            stream=total.stream, first_src=total.first_src, first_dst=total.first_dst,
+            first_frame=total.first_frame, first_time=total.first_time,
+            last_frame=total.last_frame, last_time=total.last_time, frames=total.frames,
+            bytes=total.bytes, syn_from=total.syn_from, fin=total.fin, rst=total.rst,
+            truncated_frames=total.truncated_frames,
+        )
+    sink = _EventSink()
+    certs: list[CertificateMessage] = []
+    warnings: list[str] = []
+    truncated = False
+    for result in results:
+        for name, values in result.columns.items():
+            sink.columns[name].extend(values)
+        for stream, values in result.partial.items():
+            facts = streams.get(stream)
+            if facts is not None:
+                for name, value in values.items():
+                    setattr(facts, name, value)
+        certs.extend(result.certificates)
+        warnings.extend(w for w in result.warnings if w not in warnings)
+        truncated = truncated or result.truncated
+    for ev in pre.synthetic:
+        sink.add(frame=ev.frame, time=ev.time, stream=ev.stream, src=ev.src, dst=ev.dst,
+                 sender=None, kind=ev.kind, name=ev.name, detail="", decrypted=False)
+    frames = sink.columns["frame"]
+    if len(results) > 1 or pre.synthetic:
+        order = sorted(range(len(frames)), key=frames.__getitem__)  # stable within a frame
+        sink.columns = {name: [values[i] for i in order] for name, values in sink.columns.items()}
+        certs.sort(key=lambda m: m.frame)
+    events = sink.frame()
+    certs = assign_roles(streams, events, certs, ports)
+    return Extraction(
+        events=events,
+        streams=streams,
+        certificate_messages=certs,
+        warnings=warnings,
+        truncated_file=truncated,
+        packets_read=pre.packets_matched,
+        first_time=pre.first_time,
+        last_time=pre.last_time,
+        tshark_command=results[0].command if results else [],
+    )
+
+
+# --- engine choice ------------------------------------------------------------------------
+
+
+def extract_with_engine(
+    tshark: Tshark,
+    path: Path,
+    *,
+    ports: Sequence[int],
+    all_tls: bool,
+    keylog: str | os.PathLike | None,
+    prefilter: bool,
+    jobs: int | None,
+    dask_client: Any,
+    progress: bool | None,
+    reference: Callable[..., Extraction],
+) -> tuple[Extraction, str, str]:
+    """(extraction, engine name, why): the fast engine when it can promise the reference
+    engine's exact result, the reference engine otherwise."""
+    from .prefilter import Unsupported
+    from .progress import ByteProgress
+
+    if not prefilter:
+        return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
+                "reference", "fast engine switched off")
+    if all_tls:
+        return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
+                "reference", "--all-tls needs every TLS conversation: one tshark pass")
+    with ByteProgress(path.name, enabled=progress) as bar:
+        try:
+            extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
+                                      dask_client=dask_client, progress=bar)
+            return extraction, "fast", ""
+        except Unsupported as exc:
+            bar.phase("tshark (reference engine)")
+            return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
+                    "reference", f"fast engine not used: {exc}")
+
+
+# --- many captures -----------------------------------------------------------------------
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+_GLOB_CHARS = set("*?[")
+
+
+def is_many(capture: Any) -> bool:
+    """A folder, a glob pattern or a list of captures (rather than one capture file)."""
+    if isinstance(capture, list | tuple):
+        return True
+    text = os.fspath(capture)
+    path = Path(text)
+    if path.is_dir():
+        return True
+    return not path.exists() and bool(_GLOB_CHARS & set(text))
+
+
+def capture_files(capture: Any) -> list[Path]:
+    """The capture files a folder, glob or list names, sorted (a list keeps its order)."""
+    import glob
+
+    from .tshark import CaptureError
+
+    if isinstance(capture, list | tuple):
+        files = [Path(c) for c in capture]
+    else:
+        text = os.fspath(capture)
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file()
+                           and p.name.lower().endswith(CAPTURE_SUFFIXES))
+            if not files:
+                raise CaptureError(f"folder {path} holds no capture files "
+                                   f"({', '.join(CAPTURE_SUFFIXES)})")
+        else:
+            files = sorted(Path(p) for p in glob.glob(text, recursive=True)
+                           if Path(p).is_file())
+            if not files:
+                raise CaptureError(f"no capture file matches {text}")
+    return files
+
+
+def analyze_many(capture: Any, **kwargs: Any):
+    """``analyze`` every capture of a folder/glob/list and merge the reports into one.
+
+    Every table gains a ``capture`` column (the file each row comes from); stream and frame
+    numbers stay those of that file, as Wireshark shows them.
+    """
+    import pandas as pd
+
+    from .report import Report, analyze
+
+    reports = []
+    for path in capture_files(capture):
+        reports.append((path, analyze(path, **kwargs)))
+
+    def cat(name: str) -> pd.DataFrame:
+        frames = []
+        for path, rep in reports:
+            df = getattr(rep, name).copy()
+            df["capture"] = str(path)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    infos = [rep.capture for _p, rep in reports]
+    warnings = [f"{p.name}: {w}" for p, rep in reports for w in rep.warnings]
+    firsts = [i["first_packet_time"] for i in infos if i.get("first_packet_time") is not None]
+    lasts = [i["last_packet_time"] for i in infos if i.get("last_packet_time") is not None]
+    info = dict(infos[0])
+    info.update({
+        "file": os.fspath(capture) if not isinstance(capture, list | tuple)
+        else [str(p) for p, _r in reports],
+        "files": [str(p) for p, _r in reports],
+        "size_bytes": sum(i["size_bytes"] for i in infos),
+        "packets_analysed": sum(i["packets_analysed"] for i in infos),
+        "first_packet_time": min(firsts) if firsts else None,
+        "last_packet_time": max(lasts) if lasts else None,
+        "truncated_file": any(i["truncated_file"] for i in infos),
+        "engine": ",".join(dict.fromkeys(i.get("engine", "") for i in infos)),
+        "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
+                                 if r.capture.get("engine_note")),
+        "warnings": warnings,
+        "captures": infos,
+    })
+    return Report(capture=info, conversations=cat("conversations"),
+                  certificates=cat("certificates"), findings=cat("findings"),
+                  events=cat("events"), warnings=warnings)
+
+
+# --- per-conversation tables in chunks ---------------------------------------------------
+
+#: Conversations per chunk: summarise and diagnose filter their inputs per conversation, so
+#: chunks keep the cost linear in the number of conversations (and let chunks run in parallel).
+CHUNK = 256
+
+
+def _tables_chunk(sub: Extraction, certificates, ports: Sequence[int], all_tls: bool,
+                  options: Any):
+    from .conversations import summarise
+    from .findings import diagnose
+    from .report import _attach_severity
+
+    conversations = summarise(sub, certificates, ports=ports, all_tls=all_tls)
+    findings = diagnose(conversations, certificates, sub.events, options)
+    return _attach_severity(conversations, findings), findings
+
+
+def _tables_chunk_args(args: tuple):
+    return _tables_chunk(*args)
+
+
+def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], all_tls: bool,
+                 options: Any, jobs: int = 1, dask_client: Any = None, chunk: int = CHUNK):
+    """(conversations with severity, findings): the same tables as ``summarise`` and
+    ``diagnose`` over the whole extraction, computed chunk by chunk of conversations (in
+    ``jobs`` processes or on Dask when there are several chunks)."""
+    import pandas as pd
+
+    streams = sorted(extraction.streams)
+    if len(streams) <= chunk:
+        return _tables_chunk(extraction, certificates, ports, all_tls, options)
+    chunk_of = {s: i // chunk for i, s in enumerate(streams)}
+    events = extraction.events
+    ev_groups = dict(iter(events.groupby(events["stream"].map(chunk_of), sort=True))) \
+        if len(events) else {}
+    cert_groups = dict(iter(certificates.groupby(certificates["stream"].map(chunk_of),
+                                                 sort=True))) if len(certificates) else {}
+    work = []
+    for cid in range(len(streams) // chunk + (1 if len(streams) % chunk else 0)):
+        members = streams[cid * chunk:(cid + 1) * chunk]
+        sub = Extraction(
+            events=ev_groups.get(cid, events.iloc[0:0]),
+            streams={s: extraction.streams[s] for s in members},
+            certificate_messages=[], warnings=[], truncated_file=extraction.truncated_file,
+            packets_read=0, first_time=None, last_time=None, tshark_command=[],
+        )
+        work.append((sub, cert_groups.get(cid, certificates.iloc[0:0]), tuple(ports), all_tls,
+                     options))
+    if dask_client is not None:
+        results = dask_client.gather(dask_client.map(_tables_chunk_args, work, pure=False))
+    elif jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_tables_chunk_args, work))
+    else:
+        results = [_tables_chunk(*w) for w in work]
+    conversations = pd.concat([r[0] for r in results], ignore_index=True)
+    findings = pd.concat([r[1] for r in results], ignore_index=True)
+    return conversations, findings

@@ -1,0 +1,721 @@
+"""A pure-Python pcap/pcapng reader that hands tshark only the packets it needs.
+
+tshark's cost is dissecting every packet; reading a capture is cheap. ``prefilter`` reads the
+capture once and writes a reduced pcapng holding only:
+
+* the packets of the TCP conversations on the SMTP ports;
+* of each direction of a TLS conversation, only the bytes up to (and including) the packet
+  that completes the direction's first application-data record (the end of the handshake),
+  unless a key log could decrypt the conversation (then everything is kept, so decrypted
+  replies such as ``550 5.7.64`` are reported);
+* the SYN, FIN and RST packets of those conversations.
+
+While reading it counts what the dropped packets would have told tshark: frames, bytes,
+first/last frame and time, SYN/FIN/RST, snap-length truncation per conversation, and the
+TLS records that complete after the cut (an encrypted alert is an event the reference
+reports). It numbers TCP conversations the way Wireshark does (``tcp.stream``: order of first
+appearance of an address/port pair, a new conversation when a SYN reuses the ports with
+another initial sequence number), so every frame number and stream index in the report is
+the original capture's. Every kept packet carries a comment naming its original frame.
+
+Whatever the reader is not sure to reproduce exactly raises :class:`Unsupported`; the caller
+then runs the reference engine (one tshark pass over the whole capture) instead: other link
+types, tunnels, IP fragments, ICMP errors quoting TCP, damaged or compressed files, and
+retransmitted or missing segments after a cut.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import socket
+import struct
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["Prefiltered", "StreamTotals", "SyntheticEvent", "Unsupported", "prefilter"]
+
+
+class Unsupported(Exception):
+    """The prefilter cannot promise tshark's exact view of this capture."""
+
+
+# Link types (https://www.tcpdump.org/linktypes.html) the reader understands.
+LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = (
+    0, 1, 101, 108, 113, 228, 229, 276)
+_SUPPORTED_LINKTYPES = {LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6,
+                        LT_SLL2}
+_TUNNEL_PROTOS = {4, 41, 47, 51, 97, 115, 137}  # IPIP, IPv6-in-IP, GRE, AH, EtherIP, L2TP, MPLS
+_TUNNEL_UDP_PORTS = {4789, 6081, 2152, 3544, 5246, 5247, 1701, 4790}
+_ICMP4_ERRORS = {3, 4, 5, 11, 12}
+_ICMP6_ERRORS = {1, 2, 3, 4}
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_STARTTLS = re.compile(rb"(?:^|\n)STARTTLS[ \t]*\r?\n", re.IGNORECASE)
+
+# Direction modes of an SMTP conversation.
+_CLEAR, _TLS, _CUT, _KEEP = 0, 1, 2, 3
+
+
+@dataclass
+class StreamTotals:
+    """What the prefilter counted for one conversation on the SMTP ports (all its packets)."""
+
+    stream: int
+    first_src: str
+    first_dst: str
+    first_frame: int
+    first_time: datetime
+    last_frame: int
+    last_time: datetime
+    frames: int
+    bytes: int
+    syn_from: str | None
+    fin: bool
+    rst: bool
+    truncated_frames: int
+    shard: int
+    cut: bool  # some of its packets were left out
+
+
+@dataclass(frozen=True)
+class SyntheticEvent:
+    """An event the reference engine would report from a packet the prefilter left out."""
+
+    frame: int
+    time: datetime
+    stream: int
+    src: str
+    dst: str
+    kind: str
+    name: str
+
+
+@dataclass
+class Shard:
+    """One reduced capture and the way back to the original one."""
+
+    path: Path
+    frames: array  # reduced frame number - 1 -> original frame number
+    streams: array  # reduced frame number - 1 -> original tcp.stream
+    post_cut: bytearray  # 1: tshark's row for this frame is not used (counted here instead)
+
+    @property
+    def packets(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class Prefiltered:
+    shards: list[Shard]
+    streams: dict[int, StreamTotals]
+    synthetic: list[SyntheticEvent]
+    packets_total: int  # every packet of the capture
+    packets_matched: int  # packets the reference's display filter would keep
+    first_time: datetime | None
+    last_time: datetime | None
+    tcp_streams: int  # TCP conversations in the whole capture
+    bytes_read: int
+    kept_packets: int = 0
+    kept_bytes: int = 0
+    secrets_embedded: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _ns_to_datetime(ns: int) -> datetime:
+    # Exactly what the reference does with tshark's frame.time_epoch text.
+    return datetime.fromtimestamp(float(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"),
+                                  tz=UTC)
+
+
+def _ip_text(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+
+
+def _endpoint(raw_ip: bytes, port: int) -> str:
+    ip = _ip_text(raw_ip)
+    return f"[{ip}]:{port}" if len(raw_ip) == 16 else f"{ip}:{port}"
+
+
+class _Records:
+    """Incremental TLS record-layer parser over one direction's in-order bytes."""
+
+    __slots__ = ("hdr", "need", "rlen", "rtype")
+
+    def __init__(self) -> None:
+        self.hdr = b""
+        self.need = 0
+        self.rtype = 0
+        self.rlen = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, int]] | None:
+        """Completed (type, length) records, or None when the bytes are not TLS records."""
+        done = []
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.need:
+                take = min(self.need, end - pos)
+                self.need -= take
+                pos += take
+                if not self.need:
+                    done.append((self.rtype, self.rlen))
+                continue
+            want = 5 - len(self.hdr)
+            self.hdr += data[pos:pos + want]
+            pos += min(want, end - pos)
+            if len(self.hdr) < 5:
+                break
+            rtype, major, minor, rlen = self.hdr[0], self.hdr[1], self.hdr[2], \
+                int.from_bytes(self.hdr[3:5], "big")
+            self.hdr = b""
+            if not (20 <= rtype <= 24) or major != 3 or minor > 4 or rlen > 18432:
+                return None
+            self.rtype, self.rlen, self.need = rtype, rlen, rlen
+            if not rlen:
+                done.append((rtype, 0))
+        return done
+
+
+class _Dir:
+    __slots__ = ("mode", "nextseq", "records")
+
+    def __init__(self) -> None:
+        self.mode = _CLEAR
+        self.nextseq: int | None = None
+        self.records: _Records | None = None
+
+
+class _Conv:
+    """State of one SMTP-port conversation."""
+
+    __slots__ = ("bytes", "cut", "dirs", "fin", "first_frame", "first_ns", "frames",
+                 "implicit", "key", "last_frame", "last_ns", "rst", "shard", "starttls",
+                 "stream", "syn_dir", "trunc")
+
+    def __init__(self, stream: int, key: bytes, shard: int, implicit: bool) -> None:
+        self.stream = stream
+        self.key = key
+        self.shard = shard
+        self.implicit = implicit
+        self.dirs = (_Dir(), _Dir())
+        self.starttls = False
+        self.frames = self.bytes = self.trunc = 0
+        self.first_frame = self.last_frame = 0
+        self.first_ns = self.last_ns = 0
+        self.syn_dir: int | None = None
+        self.fin = self.rst = False
+        self.cut = False
+
+
+class _Writer:
+    """A pcapng writer for one shard: interfaces copied on first use, packets commented."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = path.open("wb")
+        self.buf = bytearray(_SHB)
+        self.ifaces: dict[tuple[int, int], int] = {}
+        self.frames = array("Q")
+        self.streams = array("I")
+        self.post_cut = bytearray()
+
+    def interface(self, key: tuple[int, int], linktype: int, snaplen: int, tsres: int) -> int:
+        new = self.ifaces.get(key)
+        if new is None:
+            new = self.ifaces[key] = len(self.ifaces)
+            opts = struct.pack("<HHB3x", 9, 1, tsres) + b"\x00\x00\x00\x00"
+            body = struct.pack("<HHI", linktype, 0, snaplen) + opts
+            self.buf += struct.pack("<II", 1, 12 + len(body)) + body + \
+                struct.pack("<I", 12 + len(body))
+        return new
+
+    def packet(self, iface: int, ts: int, data: bytes, orig_len: int, frame: int, stream: int,
+               post_cut: bool) -> None:
+        comment = f"frame {frame}".encode()
+        cpad = -len(comment) % 4
+        dpad = -len(data) % 4
+        total = 28 + len(data) + dpad + 4 + len(comment) + cpad + 4 + 4
+        buf = self.buf
+        buf += struct.pack("<IIIIIII", 6, total, iface, ts >> 32, ts & 0xFFFFFFFF, len(data),
+                           orig_len)
+        buf += data
+        buf += b"\x00" * dpad
+        buf += struct.pack("<HH", 1, len(comment)) + comment + b"\x00" * cpad
+        buf += struct.pack("<HHI", 0, 0, total)
+        self.frames.append(frame)
+        self.streams.append(stream)
+        self.post_cut.append(1 if post_cut else 0)
+        if len(buf) > 1 << 22:
+            self.flush()
+
+    def raw_block(self, block: bytes) -> None:
+        self.buf += block
+
+    def flush(self) -> None:
+        self.handle.write(self.buf)
+        self.buf = bytearray()
+
+    def close(self) -> Shard:
+        self.flush()
+        self.handle.close()
+        return Shard(self.path, self.frames, self.streams, self.post_cut)
+
+
+_SHB = (struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+
+
+def _l3(linktype: int, data: bytes) -> tuple[int, int]:
+    """(IP version 4/6 or 0, offset of the IP header) for one frame."""
+    if linktype == LT_ETHERNET:
+        off = 12
+        etype = int.from_bytes(data[12:14], "big")
+        while etype in (0x8100, 0x88A8, 0x9100):
+            off += 4
+            etype = int.from_bytes(data[off:off + 2], "big")
+        off += 2
+        if etype == 0x0800:
+            return 4, off
+        if etype == 0x86DD:
+            return 6, off
+        if etype in (0x8847, 0x8848, 0x8864, 0x88BE, 0x22EB, 0x6558):
+            raise Unsupported(f"encapsulation 0x{etype:04x} (MPLS/PPPoE/ERSPAN) is not read")
+        if etype < 0x600 and data[off:off + 3] == b"\xaa\xaa\x03":
+            inner = int.from_bytes(data[off + 6:off + 8], "big")
+            if inner in (0x0800, 0x86DD):
+                raise Unsupported("802.2 SNAP-encapsulated IP is not read")
+        return 0, 0
+    if linktype in (LT_RAW, LT_IPV4, LT_IPV6):
+        v = data[0] >> 4 if data else 0
+        return (v, 0) if v in (4, 6) else (0, 0)
+    if linktype in (LT_NULL, LT_LOOP):
+        fam = data[0:4]
+        value = int.from_bytes(fam, "big" if linktype == LT_LOOP else "little")
+        if linktype == LT_NULL and value > 0xFFFF:
+            value = int.from_bytes(fam, "big")
+        if value == 2:
+            return 4, 4
+        if value in (10, 24, 28, 30):
+            return 6, 4
+        return 0, 0
+    if linktype == LT_SLL:
+        etype = int.from_bytes(data[14:16], "big")
+        return (4, 16) if etype == 0x0800 else (6, 16) if etype == 0x86DD else (0, 0)
+    if linktype == LT_SLL2:
+        etype = int.from_bytes(data[0:2], "big")
+        return (4, 20) if etype == 0x0800 else (6, 20) if etype == 0x86DD else (0, 0)
+    raise Unsupported(f"link type {linktype} is not read")
+
+
+def _packets(mm: mmap.mmap, size: int):
+    """Yield (interface key, linktype, snaplen, tsres, ts units, ns, data, orig_len, offset,
+    raw DSB block or None) for every record of a pcap or pcapng file."""
+    if size < 24:
+        raise Unsupported("file too short for a capture header")
+    magic = mm[0:4]
+    if magic == b"\x0a\x0d\x0d\x0a":
+        yield from _pcapng(mm, size)
+        return
+    for endian, res in (("<", 6), (">", 6)):
+        m = struct.unpack(endian + "I", magic)[0]
+        if m == 0xA1B2C3D4:
+            break
+        if m == 0xA1B23C4D:
+            res = 9
+            break
+    else:
+        raise Unsupported("not a pcap or pcapng file (compressed or another format)")
+    _vmaj, _vmin, _zone, _sig, snaplen, linktype = struct.unpack_from(endian + "HHiIII", mm, 4)
+    linktype &= 0x0FFFFFFF
+    if linktype not in _SUPPORTED_LINKTYPES:
+        raise Unsupported(f"link type {linktype} is not read")
+    rec = struct.Struct(endian + "IIII")
+    mult = 10 ** (9 - res)
+    pos = 24
+    key = (0, 0)
+    while pos < size:
+        if pos + 16 > size:
+            raise Unsupported("the file ends inside a packet record")
+        sec, frac, incl, orig = rec.unpack_from(mm, pos)
+        start = pos + 16
+        pos = start + incl
+        if pos > size or incl > 0x4000000:
+            raise Unsupported("the file ends inside a packet record")
+        units = sec * 10**res + frac
+        yield (key, linktype, snaplen, res, units, units * mult, mm[start:pos], orig, pos, None)
+
+
+def _pcapng(mm: mmap.mmap, size: int):
+    pos = 0
+    section = -1
+    endian = "<"
+    ifaces: list[tuple[int, int, int, int]] = []  # linktype, snaplen, res, multiplier
+    hdr = struct.Struct("<II")
+    while pos < size:
+        if pos + 12 > size:
+            raise Unsupported("the file ends inside a block")
+        btype = struct.unpack_from(endian + "I", mm, pos)[0]
+        if btype == 0x0A0D0D0A:
+            bom = mm[pos + 8:pos + 12]
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" \
+                else None
+            if endian is None:
+                raise Unsupported("damaged pcapng section header")
+            hdr = struct.Struct(endian + "II")
+            section += 1
+            ifaces = []
+        btype, blen = hdr.unpack_from(mm, pos)
+        if blen < 12 or blen % 4 or pos + blen > size:
+            raise Unsupported("the file ends inside a block (or a block is damaged)")
+        body = pos + 8
+        if btype == 6:
+            ifid, hi, lo, cap, orig = struct.unpack_from(endian + "IIIII", mm, body)
+            if ifid >= len(ifaces) or 28 + cap > blen:
+                raise Unsupported("damaged enhanced packet block")
+            linktype, snaplen, res, mult = ifaces[ifid]
+            units = (hi << 32) | lo
+            start = body + 20
+            yield ((section, ifid), linktype, snaplen, res, units, units * mult,
+                   mm[start:start + cap], orig, pos + blen, None)
+        elif btype == 1:
+            linktype, _r, snaplen = struct.unpack_from(endian + "HHI", mm, body)
+            if linktype not in _SUPPORTED_LINKTYPES:
+                raise Unsupported(f"link type {linktype} is not read")
+            res = 6
+            opos, oend = body + 8, pos + blen - 4
+            while opos + 4 <= oend:
+                code, olen = struct.unpack_from(endian + "HH", mm, opos)
+                if code == 0:
+                    break
+                if code == 9:
+                    raw = mm[opos + 4]
+                    if raw & 0x80:
+                        raise Unsupported("binary timestamp resolution is not read")
+                    res = raw
+                elif code == 14:
+                    raise Unsupported("interface timestamp offsets are not read")
+                opos += 4 + olen + (-olen % 4)
+            if res > 9:
+                raise Unsupported("timestamp resolution finer than nanoseconds is not read")
+            ifaces.append((linktype, snaplen, res, 10 ** (9 - res)))
+        elif btype == 10:
+            yield (None, 0, 0, 0, 0, 0, b"", 0, pos + blen, bytes(mm[pos:pos + blen]))
+        elif btype in (2, 3):
+            raise Unsupported("obsolete or simple packet blocks are not read")
+        pos += blen
+
+
+def prefilter(
+    capture: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    ports: Sequence[int],
+    implicit_tls_ports: Sequence[int] = (465,),
+    shards: int = 1,
+    keep_all_tls: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Prefiltered:
+    """Read ``capture`` once; write ``shards`` reduced pcapng files into ``out_dir``.
+
+    ``keep_all_tls``: a key log may decrypt the conversations, keep every byte of them.
+    Raises :class:`Unsupported` when the exact reference view cannot be promised.
+    """
+    path = Path(capture)
+    size = path.stat().st_size
+    if size == 0:
+        raise Unsupported("empty file")
+    portset = frozenset(ports) | frozenset(implicit_tls_ports)
+    implicit_set = frozenset(implicit_tls_ports)
+    out = Path(out_dir)
+    writers = [_Writer(out / f"shard-{i:03d}.pcapng") for i in range(max(1, shards))]
+    nshards = len(writers)
+    tcp_convs: dict[bytes, list] = {}  # key -> [stream, base_seq dir0, base_seq dir1, _Conv]
+    convs: dict[int, _Conv] = {}
+    synthetic: list[SyntheticEvent] = []
+    stream_count = smtp_count = 0
+    total = matched = 0
+    first_ns = last_ns = None
+    kept = kept_bytes = 0
+    secrets = False
+    wrote_packet = False
+    next_report = 1 << 23
+    unpack_tcp = struct.Struct("!HHIIBB").unpack_from
+    try:
+        with path.open("rb") as handle:
+            mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            dontneed = getattr(mmap, "MADV_DONTNEED", 0)
+            released = 0
+            if hasattr(mmap, "MADV_SEQUENTIAL"):
+                mm.madvise(mmap.MADV_SEQUENTIAL)
+            try:
+                for (ifkey, linktype, snaplen, tsres, units, ns, data, orig, end,
+                     dsb) in _packets(mm, size):
+                    if dsb is not None:
+                        if wrote_packet:
+                            raise Unsupported("decryption secrets after the first packet")
+                        secrets = True
+                        keep_all_tls = True  # tshark will decrypt with the embedded keys
+                        for w in writers:
+                            w.raw_block(dsb)
+                        continue
+                    total += 1
+                    if end >= next_report:
+                        next_report = end + (1 << 23)
+                        if progress is not None:
+                            progress(end, size)
+                        # pages already read leave this process: RSS stays flat however
+                        # large the capture (file pages would otherwise count as ours)
+                        upto = (end - (1 << 20)) & ~(mmap.PAGESIZE - 1)
+                        if dontneed and upto > released:
+                            mm.madvise(dontneed, released, upto - released)
+                            released = upto
+                    try:
+                        version, off = _l3(linktype, data)
+                    except IndexError:
+                        continue
+                    if not version:
+                        continue
+                    # --- IP ---
+                    if version == 4:
+                        if len(data) < off + 20:
+                            continue
+                        vihl = data[off]
+                        if vihl >> 4 != 4:
+                            continue
+                        ihl = (vihl & 0x0F) * 4
+                        proto = data[off + 9]
+                        frag = int.from_bytes(data[off + 6:off + 8], "big")
+                        ip_len = int.from_bytes(data[off + 2:off + 4], "big")
+                        src = data[off + 12:off + 16]
+                        dst = data[off + 16:off + 20]
+                        l4 = off + ihl
+                        l4_end = off + ip_len
+                        if ip_len < ihl or off + ip_len > orig:
+                            if proto == 6:
+                                raise Unsupported("an IP length tshark would not trust (TSO?)")
+                            continue
+                        if frag & 0x3FFF:
+                            if proto in (6, *_TUNNEL_PROTOS, 1, 17):
+                                raise Unsupported("fragmented IP packets are not read")
+                            continue
+                    else:
+                        if len(data) < off + 40:
+                            continue
+                        proto = data[off + 6]
+                        src = data[off + 8:off + 24]
+                        dst = data[off + 24:off + 40]
+                        l4 = off + 40
+                        l4_end = l4 + int.from_bytes(data[off + 4:off + 6], "big")
+                        if l4_end == l4 or l4_end > orig:
+                            if proto == 6:
+                                raise Unsupported("an IPv6 length tshark would not trust")
+                            continue
+                        while proto in (0, 43, 60):  # hop-by-hop, routing, destination options
+                            if len(data) < l4 + 8:
+                                break
+                            proto, hlen = data[l4], (data[l4 + 1] + 1) * 8
+                            l4 += hlen
+                        if proto == 44:
+                            raise Unsupported("fragmented IPv6 packets are not read")
+                    if proto != 6:
+                        if proto in _TUNNEL_PROTOS:
+                            raise Unsupported(f"tunnelled traffic (IP protocol {proto})")
+                        if proto == 1 or proto == 58:
+                            if len(data) > l4 and data[l4] in (
+                                    _ICMP4_ERRORS if proto == 1 else _ICMP6_ERRORS):
+                                inner = data[l4 + 8:]
+                                if inner and ((inner[0] >> 4 == 4 and len(inner) > 9
+                                               and inner[9] == 6)
+                                              or (inner[0] >> 4 == 6 and len(inner) > 6
+                                                  and inner[6] == 6)):
+                                    raise Unsupported("ICMP errors quoting TCP are not read")
+                        elif proto == 17 and len(data) >= l4 + 4:
+                            sp = int.from_bytes(data[l4:l4 + 2], "big")
+                            dp = int.from_bytes(data[l4 + 2:l4 + 4], "big")
+                            if sp in _TUNNEL_UDP_PORTS or dp in _TUNNEL_UDP_PORTS:
+                                raise Unsupported(f"tunnelled traffic (UDP port {dp})")
+                        continue
+                    # --- TCP ---
+                    if len(data) < l4 + 20:
+                        raise Unsupported("a TCP header is cut by the snap length")
+                    sport, dport, seq, _ack, doff, flags = unpack_tcp(data, l4)
+                    thl = (doff >> 4) * 4
+                    if thl < 20:
+                        raise Unsupported("a damaged TCP header")
+                    fwd = src + dst + data[l4:l4 + 4]
+                    entry = tcp_convs.get(fwd)
+                    direction = 0
+                    if entry is None:
+                        rev = dst + src + data[l4 + 2:l4 + 4] + data[l4:l4 + 2]
+                        entry = tcp_convs.get(rev)
+                        direction = 1
+                    syn_only = (flags & (_SYN | _ACK)) == _SYN
+                    syn_ack = (flags & (_SYN | _ACK)) == (_SYN | _ACK)
+                    if entry is not None and (syn_only or syn_ack):
+                        base = entry[1 + direction]
+                        if base is not None and base != seq:
+                            # Wireshark: a SYN with another initial sequence number on the
+                            # same ports starts a new conversation (ports reused).
+                            del tcp_convs[entry[4]]
+                            entry = None
+                    if entry is None:
+                        direction = 0
+                        entry = [stream_count, None, None, None, fwd]
+                        tcp_convs[fwd] = entry
+                        stream_count += 1
+                        if sport in portset or dport in portset:
+                            shard = smtp_count % nshards
+                            smtp_count += 1
+                            conv = _Conv(entry[0], fwd, shard,
+                                         dport in implicit_set or sport in implicit_set)
+                            conv.first_frame, conv.first_ns = total, ns
+                            entry[3] = conv
+                            convs[entry[0]] = conv
+                    if entry[1 + direction] is None:
+                        entry[1 + direction] = seq
+                    conv = entry[3]
+                    if conv is None:
+                        continue
+                    # --- a packet of an SMTP-port conversation ---
+                    matched += 1
+                    if first_ns is None:
+                        first_ns = ns
+                    last_ns = ns
+                    conv.frames += 1
+                    conv.bytes += orig
+                    conv.last_frame, conv.last_ns = total, ns
+                    truncated = len(data) < orig
+                    if truncated:
+                        conv.trunc += 1
+                    if syn_only:
+                        conv.syn_dir = direction
+                    if flags & _FIN:
+                        conv.fin = True
+                    if flags & _RST:
+                        conv.rst = True
+                    d = conv.dirs[direction]
+                    seglen = max(0, l4_end - l4 - thl)
+                    keep = True
+                    was_cut = d.mode == _CUT
+                    if d.mode != _KEEP:
+                        payload = data[l4 + thl:l4 + thl + seglen]
+                        if truncated or len(payload) < seglen:
+                            if d.mode == _CUT or conv.dirs[1 - direction].mode == _CUT:
+                                raise Unsupported(
+                                    f"tcp.stream {conv.stream}: cut packets after the handshake")
+                            conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
+                            payload = b""
+                            seglen = 0
+                        in_order = d.nextseq is None or seq == d.nextseq
+                        if seglen and not in_order:
+                            if d.mode == _CUT:
+                                raise Unsupported(
+                                    f"tcp.stream {conv.stream}: retransmitted or missing "
+                                    "segments after the handshake")
+                            d.mode = _KEEP
+                        elif in_order or d.nextseq is None:
+                            d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
+                                         + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
+                        if d.mode == _CLEAR and seglen:
+                            if (conv.implicit or conv.starttls) and payload[0] in (
+                                    20, 21, 22, 23, 24) and payload[1:2] == b"\x03":
+                                d.mode = _TLS
+                                d.records = _Records()
+                            elif _STARTTLS.search(payload):
+                                conv.starttls = True
+                            elif conv.implicit:
+                                d.mode = _KEEP
+                        if seglen and d.mode == _TLS:
+                            done = d.records.feed(payload)
+                            if done is None:
+                                d.mode = _KEEP
+                            elif not keep_all_tls and any(t == 23 for t, _ in done):
+                                d.mode = _CUT  # this packet is the last one kept
+                        elif seglen and d.mode == _CUT:
+                            keep = bool(flags & (_SYN | _FIN | _RST))
+                            conv.cut = True
+                            done = d.records.feed(payload)
+                            if done is None:
+                                raise Unsupported(
+                                    f"tcp.stream {conv.stream}: not TLS after the handshake")
+                            alert = False
+                            for rtype, rlen in done:
+                                if rtype == 21 and rlen != 2:
+                                    alert = True
+                                elif rtype != 23:
+                                    raise Unsupported(
+                                        f"tcp.stream {conv.stream}: TLS record type {rtype} "
+                                        "after the handshake")
+                            if alert:
+                                synthetic.append(_synthetic(conv, direction, total, ns))
+                        elif d.mode == _CUT:
+                            keep = bool(flags & (_SYN | _FIN | _RST))
+                            conv.cut = True
+                    if keep:
+                        w = writers[conv.shard]
+                        iface = w.interface(ifkey, linktype, snaplen, tsres)
+                        w.packet(iface, units, data, orig, total, conv.stream, was_cut)
+                        wrote_packet = True
+                        kept += 1
+                        kept_bytes += len(data)
+            finally:
+                mm.close()
+    finally:
+        shard_list = [w.close() for w in writers]
+    if progress is not None:
+        progress(size, size)
+    return Prefiltered(
+        shards=shard_list,
+        streams={s: _totals(c) for s, c in convs.items()},
+        synthetic=synthetic,
+        packets_total=total,
+        packets_matched=matched,
+        first_time=_ns_to_datetime(first_ns) if first_ns is not None else None,
+        last_time=_ns_to_datetime(last_ns) if last_ns is not None else None,
+        tcp_streams=stream_count,
+        bytes_read=size,
+        kept_packets=kept,
+        kept_bytes=kept_bytes,
+        secrets_embedded=secrets,
+    )
+
+
+def _conv_endpoints(conv: _Conv) -> tuple[str, str]:
+    key = conv.key
+    n = 4 if len(key) == 12 else 16
+    a, b = key[:n], key[n:2 * n]
+    pa = int.from_bytes(key[2 * n:2 * n + 2], "big")
+    pb = int.from_bytes(key[2 * n + 2:2 * n + 4], "big")
+    return _endpoint(a, pa), _endpoint(b, pb)
+
+
+def _synthetic(conv: _Conv, direction: int, frame: int, ns: int) -> SyntheticEvent:
+    a, b = _conv_endpoints(conv)
+    src, dst = (a, b) if direction == 0 else (b, a)
+    return SyntheticEvent(frame, _ns_to_datetime(ns), conv.stream, src, dst, "tls_alert",
+                          "encrypted_alert")
+
+
+def _totals(conv: _Conv) -> StreamTotals:
+    a, b = _conv_endpoints(conv)
+    ends = (a, b)
+    # The conversation's key is its first packet's direction: first_src is always ``a``.
+    return StreamTotals(
+        stream=conv.stream,
+        first_src=a,
+        first_dst=b,
+        first_frame=conv.first_frame,
+        first_time=_ns_to_datetime(conv.first_ns),
+        last_frame=conv.last_frame,
+        last_time=_ns_to_datetime(conv.last_ns),
+        frames=conv.frames,
+        bytes=conv.bytes,
+        syn_from=ends[conv.syn_dir] if conv.syn_dir is not None else None,
+        fin=conv.fin,
+        rst=conv.rst,
+        truncated_frames=conv.trunc,
+        shard=conv.shard,
+        cut=conv.cut,
+    )

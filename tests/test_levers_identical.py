@@ -1,0 +1,87 @@
+"""Every performance lever gives the reference engine's report, to the frame number.
+
+The reference engine is one tshark pass over the whole capture (``prefilter=False``). The
+fast engine (prefilter, conversation shards, merge) must give the same conversations,
+certificates, verdicts, findings and events on every fixture (with and without its key log)
+and on a generated capture with thousands of packets of noise.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pyshark_tools import analyze
+from pyshark_tools.report import Report
+
+from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
+from .test_analyzer_fixtures import _smtp_ports, _usable_keylog
+
+TABLES = ("conversations", "certificates", "findings", "events")
+#: capture facts that must not depend on the engine
+FACTS = ("packets_analysed", "first_packet_time", "last_packet_time", "truncated_file",
+         "warnings")
+
+
+@pytest.fixture(scope="session")
+def generated_capture(tmp_path_factory: pytest.TempPathFactory):
+    """A small benchmark capture: ~260 SMTP sessions among bulk TCP and DNS noise."""
+    from benchmarks.generate import generate
+
+    path = tmp_path_factory.mktemp("generated") / "small.pcapng"
+    generate(path, scale=0.02, seed=11)
+    return path
+
+
+def assert_same_report(a: Report, b: Report) -> None:
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True,
+                                      obj=name)
+    for key in FACTS:
+        assert a.capture[key] == b.capture[key], key
+    assert a.to_dict()["conversations"] == b.to_dict()["conversations"]
+
+
+def _run(name: str, with_keys: bool, **levers: object) -> Report:
+    truth = fixture_truth(name)
+    return analyze(
+        fixture_path(name) if not truth.get("capture") else FIXTURES / truth["capture"],
+        keylog=_usable_keylog(truth) if with_keys else None,
+        ports=_smtp_ports(truth),
+        trust_store=FIXTURES / truth["trust_store"],
+        expect_cert_name=truth.get("expect_cert_name"),
+        progress=False,
+        **levers,
+    )
+
+
+CASES = [
+    pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")
+    for name in fixture_scenarios()
+    for keys in (False, True)
+    if not keys or _usable_keylog(fixture_truth(name))
+]
+
+
+@pytest.mark.parametrize(("name", "with_keys"), CASES)
+def test_fixture_same_report_with_every_lever(name: str, with_keys: bool) -> None:
+    reference = _run(name, with_keys, prefilter=False)
+    assert reference.capture["engine"] == "reference"
+    fast = _run(name, with_keys, prefilter=True, jobs=2)
+    assert_same_report(reference, fast)
+    if name != "cut-mid-file":  # a damaged file: the fast engine hands it to the reference
+        assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+
+
+def test_mixed_traffic_three_shards() -> None:
+    reference = _run("mixed-traffic", False, prefilter=False)
+    assert_same_report(reference, _run("mixed-traffic", False, jobs=3))
+
+
+def test_generated_capture_same_report(generated_capture) -> None:
+    reference = analyze(generated_capture, prefilter=False, progress=False)
+    assert len(reference.conversations) >= 200
+    assert reference.capture["packets_analysed"] > 5000
+    fast = analyze(generated_capture, jobs=2, progress=False)
+    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    assert_same_report(reference, fast)
