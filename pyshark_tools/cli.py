@@ -17,6 +17,7 @@ from .keylog import KeylogError
 from .report import Report, analyze
 from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
 from .tshark import CaptureError, TsharkError
+from .wireshark_cli import wireshark
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -64,6 +65,9 @@ def _write(target: Path | None, text: str) -> None:
         click.echo(text, nl=False)
         return
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; a report is not one
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -244,6 +248,9 @@ def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[i
 
     click.echo(_render_console(lambda console: render_follow(result, stream, console), None,
                                color), nl=False)
+
+
+main.add_command(wireshark)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -254,3 +254,22 @@ def test_stream_and_exo_only_filters() -> None:
     one = json.loads(run(mixed, "--format", "json", "--stream", first).stdout)
     assert [c["stream"] for c in one["conversations"]] == [first]
     assert {c["stream"] for c in one["certificates"]} <= {first}
+
+
+def test_wireshark_group_is_part_of_the_command(tmp_path: Path) -> None:
+    env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    env.pop("WIRESHARK_CONFIG_DIR", None)
+    done = run("wireshark", "install", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "smtptls.lua" in done.stdout
+    written = [ln.split()[1] for ln in done.stdout.splitlines() if ln.startswith("wrote")]
+    assert written and all(Path(p).is_file() for p in written)
+    assert all(str(tmp_path) in p for p in written)
+
+
+def test_report_file_is_readable_like_any_other_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.md"
+    run(EMPTY, "--format", "markdown", "-o", target)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
