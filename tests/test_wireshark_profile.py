@@ -317,14 +317,18 @@ def _expected_rule(row: dict) -> str | None:
     return None
 
 
-@pytest.mark.skipif(not SCENARIOS, reason="no fixtures yet")
-@pytest.mark.parametrize("keys", [False, True], ids=["without_keylog", "with_keylog"])
-@pytest.mark.parametrize("name", SCENARIOS)
+COLOR_PAIRS = [
+    pytest.param(name, keys, id=f"{name}-{'with' if keys else 'without'}_keylog")
+    for name in SCENARIOS
+    for keys in (False, True)
+    if not keys or fixture_truth(name).get("keylog")
+]
+
+
+@pytest.mark.parametrize(("name", "keys"), COLOR_PAIRS)
 def test_coloring_rules_on_fixture_frames(
     wireshark_home: dict[str, str], name: str, keys: bool
 ) -> None:
-    if keys and not fixture_truth(name).get("keylog"):
-        pytest.skip("no key log")
     rows = _colored(tuple(sorted(wireshark_home.items())), name, keys)
     checked = 0
     for row in rows:
