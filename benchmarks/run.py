@@ -182,6 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(measure(name, report_cmd(main_path, target, *extra)))
         outputs.append((name, target))
         print(runs[-1], flush=True)
+    extract_code = (
+        "import sys\n"
+        "from pyshark_tools.parallel import fast_extract\n"
+        "from pyshark_tools.tshark import find_tshark\n"
+        "fast_extract(find_tshark(), sys.argv[1], ports=(25, 587, 465))\n"
+    )
+    runs.append(measure("fast engine, extraction only (prefilter + tshark shards + merge, "
+                        "no per-conversation tables)",
+                        [sys.executable, "-c", extract_code, str(main_path)]))
+    print(runs[-1], flush=True)
+    env = dict(os.environ, TLS_SMTP_REPORT_ALL_DISSECTORS="1")
+    runs.append(measure("same, x509 dissectors left on", [sys.executable, "-c", extract_code,
+                                                           str(main_path)], env=env))
+    print(runs[-1], flush=True)
     dask_run = None
     if not args.quick:
         dask_target = out / "dask.json"

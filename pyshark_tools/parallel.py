@@ -74,46 +74,57 @@ class ShardResult:
     command: list[str] = field(default_factory=list)
 
 
-def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
-              keylog: str | None = None) -> ShardResult:
-    """The reference engine's tshark pass and row handling over one reduced capture,
-    with frame numbers and stream indices mapped back to the original capture."""
+def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int],
+                  keylog: str | None = None) -> list[str]:
+    """The reference engine's fields pass over one reduced capture (``-`` = stdin)."""
     options = [f"tls.keylog_file:{keylog}"] if keylog is not None else []
-    cmd = field_command(tshark, shard.path, FIELDS, display_filter=display_filter(ports, False),
+    cmd = field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
                         decode_as=decode_as_rules(ports), options=options)
     if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
         disabled = [arg for proto in DISABLED_PROTOCOLS for arg in ("--disable-protocol", proto)]
         cmd = [cmd[0], *disabled, *cmd[1:]]
+    return cmd
+
+
+def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
+              keylog: str | None = None) -> ShardResult:
+    """The reference engine's tshark pass and row handling over one reduced capture,
+    with frame numbers and stream indices mapped back to the original capture."""
+    cmd = shard_command(tshark, shard.path, ports, keylog)
     run = FieldRun()
+    rows = iter_fields(cmd, FIELDS, run) if shard.packets else iter(())
+    return _consume(rows, shard, run, cmd)
+
+
+def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
     sink = _EventSink()
     facts: dict[int, StreamFacts] = {}
     certs: list[CertificateMessage] = []
     appdata_seen: set[tuple[int, str]] = set()
     frames, streams, post_cut = shard.frames, shard.streams, shard.post_cut
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    if shard.packets:
-        for row in iter_fields(cmd, FIELDS, run):
-            try:
-                reduced = int(row["frame.number"]) - 1
-                when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
-            except ValueError:
-                continue
-            if post_cut[reduced]:
-                continue  # after the cut: the prefilter counted it and synthesised its events
-            frame, stream = frames[reduced], streams[reduced]
-            src = endpoint(row["ip.src"] or row["ipv6.src"], row["tcp.srcport"])
-            dst = endpoint(row["ip.dst"] or row["ipv6.dst"], row["tcp.dstport"])
-            f = facts.get(stream)
-            if f is None:
-                f = facts[stream] = StreamFacts(stream=stream, first_src=src, first_dst=dst,
-                                                first_frame=frame, first_time=epoch)
-            if row["tcp.analysis.lost_segment"]:
-                f.lost_segments += 1
-            if row["_ws.malformed"]:
-                f.malformed += 1
-            _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
+    for row in rows:
+        try:
+            reduced = int(row["frame.number"]) - 1
+            when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
+        except ValueError:
+            continue
+        if post_cut[reduced]:
+            continue  # after the cut: the prefilter counted it and synthesised its events
+        frame, stream = frames[reduced], streams[reduced]
+        src = endpoint(row["ip.src"] or row["ipv6.src"], row["tcp.srcport"])
+        dst = endpoint(row["ip.dst"] or row["ipv6.dst"], row["tcp.dstport"])
+        f = facts.get(stream)
+        if f is None:
+            f = facts[stream] = StreamFacts(stream=stream, first_src=src, first_dst=dst,
+                                            first_frame=frame, first_time=epoch)
+        if row["tcp.analysis.lost_segment"]:
+            f.lost_segments += 1
+        if row["_ws.malformed"]:
+            f.malformed += 1
+        _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    return ShardResult(sink.columns, partial, certs, run.warnings, run.truncated, cmd)
+    return ShardResult(sink.columns, partial, certs, run.warnings, run.truncated, list(cmd))
 
 
 def _run_shard_args(args: tuple) -> ShardResult:
@@ -246,6 +257,7 @@ def extract_with_engine(
     if all_tls:
         return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
                 "reference", "--all-tls needs every TLS conversation: one tshark pass")
+
     with ByteProgress(path.name, enabled=progress) as bar:
         try:
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,

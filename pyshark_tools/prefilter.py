@@ -216,6 +216,7 @@ class _Writer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.handle = path.open("wb")
+        self.limit = 1 << 22
         self.buf = bytearray(_SHB)
         self.ifaces: dict[tuple[int, int], int] = {}
         self.frames = array("Q")
@@ -248,7 +249,7 @@ class _Writer:
         self.frames.append(frame)
         self.streams.append(stream)
         self.post_cut.append(1 if post_cut else 0)
-        if len(buf) > 1 << 22:
+        if len(buf) > self.limit:
             self.flush()
 
     def raw_block(self, block: bytes) -> None:
@@ -265,6 +266,27 @@ class _Writer:
 
 
 _SHB = (struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+
+
+_OPTION_LENGTHS = {2: (4,), 3: (3,), 4: (2,), 5: (10, 18, 26, 34), 8: (10,)}
+
+
+def _plain_options(data: bytes, l4: int, thl: int) -> bool:
+    """The TCP options are well-formed MSS/window/SACK/timestamp options (or none)."""
+    pos, end = l4 + 20, l4 + thl
+    if end > len(data):
+        return False
+    while pos < end:
+        kind = data[pos]
+        if kind == 0:
+            return True
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 1 >= end or data[pos + 1] not in _OPTION_LENGTHS.get(kind, ()):
+            return False
+        pos += data[pos + 1]
+    return pos == end
 
 
 def _l3(linktype: int, data: bytes) -> tuple[int, int]:
@@ -353,20 +375,34 @@ def _pcapng(mm: mmap.mmap, size: int):
     endian = "<"
     ifaces: list[tuple[int, int, int, int]] = []  # linktype, snaplen, res, multiplier
     hdr = struct.Struct("<II")
+    epb = struct.Struct("<IIIIIII")
     while pos < size:
         if pos + 12 > size:
             raise Unsupported("the file ends inside a block")
-        btype = struct.unpack_from(endian + "I", mm, pos)[0]
-        if btype == 0x0A0D0D0A:
+        btype, blen = hdr.unpack_from(mm, pos)
+        if btype == 6 and pos + 28 <= size:  # the common case first
+            _t, _l, ifid, hi, lo, cap, orig = epb.unpack_from(mm, pos)
+            if blen < 32 or blen % 4 or pos + blen > size or ifid >= len(ifaces) \
+                    or 28 + cap > blen:
+                raise Unsupported("the file ends inside a block (or a block is damaged)")
+            linktype, snaplen, res, mult = ifaces[ifid]
+            units = (hi << 32) | lo
+            start = pos + 28
+            pos += blen
+            yield ((section, ifid), linktype, snaplen, res, units, units * mult,
+                   mm[start:start + cap], orig, pos, None)
+            continue
+        if btype in (0x0A0D0D0A, 0x0D0D0A0A):
             bom = mm[pos + 8:pos + 12]
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" \
                 else None
             if endian is None:
                 raise Unsupported("damaged pcapng section header")
             hdr = struct.Struct(endian + "II")
+            epb = struct.Struct(endian + "IIIIIII")
             section += 1
             ifaces = []
-        btype, blen = hdr.unpack_from(mm, pos)
+            btype, blen = hdr.unpack_from(mm, pos)
         if blen < 12 or blen % 4 or pos + blen > size:
             raise Unsupported("the file ends inside a block (or a block is damaged)")
         body = pos + 8
@@ -442,6 +478,7 @@ def prefilter(
     wrote_packet = False
     next_report = 1 << 23
     unpack_tcp = struct.Struct("!HHIIBB").unpack_from
+    unpack_ip4 = struct.Struct("!BxH2xHxB2x4s4s").unpack_from
     try:
         with path.open("rb") as handle:
             mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -471,25 +508,23 @@ def prefilter(
                         if dontneed and upto > released:
                             mm.madvise(dontneed, released, upto - released)
                             released = upto
-                    try:
-                        version, off = _l3(linktype, data)
-                    except IndexError:
-                        continue
-                    if not version:
-                        continue
+                    if linktype == LT_ETHERNET and data[12:14] == b"\x08\x00":
+                        version, off = 4, 14  # the common case without a call
+                    else:
+                        try:
+                            version, off = _l3(linktype, data)
+                        except IndexError:
+                            continue
+                        if not version:
+                            continue
                     # --- IP ---
                     if version == 4:
                         if len(data) < off + 20:
                             continue
-                        vihl = data[off]
+                        vihl, ip_len, frag, proto, src, dst = unpack_ip4(data, off)
                         if vihl >> 4 != 4:
                             continue
                         ihl = (vihl & 0x0F) * 4
-                        proto = data[off + 9]
-                        frag = int.from_bytes(data[off + 6:off + 8], "big")
-                        ip_len = int.from_bytes(data[off + 2:off + 4], "big")
-                        src = data[off + 12:off + 16]
-                        dst = data[off + 16:off + 20]
                         l4 = off + ihl
                         l4_end = off + ip_len
                         if ip_len < ihl or off + ip_len > orig:
@@ -597,7 +632,11 @@ def prefilter(
                         conv.rst = True
                     d = conv.dirs[direction]
                     seglen = max(0, l4_end - l4 - thl)
-                    keep = True
+                    # A pure ACK carries no event and changes none of tshark's analysis the
+                    # report reads (it does not move the next expected sequence number):
+                    # tshark never needs it, unless its options could make it malformed.
+                    keep = bool(seglen or flags & (_SYN | _FIN | _RST)) or not _plain_options(
+                        data, l4, thl)
                     was_cut = d.mode == _CUT
                     if d.mode != _KEEP:
                         payload = data[l4 + thl:l4 + thl + seglen]

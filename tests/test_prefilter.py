@@ -186,7 +186,8 @@ def test_cut_keeps_handshake_and_drops_the_rest(tmp_path: Path) -> None:
     assert any(t.cut for t in pre.streams.values())
     kept = prefilter(FIXTURES / "mixed-traffic.pcapng", tmp_path, ports=PORTS,
                      keep_all_tls=True)
-    assert kept.kept_packets == kept.packets_matched  # with a key log nothing is left out
+    # with a key log no conversation is cut (only pure ACKs, which tshark never needs, go)
+    assert pre.kept_packets < kept.kept_packets < kept.packets_matched
     assert not any(t.cut for t in kept.streams.values())
 
 
