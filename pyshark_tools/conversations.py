@@ -342,6 +342,13 @@ def summarise(
         if len(events)
         else {}
     )
+    # Split the tables by stream once: filtering them per conversation is quadratic.
+    certs_by_stream = (
+        {int(k): g for k, g in certificates.groupby("stream", sort=False, observed=True)}
+        if len(certificates)
+        else {}
+    )
+    no_certs = certificates.iloc[0:0]
     rows = []
     for stream in sorted(extraction.streams):
         facts = extraction.streams[stream]
@@ -349,7 +356,8 @@ def summarise(
         if not is_smtp and not (all_tls and facts.has_tls):
             continue
         stream_events = by_stream.get(stream, events.iloc[0:0])
-        rows.append(_row(facts, stream_events, certificates, extraction.truncated_file, is_smtp))
+        rows.append(_row(facts, stream_events, certs_by_stream.get(stream, no_certs),
+                         extraction.truncated_file, is_smtp))
     df = pd.DataFrame(rows, columns=list(CONVERSATION_COLUMNS))
     return _types(df)
 
@@ -375,9 +383,7 @@ def _row(
         (server_host and server_host.endswith(EXO_SUFFIX))
         or (smtp.banner and EXO_SUFFIX[1:] in smtp.banner.lower())
     )
-    certs = (
-        certificates[certificates["stream"] == facts.stream] if len(certificates) else certificates
-    )
+    certs = certificates  # this stream's certificates only
     client_leaf = _leaf(certs, "client", tls.client_cert)
     server_leaf = _leaf(certs, "server", tls.server_cert)
     # Inside implicit TLS the banner is encrypted: the SNI or the server's certificate says it.

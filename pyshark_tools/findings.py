@@ -7,13 +7,17 @@ of our own (a 5.7.64 reply seen, a TLS alert, a server chain problem, a damaged 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from .certificates import name_matches
 from .schema import FINDING_COLUMNS, ClientCert, Severity
+
+#: One conversation row (a dict from ``conversations.to_dict("records")``).
+Conv = Mapping[str, Any]
 
 FIX_PRESENT_CERT = (
     "Make the sending server present its certificate. Exchange Server: check the certificate "
@@ -49,7 +53,7 @@ class _Collector:
     def __init__(self) -> None:
         self.rows: list[dict[str, object]] = []
 
-    def add(self, conv: pd.Series, rule: str, severity: Severity, title: str,
+    def add(self, conv: Conv, rule: str, severity: Severity, title: str,
             explanation: str, frames: str, fix: str) -> None:
         self.rows.append({
             "stream": int(conv["stream"]), "id": rule, "severity": severity.value,
@@ -65,16 +69,22 @@ def diagnose(
 ) -> pd.DataFrame:
     """Apply every rule to every conversation; one row per finding."""
     out = _Collector()
-    for _, conv in conversations.iterrows():
+    # Group once (per-conversation boolean filters over whole tables are quadratic), and
+    # keep of the events only the replies a rule reads.
+    certs_by_stream = _by_stream(certificates)
+    replies = events[(events["kind"] == "smtp_reply")
+                     & events["detail"].str.contains("5.7.64", regex=False, na=False)] \
+        if len(events) else events
+    replies_by_stream = _by_stream(replies)
+    no_certs, no_events = certificates.iloc[0:0], replies.iloc[0:0]
+    for conv in conversations.to_dict(orient="records"):
         stream = int(conv["stream"])
-        certs = certificates[certificates["stream"] == stream] if len(certificates) else \
-            certificates
-        evs = events[events["stream"] == stream] if len(events) else events
+        certs = certs_by_stream.get(stream, no_certs)
         _smtp_rules(out, conv)
         _tls_rules(out, conv)
         _client_chain_rules(out, conv, certs, options)
         _server_chain_rules(out, conv, certs)
-        _reply_rules(out, conv, evs)
+        _reply_rules(out, conv, replies_by_stream.get(stream, no_events))
         _ip_rules(out, conv, options)
     df = pd.DataFrame(out.rows, columns=list(FINDING_COLUMNS))
     df["stream"] = df["stream"].astype("Int64")
@@ -85,11 +95,17 @@ def diagnose(
     return df
 
 
-def _who(conv: pd.Series) -> str:
+def _by_stream(df: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    if not len(df):
+        return {}
+    return {int(k): g for k, g in df.groupby("stream", sort=False, observed=True)}
+
+
+def _who(conv: Conv) -> str:
     return "Exchange Online" if conv["exchange_online"] else "the receiving server"
 
 
-def _smtp_rules(out: _Collector, conv: pd.Series) -> None:
+def _smtp_rules(out: _Collector, conv: Conv) -> None:
     exo = bool(conv["exchange_online"])
     if _false(conv["starttls_offered"]):
         out.add(conv, "W1", Severity.ERROR if exo else Severity.WARNING,
@@ -129,7 +145,7 @@ def _max_offered(text: object) -> str | None:
     return max(known, key=order.index) if known else None
 
 
-def _tls_rules(out: _Collector, conv: pd.Series) -> None:
+def _tls_rules(out: _Collector, conv: Conv) -> None:
     verdict = conv["client_cert"]
     exo = bool(conv["exchange_online"])
     alerts = conv["tls_alerts"] if isinstance(conv["tls_alerts"], str) else ""
@@ -240,7 +256,7 @@ def _looks_internal(name: str) -> bool:
                                                            "localdomain", "home", "intra"}
 
 
-def _client_chain_rules(out: _Collector, conv: pd.Series, certs: pd.DataFrame,
+def _client_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame,
                         options: Options) -> None:
     if conv["client_cert"] != ClientCert.PRESENTED or not len(certs):
         return
@@ -343,7 +359,7 @@ def _in_accepted(name: str, domains: Iterable[str]) -> bool:
     return False
 
 
-def _server_chain_rules(out: _Collector, conv: pd.Series, certs: pd.DataFrame) -> None:
+def _server_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame) -> None:
     if pd.isna(conv["frame_server_certificate"]) or not len(certs):
         return
     chain = certs[(certs["role"] == "server") &
@@ -359,7 +375,7 @@ def _server_chain_rules(out: _Collector, conv: pd.Series, certs: pd.DataFrame) -
                 "The receiving side must renew its certificate.")
 
 
-def _reply_rules(out: _Collector, conv: pd.Series, events: pd.DataFrame) -> None:
+def _reply_rules(out: _Collector, conv: Conv, events: pd.DataFrame) -> None:
     if not len(events):
         return
     replies = events[(events["kind"] == "smtp_reply")]
@@ -377,7 +393,7 @@ def _reply_rules(out: _Collector, conv: pd.Series, events: pd.DataFrame) -> None
                 "sender's public IP.")
 
 
-def _ip_rules(out: _Collector, conv: pd.Series, options: Options) -> None:
+def _ip_rules(out: _Collector, conv: Conv, options: Options) -> None:
     if not conv["exchange_online"]:
         return
     try:
