@@ -50,6 +50,7 @@ chain is "does it chain to a public root", not "is it valid for this name".
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import warnings
@@ -359,8 +360,11 @@ def _load(der: bytes) -> x509.Certificate:
         raise CertificateParseError(f"not a DER certificate: {_one_line(exc)}") from exc
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_certificate(der: bytes) -> CertInfo:
     """Parse one DER certificate; CertificateParseError (one line) when it cannot be read.
+
+    Cached: the same chains come back in every conversation with the same peer.
 
     Malformed extensions and undecodable names count as parse errors too: a half-read
     certificate would show empty SANs/EKUs that look like facts.

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from .events import IMPLICIT_TLS_PORTS, Extraction, StreamFacts
 from .schema import CONVERSATION_COLUMNS, ClientCert
+from .tables import Record, records_by_stream, tuples_by_stream
 
 EXO_SUFFIX = ".mail.protection.outlook.com"
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+\.?$")
@@ -81,11 +83,11 @@ def _kv(detail: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in detail.split() if "=" in part)
 
 
-def _scan(stream_events: pd.DataFrame) -> tuple[_Smtp, _Tls, bool]:
+def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
     smtp, tls = _Smtp(), _Tls()
     decrypted_any = False
     awaiting_starttls_reply = False
-    for ev in stream_events.itertuples(index=False):
+    for ev in stream_events:
         frame, sender, kind, name, detail = int(ev.frame), ev.sender, ev.kind, ev.name, ev.detail
         decrypted_any = decrypted_any or bool(ev.decrypted)
         if kind == "smtp_reply" and sender == "server":
@@ -336,36 +338,24 @@ def summarise(
     all_tls: bool = False,
 ) -> pd.DataFrame:
     """One row per conversation (CONVERSATION_COLUMNS), in stream order."""
-    events = extraction.events
-    by_stream = (
-        {int(k): g for k, g in events.groupby("stream", sort=True, observed=True)}
-        if len(events)
-        else {}
-    )
-    # Split the tables by stream once: filtering them per conversation is quadratic.
-    certs_by_stream = (
-        {int(k): g for k, g in certificates.groupby("stream", sort=False, observed=True)}
-        if len(certificates)
-        else {}
-    )
-    no_certs = certificates.iloc[0:0]
+    events_by_stream = tuples_by_stream(extraction.events)
+    certs_by_stream = records_by_stream(certificates)
     rows = []
     for stream in sorted(extraction.streams):
         facts = extraction.streams[stream]
         is_smtp = _is_smtp_stream(facts, ports)
         if not is_smtp and not (all_tls and facts.has_tls):
             continue
-        stream_events = by_stream.get(stream, events.iloc[0:0])
-        rows.append(_row(facts, stream_events, certs_by_stream.get(stream, no_certs),
-                         extraction.truncated_file, is_smtp))
+        rows.append(_row(facts, events_by_stream.get(stream, []),
+                         certs_by_stream.get(stream, []), extraction.truncated_file, is_smtp))
     df = pd.DataFrame(rows, columns=list(CONVERSATION_COLUMNS))
     return _types(df)
 
 
 def _row(
     facts: StreamFacts,
-    stream_events: pd.DataFrame,
-    certificates: pd.DataFrame,
+    stream_events: list[Any],
+    certificates: list[Record],
     file_cut: bool,
     is_smtp: bool,
 ) -> dict[str, object]:
@@ -383,9 +373,8 @@ def _row(
         (server_host and server_host.endswith(EXO_SUFFIX))
         or (smtp.banner and EXO_SUFFIX[1:] in smtp.banner.lower())
     )
-    certs = certificates  # this stream's certificates only
-    client_leaf = _leaf(certs, "client", tls.client_cert)
-    server_leaf = _leaf(certs, "server", tls.server_cert)
+    client_leaf = _leaf(certificates, "client", tls.client_cert)
+    server_leaf = _leaf(certificates, "server", tls.server_cert)
     # Inside implicit TLS the banner is encrypted: the SNI or the server's certificate says it.
     exo = exo or any(
         isinstance(name, str) and name.lower().rstrip(".").endswith(EXO_SUFFIX[1:])
@@ -463,11 +452,13 @@ def _cert_requested(tls: _Tls, verdict: Verdict) -> bool | None:
     return None
 
 
-def _leaf(certs: pd.DataFrame, role: str, frame: int | None) -> dict[str, object]:
-    if frame is None or not len(certs):
+def _leaf(certs: list[Record], role: str, frame: int | None) -> Record:
+    if frame is None:
         return {}
-    match = certs[(certs["role"] == role) & (certs["frame"] == frame) & (certs["position"] == 0)]
-    return match.iloc[0].to_dict() if len(match) else {}
+    for cert in certs:
+        if cert["role"] == role and cert["frame"] == frame and cert["position"] == 0:
+            return cert
+    return {}
 
 
 def _types(df: pd.DataFrame) -> pd.DataFrame:

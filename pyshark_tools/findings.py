@@ -15,6 +15,7 @@ import pandas as pd
 
 from .certificates import name_matches
 from .schema import FINDING_COLUMNS, ClientCert, Severity
+from .tables import Record, records_by_stream
 
 #: One conversation row (a dict from ``conversations.to_dict("records")``).
 Conv = Mapping[str, Any]
@@ -69,22 +70,23 @@ def diagnose(
 ) -> pd.DataFrame:
     """Apply every rule to every conversation; one row per finding."""
     out = _Collector()
-    # Group once (per-conversation boolean filters over whole tables are quadratic), and
-    # keep of the events only the replies a rule reads.
-    certs_by_stream = _by_stream(certificates)
-    replies = events[(events["kind"] == "smtp_reply")
-                     & events["detail"].str.contains("5.7.64", regex=False, na=False)] \
-        if len(events) else events
-    replies_by_stream = _by_stream(replies)
-    no_certs, no_events = certificates.iloc[0:0], replies.iloc[0:0]
+    # Plain records grouped by stream once: pandas operations on per-conversation slices
+    # cost about a millisecond each, which dominated large captures.
+    certs_by_stream = records_by_stream(certificates)
+    if len(events):
+        relevant = events[(events["kind"] == "smtp_reply")
+                          & events["detail"].str.contains("5.7.64", regex=False, na=False)]
+    else:
+        relevant = events
+    replies_by_stream = records_by_stream(relevant)
     for conv in conversations.to_dict(orient="records"):
         stream = int(conv["stream"])
-        certs = certs_by_stream.get(stream, no_certs)
+        certs = certs_by_stream.get(stream, [])
         _smtp_rules(out, conv)
         _tls_rules(out, conv)
         _client_chain_rules(out, conv, certs, options)
         _server_chain_rules(out, conv, certs)
-        _reply_rules(out, conv, replies_by_stream.get(stream, no_events))
+        _reply_rules(out, conv, replies_by_stream.get(stream, []))
         _ip_rules(out, conv, options)
     df = pd.DataFrame(out.rows, columns=list(FINDING_COLUMNS))
     df["stream"] = df["stream"].astype("Int64")
@@ -95,10 +97,12 @@ def diagnose(
     return df
 
 
-def _by_stream(df: pd.DataFrame) -> dict[int, pd.DataFrame]:
-    if not len(df):
-        return {}
-    return {int(k): g for k, g in df.groupby("stream", sort=False, observed=True)}
+def _chain(certs: list[Record], role: str, frame: object) -> list[Record]:
+    """One Certificate message's certificates, leaf first."""
+    if frame is None or pd.isna(frame):
+        return []
+    chain = [c for c in certs if c["role"] == role and c["frame"] == int(frame)]
+    return sorted(chain, key=lambda c: c["position"])
 
 
 def _who(conv: Conv) -> str:
@@ -256,28 +260,27 @@ def _looks_internal(name: str) -> bool:
                                                            "localdomain", "home", "intra"}
 
 
-def _client_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame,
+def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                         options: Options) -> None:
-    if conv["client_cert"] != ClientCert.PRESENTED or not len(certs):
+    if conv["client_cert"] != ClientCert.PRESENTED:
         return
-    chain = certs[(certs["role"] == "client") &
-                  (certs["frame"] == conv["frame_client_certificate"])]
-    if not len(chain):
+    chain = _chain(certs, "client", conv["frame_client_certificate"])
+    if not chain:
         return
-    leaf = chain[chain["position"] == 0].iloc[0]
+    leaf = chain[0]
     frame = _frames(conv["frame_client_certificate"])
     exo = bool(conv["exchange_online"])
     sev = Severity.ERROR if exo else Severity.WARNING
-    if isinstance(leaf["parse_error"], str) and leaf["parse_error"]:
+    if leaf["parse_error"]:
         out.add(conv, "X5", sev, "Client certificate cannot be parsed",
                 f"The client's leaf certificate could not be read: {leaf['parse_error']}.",
                 frame, "Reissue the certificate.")
         return
     subject = leaf["subject"]
     trust = leaf["trust"]
-    invalid = chain[chain["valid_at_capture"] == False]  # noqa: E712 (nullable boolean)
-    if len(invalid):
-        bad = invalid.iloc[0]
+    invalid = [c for c in chain if c["valid_at_capture"] is False]
+    if invalid:
+        bad = invalid[0]
         when = "expired on" if bad["not_after"] < conv["start_time"] else "is not valid before"
         date = bad["not_after"] if "expired" in when else bad["not_before"]
         out.add(conv, "W10", sev, "Client certificate outside its validity period",
@@ -287,6 +290,7 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame,
                 frame, "Renew the certificate, enable the new one for SMTP "
                 "(Enable-ExchangeCertificate -Services SMTP) and re-point the send connector "
                 "(Set-SendConnector -TlsCertificateName) at it.")
+    weak = [c for c in chain if c["signature_hash"] in ("sha1", "md5") and not c["self_signed"]]
     if trust == "missing_intermediate":
         out.add(conv, "W8", sev, "Client sent its certificate without the intermediate CA",
                 f"The client sent only its leaf '{subject}' (issued by '{leaf['issuer']}'). "
@@ -304,21 +308,21 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame,
                 "attribution.",
                 frame, "Use a certificate issued by a public CA (the name must be on it: CN or "
                 "SAN), then point the send connector at it.")
-    elif trust == "weak_signature" or (chain["signature_hash"].isin(["sha1", "md5"]) &
-                                       ~chain["self_signed"].fillna(False).astype(bool)).any():
+    elif trust == "weak_signature" or weak:
+        hashes = sorted({c["signature_hash"] for c in weak} or {"sha1"})
         out.add(conv, "W13", sev, "SHA-1 signature in the client chain",
-                f"A certificate in the client's chain is signed with "
-                f"{', '.join(sorted(set(chain['signature_hash'].dropna())))}; Exchange Online "
-                "rejects SHA-1 signed certificates since 2016.",
+                f"A certificate in the client's chain is signed with {', '.join(hashes)}; "
+                "Exchange Online rejects SHA-1 signed certificates since 2016.",
                 frame, "Reissue the certificate (and chain) with SHA-256.")
     elif trust == "invalid":
         out.add(conv, "X6", sev, "Client chain does not verify",
                 f"The client's chain does not verify: {leaf['trust_detail']}.",
                 frame, "Reissue the certificate from a public CA and send the full chain.")
-    small = chain[(chain["key_type"] == "RSA") & (chain["key_size"] < 2048)]
-    if len(small):
+    small = [c for c in chain if c["key_type"] == "RSA" and (c["key_size"] or 0) < 2048
+             and c["key_size"] is not None]
+    if small:
         out.add(conv, "W14", Severity.WARNING, "RSA key shorter than 2048 bits",
-                f"'{small.iloc[0]['subject']}' has a {small.iloc[0]['key_size']}-bit RSA key.",
+                f"'{small[0]['subject']}' has a {small[0]['key_size']}-bit RSA key.",
                 frame, "Reissue with an RSA key of 2048 bits or more.")
     ekus = leaf["ekus"] if isinstance(leaf["ekus"], str) else ""
     if ekus and "clientAuth" not in ekus.split("; "):
@@ -359,14 +363,11 @@ def _in_accepted(name: str, domains: Iterable[str]) -> bool:
     return False
 
 
-def _server_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame) -> None:
-    if pd.isna(conv["frame_server_certificate"]) or not len(certs):
-        return
-    chain = certs[(certs["role"] == "server") &
-                  (certs["frame"] == conv["frame_server_certificate"])]
-    expired = chain[chain["valid_at_capture"] == False]  # noqa: E712
-    if len(expired):
-        bad = expired.iloc[0]
+def _server_chain_rules(out: _Collector, conv: Conv, certs: list[Record]) -> None:
+    chain = _chain(certs, "server", conv["frame_server_certificate"])
+    expired = [c for c in chain if c["valid_at_capture"] is False]
+    if expired:
+        bad = expired[0]
         out.add(conv, "X1", Severity.WARNING, "Server certificate outside its validity period",
                 f"The server's certificate '{bad['subject']}' is valid from "
                 f"{bad['not_before']:%Y-%m-%d} to {bad['not_after']:%Y-%m-%d}, which does not "
@@ -375,13 +376,10 @@ def _server_chain_rules(out: _Collector, conv: Conv, certs: pd.DataFrame) -> Non
                 "The receiving side must renew its certificate.")
 
 
-def _reply_rules(out: _Collector, conv: Conv, events: pd.DataFrame) -> None:
-    if not len(events):
-        return
-    replies = events[(events["kind"] == "smtp_reply")]
-    hits = replies[replies["detail"].str.contains("5.7.64", regex=False, na=False)]
-    if len(hits):
-        hit = hits.iloc[0]
+def _reply_rules(out: _Collector, conv: Conv, replies: list[Record]) -> None:
+    """``replies``: this stream's SMTP replies that carry 5.7.64, in frame order."""
+    if replies:
+        hit = replies[0]
         how = "decrypted with the key log" if hit["decrypted"] else "in clear text"
         out.add(conv, "X3", Severity.ERROR, "Relay denied: 550 5.7.64 TenantAttribution",
                 f"The server answered '{hit['detail'].splitlines()[0]}' (frame {hit['frame']}, "

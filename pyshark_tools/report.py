@@ -220,17 +220,15 @@ def analyze(
 
 
 def _attach_severity(conversations: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+    """Each conversation's worst severity and its finding ids (in the findings' order)."""
     conversations = conversations.copy()
-    by_stream = findings.groupby("stream", observed=True) if len(findings) else None
-    severities, ids = [], []
-    for stream in conversations["stream"]:
-        if by_stream is not None and stream in by_stream.groups:
-            group = by_stream.get_group(stream)
-            severities.append(worst(list(group["severity"].astype(str))))
-            ids.append(" ".join(dict.fromkeys(group["id"])))
-        else:
-            severities.append("")
-            ids.append("")
-    conversations["severity"] = severities
-    conversations["finding_ids"] = ids
+    severities: dict[int, list[str]] = {}
+    ids: dict[int, list[str]] = {}
+    for stream, severity, rule in zip(findings["stream"], findings["severity"].astype(str),
+                                      findings["id"], strict=True):
+        severities.setdefault(int(stream), []).append(severity)
+        ids.setdefault(int(stream), []).append(rule)
+    streams = [int(s) for s in conversations["stream"]]
+    conversations["severity"] = [worst(severities.get(s, [])) for s in streams]
+    conversations["finding_ids"] = [" ".join(dict.fromkeys(ids.get(s, []))) for s in streams]
     return conversations
