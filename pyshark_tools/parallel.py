@@ -39,7 +39,7 @@ from .events import (
     endpoint,
 )
 from .prefilter import Prefiltered, Shard, prefilter
-from .tshark import FieldRun, Tshark, field_command, iter_fields
+from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
 
 __all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
 
@@ -49,6 +49,9 @@ __all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
 #: TLS_SMTP_REPORT_ALL_DISSECTORS=1 to keep them (the benchmark measures both).
 DISABLED_PROTOCOLS = ("x509af", "x509ce", "x509if", "x509sat", "pkix1implicit",
                       "pkix1explicit")
+
+#: Capture bytes per shard and worker (see ``fast_extract``).
+SHARD_BYTES = 96 << 20
 
 _PARTIAL = ("lost_segments", "malformed", "has_smtp", "has_tls", "client_hello_from",
             "first_command_from")
@@ -66,7 +69,7 @@ def default_jobs() -> int:
 class ShardResult:
     """What one shard's tshark pass gives back (picklable, for processes and Dask)."""
 
-    columns: dict[str, list]
+    events: Any  # the shard's events DataFrame (compact to send back; merged in frame order)
     partial: dict[int, dict[str, Any]]
     certificates: list[CertificateMessage]
     warnings: list[str] = field(default_factory=list)
@@ -124,7 +127,7 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
             f.malformed += 1
         _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    return ShardResult(sink.columns, partial, certs, run.warnings, run.truncated, list(cmd))
+    return ShardResult(sink.frame(), partial, certs, run.warnings, run.truncated, list(cmd))
 
 
 def _run_shard_args(args: tuple) -> ShardResult:
@@ -146,11 +149,15 @@ def fast_extract(
     """Prefilter + sharded tshark + merge. Raises ``prefilter.Unsupported`` when the capture
     needs the reference engine."""
     if dask_client is not None:
-        nshards = max(1, jobs or _dask_workers(dask_client))
+        workers = max(1, jobs or _dask_workers(dask_client))
     else:
-        nshards = max(1, jobs or default_jobs())
+        workers = max(1, jobs or default_jobs())
+    # tshark's memory grows with the packets it reads: more shards than workers on large
+    # captures keep each tshark small (about one shard per SHARD_BYTES of capture per worker)
+    size = Path(capture).stat().st_size
+    nshards = workers * max(1, -(-size // SHARD_BYTES))
     if keylog is not None:
-        nshards = 1
+        nshards = workers = 1
     keylog_text = os.fspath(keylog) if keylog is not None else None
     with tempfile.TemporaryDirectory(prefix="tls-smtp-report-", dir=workdir) as tmp:
         pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
@@ -166,11 +173,18 @@ def fast_extract(
             futures = dask_client.map(_run_shard_args, work, pure=False)
             results = dask_client.gather(futures)
         elif len(work) > 1:
-            with ProcessPoolExecutor(max_workers=min(len(work), nshards)) as pool:
+            with _pool(min(len(work), workers)) as pool:
                 results = list(pool.map(_run_shard_args, work))
         else:
             results = [run_shard(*w) for w in work]
     return merge(pre, results, ports)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes with the platform's default start method. (Not "spawn": it would
+    re-run the caller's script in every worker when ``analyze`` is called from a script
+    without a ``__main__`` guard.)"""
+    return ProcessPoolExecutor(max_workers=workers)
 
 
 def _dask_workers(client: Any) -> int:
@@ -192,13 +206,14 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
             bytes=total.bytes, syn_from=total.syn_from, fin=total.fin, rst=total.rst,
             truncated_frames=total.truncated_frames,
         )
-    sink = _EventSink()
+    import pandas as pd
+
+    parts = []
     certs: list[CertificateMessage] = []
     warnings: list[str] = []
     truncated = False
     for result in results:
-        for name, values in result.columns.items():
-            sink.columns[name].extend(values)
+        parts.append(result.events)
         for stream, values in result.partial.items():
             facts = streams.get(stream)
             if facts is not None:
@@ -207,15 +222,23 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         certs.extend(result.certificates)
         warnings.extend(w for w in result.warnings if w not in warnings)
         truncated = truncated or result.truncated
-    for ev in pre.synthetic:
-        sink.add(frame=ev.frame, time=ev.time, stream=ev.stream, src=ev.src, dst=ev.dst,
-                 sender=None, kind=ev.kind, name=ev.name, detail="", decrypted=False)
-    frames = sink.columns["frame"]
-    if len(results) > 1 or pre.synthetic:
-        order = sorted(range(len(frames)), key=frames.__getitem__)  # stable within a frame
-        sink.columns = {name: [values[i] for i in order] for name, values in sink.columns.items()}
+    if pre.synthetic:
+        sink = _EventSink()
+        for ev in pre.synthetic:
+            sink.add(frame=ev.frame, time=ev.time, stream=ev.stream, src=ev.src, dst=ev.dst,
+                     sender=None, kind=ev.kind, name=ev.name, detail="", decrypted=False)
+        parts.append(sink.frame())
+    if not parts:
+        events = _EventSink().frame()
+    elif len(parts) == 1:
+        events = parts[0]
+    else:
+        # the reference's order: frame order; a frame's events come from one part, in order
+        events = pd.concat(parts, ignore_index=True)
+        events = events.sort_values("frame", kind="stable").reset_index(drop=True)
+        for name in ("sender", "kind"):  # categories as the reference infers them
+            events[name] = events[name].astype(object).astype("category")
         certs.sort(key=lambda m: m.frame)
-    events = sink.frame()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
         events=events,
@@ -263,7 +286,9 @@ def extract_with_engine(
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
                                       dask_client=dask_client, progress=bar)
             return extraction, "fast", ""
-        except Unsupported as exc:
+        except (Unsupported, CaptureError) as exc:
+            # CaptureError here: tshark refused a reduced capture (never seen; a bug of the
+            # fast engine must not cost the user the report)
             bar.phase("tshark (reference engine)")
             return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
                     "reference", f"fast engine not used: {exc}")
@@ -360,9 +385,9 @@ def analyze_many(capture: Any, **kwargs: Any):
 
 # --- per-conversation tables in chunks ---------------------------------------------------
 
-#: Conversations per chunk: summarise and diagnose filter their inputs per conversation, so
-#: chunks keep the cost linear in the number of conversations (and let chunks run in parallel).
-CHUNK = 256
+#: Conversations per chunk: chunks keep the cost linear even if a stage filters per
+#: conversation, and let the chunks run in parallel.
+CHUNK = 2048
 
 
 def _tables_chunk(sub: Extraction, certificates, ports: Sequence[int], all_tls: bool,
@@ -410,7 +435,7 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
     if dask_client is not None:
         results = dask_client.gather(dask_client.map(_tables_chunk_args, work, pure=False))
     elif jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with _pool(jobs) as pool:
             results = list(pool.map(_tables_chunk_args, work))
     else:
         results = [_tables_chunk(*w) for w in work]
