@@ -23,3 +23,41 @@ def fixture_truth(name: str, folder: Path = FIXTURES) -> dict:
 def fixture_path(name: str, folder: Path = FIXTURES) -> Path:
     """The capture file of one scenario."""
     return folder / f"{name}.pcapng"
+
+
+NOT_SMTP_PORTS = {53, 80, 443}
+
+
+def usable_keylog(truth: dict) -> str | None:
+    """The scenario's key log, or None when it has none or none with a key in it (a
+    handshake that died before any secret existed)."""
+    from pyshark_tools.keylog import KeylogError, check_keylog
+
+    if not truth.get("keylog"):
+        return None
+    path = FIXTURES / truth["keylog"]
+    try:
+        check_keylog(path)
+    except KeylogError:
+        return None
+    return str(path)
+
+
+def smtp_ports(truth: dict) -> tuple[int, ...]:
+    """The SMTP server ports of a scenario (the analyzer's --port values)."""
+    return tuple(sorted({c["server_port"] for c in truth["conversations"]} - NOT_SMTP_PORTS))
+
+
+def analyze_fixture(name: str, with_keys: bool, **options: object):
+    """analyze() a scenario the way its ground truth expects (ports, trust store, name)."""
+    from pyshark_tools import analyze
+
+    truth = fixture_truth(name)
+    return analyze(
+        FIXTURES / truth["capture"] if truth.get("capture") else fixture_path(name),
+        keylog=usable_keylog(truth) if with_keys else None,
+        ports=smtp_ports(truth),
+        trust_store=FIXTURES / truth["trust_store"],
+        expect_cert_name=truth.get("expect_cert_name"),
+        **options,
+    )

@@ -12,47 +12,29 @@ import pandas as pd
 import pytest
 
 from pyshark_tools import analyze
-from pyshark_tools.keylog import KeylogError, check_keylog
 from pyshark_tools.report import Report
 from pyshark_tools.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
 
-from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
-
-NOT_SMTP_PORTS = {53, 80, 443}
-
-
-def _usable_keylog(truth: dict) -> str | None:
-    if not truth.get("keylog"):
-        return None
-    path = FIXTURES / truth["keylog"]
-    try:
-        check_keylog(path)
-    except KeylogError:
-        return None  # e.g. a handshake that died before any secret existed
-    return str(path)
-
-
-def _smtp_ports(truth: dict) -> tuple[int, ...]:
-    return tuple(sorted({c["server_port"] for c in truth["conversations"]} - NOT_SMTP_PORTS))
+from .conftest import (
+    FIXTURES,
+    NOT_SMTP_PORTS,
+    analyze_fixture,
+    fixture_scenarios,
+    fixture_truth,
+    usable_keylog,
+)
 
 
 @cache
 def _report(name: str, with_keys: bool) -> Report:
-    truth = fixture_truth(name)
-    return analyze(
-        fixture_path(name) if not truth.get("capture") else FIXTURES / truth["capture"],
-        keylog=_usable_keylog(truth) if with_keys else None,
-        ports=_smtp_ports(truth),
-        trust_store=FIXTURES / truth["trust_store"],
-        expect_cert_name=truth.get("expect_cert_name"),
-    )
+    return analyze_fixture(name, with_keys)
 
 
 CASES = [
     pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")
     for name in fixture_scenarios()
     for keys in (False, True)
-    if not keys or _usable_keylog(fixture_truth(name))
+    if not keys or usable_keylog(fixture_truth(name))
 ]
 
 

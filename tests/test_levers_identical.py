@@ -14,8 +14,7 @@ import pytest
 from pyshark_tools import analyze
 from pyshark_tools.report import Report
 
-from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
-from .test_analyzer_fixtures import _smtp_ports, _usable_keylog
+from .conftest import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
 
 TABLES = ("conversations", "certificates", "findings", "events")
 #: capture facts that must not depend on the engine
@@ -43,23 +42,14 @@ def assert_same_report(a: Report, b: Report) -> None:
 
 
 def _run(name: str, with_keys: bool, **levers: object) -> Report:
-    truth = fixture_truth(name)
-    return analyze(
-        fixture_path(name) if not truth.get("capture") else FIXTURES / truth["capture"],
-        keylog=_usable_keylog(truth) if with_keys else None,
-        ports=_smtp_ports(truth),
-        trust_store=FIXTURES / truth["trust_store"],
-        expect_cert_name=truth.get("expect_cert_name"),
-        progress=False,
-        **levers,
-    )
+    return analyze_fixture(name, with_keys, progress=False, **levers)
 
 
 CASES = [
     pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")
     for name in fixture_scenarios()
     for keys in (False, True)
-    if not keys or _usable_keylog(fixture_truth(name))
+    if not keys or usable_keylog(fixture_truth(name))
 ]
 
 
