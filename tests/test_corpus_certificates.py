@@ -168,8 +168,10 @@ def test_arkime_cert_baseline(name: str) -> None:
     expected = {cert["hash"]: cert for cert in body_certs}
     certs = _extract(ARKIME / f"{name}.pcap")
     if not expected:
+        # Arkime records no certificate here (TLS 1.3, or no handshake): nothing to compare
+        # field by field, but whatever tshark extracts must still parse.
         assert certs == [] or all(parse_certificate(d) for _, _, d in certs)
-        pytest.skip(f"Arkime's {name}.test records no certificate")
+        return
     compared = 0
     problems: list[str] = []
     unrecorded: list[str] = []
