@@ -79,6 +79,12 @@ class _Smtp:
     replies: list[tuple[int, str, str]] = field(default_factory=list)  # frame, code, first line
 
 
+def _unspace_versions(detail: str) -> str:
+    """'TLS 1.2' holds a space; the key=value details are split on spaces."""
+    return detail.replace("TLS 1.", "TLS_1.").replace("SSL 3.", "SSL_3.").replace(
+        "SSL 2.", "SSL_2.")
+
+
 def _kv(detail: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in detail.split() if "=" in part)
 
@@ -130,11 +136,12 @@ def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
 
 def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> None:
     if name == "ClientHello" and tls.client_hello is None:
-        kv = _kv(detail)
-        tls.client_hello, tls.offered = frame, kv.get("versions", "")
+        kv = _kv(_unspace_versions(detail))
+        tls.client_hello = frame
+        tls.offered = kv.get("versions", "").replace("_", " ")
         tls.sni, tls.ja3 = kv.get("sni"), kv.get("ja3")
     elif name == "ServerHello" and tls.server_hello is None:
-        kv = _kv(detail.replace("TLS 1.", "TLS_1.").replace("SSL 3.", "SSL_3."))
+        kv = _kv(_unspace_versions(detail))
         tls.server_hello = frame
         version = kv.get("version")
         tls.version = version.replace("_", " ") if version and version != "None" else None

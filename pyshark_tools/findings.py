@@ -106,7 +106,8 @@ def _chain(certs: list[Record], role: str, frame: object) -> list[Record]:
 
 
 def _who(conv: Conv) -> str:
-    return "Exchange Online" if conv["exchange_online"] else "the receiving server"
+    """The receiving side, named for the start of a sentence."""
+    return "Exchange Online" if conv["exchange_online"] else "The receiving server"
 
 
 def _smtp_rules(out: _Collector, conv: Conv) -> None:
@@ -157,11 +158,15 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
     if top in ("SSL 3.0", "TLS 1.0", "TLS 1.1") or (
         "protocol_version" in alerts and pd.isna(conv["frame_server_hello"])
     ):
-        out.add(conv, "W3", Severity.ERROR, "Legacy TLS version",
+        failed = pd.isna(conv["frame_server_hello"])
+        out.add(conv, "W3", Severity.ERROR if exo or failed else Severity.WARNING,
+                "Legacy TLS version",
                 f"The sending server's ClientHello (frame {conv['frame_client_hello']}) offers "
                 f"nothing newer than {top or 'TLS 1.1'}; Exchange Online accepts TLS 1.2 and "
-                "newer only, so the handshake fails (the sender's log shows 'TLS negotiation "
-                "failed with error SocketError').",
+                "newer only, so "
+                + ("the handshake fails (the sender's log shows 'TLS negotiation failed with "
+                   "error SocketError')." if failed or exo else
+                   "this sender's mail to Exchange Online would fail the same way."),
                 _frames(conv["frame_client_hello"], conv["frame_alert"]),
                 "Enable TLS 1.2 on the sending server (Windows: SchUseStrongCrypto and the "
                 "SCHANNEL TLS 1.2 client keys; Postfix: smtp_tls_protocols = >=TLSv1.2).")
@@ -230,7 +235,9 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                        "endpoint is in the path." if exo else ""),
                     _frames(conv["frame_server_hello"]),
                     "Send to <tenant>.mail.protection.outlook.com on port 25 directly, without "
-                    "TLS inspection in between.")
+                    "TLS inspection in between." if exo else
+                    "Nothing to fix unless this server is meant to authenticate senders by "
+                    "certificate; then configure it to request client certificates.")
     elif verdict == ClientCert.NOT_CAPTURED:
         out.add(conv, "X4", Severity.INFO, "Capture incomplete for this conversation",
                 f"{conv['verdict_reason']}. The capture cannot tell whether a certificate was "

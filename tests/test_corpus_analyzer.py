@@ -146,3 +146,17 @@ def test_malformed_certificate_row_reports_the_error_and_the_rest_goes_on() -> N
     fine = certs[certs["parse_error"].isna()]
     assert len(fine) >= 3 and fine["subject"].notna().all()
     assert len(report.conversations) == 3
+
+
+def test_legacy_tls_offer_is_flagged_as_w3() -> None:
+    """Arkime's SMTP STARTTLS to Google (2014): the client offers TLS 1.0 only."""
+    trace = CORPUS / "arkime" / "smtp-starttls.pcap"
+    if not trace.is_file():
+        pytest.skip("arkime/smtp-starttls.pcap is not in this corpus")
+    report = analyze(trace)
+    conv = report.conversations.iloc[0]
+    assert conv["tls_offered"] == "TLS 1.0"
+    assert conv["tls_version"] == "TLS 1.0"
+    w3 = report.findings[report.findings["id"] == "W3"].iloc[0]
+    assert w3["severity"] == "warning"  # not Exchange Online, and the handshake went through
+    assert "would fail" in w3["explanation"]

@@ -61,10 +61,11 @@ def render_text(report: Report, console: Console) -> None:
         return
     for stream, group in findings.groupby("stream", sort=True, observed=True):
         c = conv[conv["stream"] == stream].iloc[0]
-        host = _s(c["server_host"]) or c["server"]
-        exo = ", Exchange Online" if c["exchange_online"] else ""
+        names = [n for n in (_s(c["server_host"]),
+                             "Exchange Online" if c["exchange_online"] else "") if n]
+        about = f" ({', '.join(names)})" if names else ""
         console.print()
-        console.print(Text(f"Stream {stream}: {c['client']} -> {c['server']} ({host}{exo})",
+        console.print(Text(f"Stream {stream}: {c['client']} -> {c['server']}{about}",
                            style="bold"))
         console.print(f"  EHLO {_s(c['ehlo']) or '(none seen)'}; {_s(c['tls_version']) or 'no TLS'}"
                       f"{'; cipher ' + _s(c['cipher']) if _s(c['cipher']) else ''}")
