@@ -117,8 +117,7 @@ def test_png_reader_on_a_tiny_image(tmp_path: Path) -> None:
 
 def test_wireshark_gui_shows_the_empty_certificate_row(tmp_path: Path) -> None:
     capture = fixture_path("tls12-client-cert-empty")
-    if not capture.exists():
-        pytest.skip("fixture not generated yet")
+    assert capture.exists(), f"{capture} missing: run python -m fixtures.build"
     out = tmp_path / "wireshark.png"
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     done = subprocess.run(

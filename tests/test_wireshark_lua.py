@@ -116,8 +116,7 @@ def test_single_pass_never_contradicts_two_passes(name: str) -> None:
 
 def test_lua_verdicts_helper_shape() -> None:
     name = "tls12-client-cert-empty"
-    if not fixture_path(name).exists():
-        pytest.skip("fixture not generated yet")
+    assert fixture_path(name).exists(), "fixture missing: run python -m fixtures.build"
     assert lua_verdicts(fixture_path(name)) == {0: "empty"}
 
 

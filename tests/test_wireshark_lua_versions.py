@@ -175,8 +175,7 @@ def test_plugin_under_standalone_lua(tmp_path: Path, version: str, name: str, ke
     if lua is None:
         pytest.skip(f"lua{version} not installed")
     capture = fixture_path(name)
-    if not capture.exists():
-        pytest.skip("fixture not generated yet")
+    assert capture.exists(), f"{capture} missing: run python -m fixtures.build"
     truth = fixture_truth(name)
     keylog = FIXTURES / truth["keylog"] if keys and truth.get("keylog") else None
     data = tmp_path / "frames.lua"
