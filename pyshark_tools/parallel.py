@@ -38,6 +38,7 @@ from .events import (
     display_filter,
     endpoint,
 )
+from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
 
@@ -145,9 +146,11 @@ def fast_extract(
     dask_client: Any = None,
     progress: Callable[[int, int], None] | None = None,
     workdir: str | os.PathLike | None = None,
+    native: bool = True,
 ) -> Extraction:
     """Prefilter + sharded tshark + merge. Raises ``prefilter.Unsupported`` when the capture
-    needs the reference engine."""
+    needs the reference engine. ``native``: conversations :mod:`pyshark_tools.native` can read
+    exactly skip tshark (never with a key log: decryption is tshark's)."""
     if dask_client is not None:
         workers = max(1, jobs or _dask_workers(dask_client))
     else:
@@ -161,7 +164,8 @@ def fast_extract(
     keylog_text = os.fspath(keylog) if keylog is not None else None
     with tempfile.TemporaryDirectory(prefix="tls-smtp-report-", dir=workdir) as tmp:
         pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
-                        shards=nshards, keep_all_tls=keylog is not None, progress=progress)
+                        shards=nshards, keep_all_tls=keylog is not None, native=native,
+                        progress=progress)
         if pre.secrets_embedded and nshards > 1:
             # Merge is only correct when TLS sessions cannot resume across shards.
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
@@ -177,7 +181,19 @@ def fast_extract(
                 results = list(pool.map(_run_shard_args, work))
         else:
             results = [run_shard(*w) for w in work]
+    if pre.native is not None:
+        results.append(native_shard(pre.native))
     return merge(pre, results, ports)
+
+
+def native_shard(found: NativeResult) -> ShardResult:
+    """The native reader's conversations in the shape of one tshark shard's result."""
+    sink = _EventSink()
+    for frame, ns, stream, src, dst, kind, name, detail in found.rows:
+        sink.add(frame=frame, time=ns_to_datetime(ns), stream=stream, src=src, dst=dst,
+                 sender=None, kind=kind, name=name, detail=detail, decrypted=False)
+    return ShardResult(sink.frame(), found.partial, list(found.certificates),
+                       command=["(native reader: cleartext SMTP and TLS handshakes)"])
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -268,6 +284,7 @@ def extract_with_engine(
     dask_client: Any,
     progress: bool | None,
     reference: Callable[..., Extraction],
+    native: bool = True,
 ) -> tuple[Extraction, str, str]:
     """(extraction, engine name, why): the fast engine when it can promise the reference
     engine's exact result, the reference engine otherwise."""
@@ -284,7 +301,7 @@ def extract_with_engine(
     with ByteProgress(path.name, enabled=progress) as bar:
         try:
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
-                                      dask_client=dask_client, progress=bar)
+                                      dask_client=dask_client, progress=bar, native=native)
             return extraction, "fast", ""
         except (Unsupported, CaptureError) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the

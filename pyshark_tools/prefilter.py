@@ -34,8 +34,10 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+
+from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
 
 __all__ = ["Prefiltered", "StreamTotals", "SyntheticEvent", "Unsupported", "prefilter"]
 
@@ -123,12 +125,11 @@ class Prefiltered:
     kept_bytes: int = 0
     secrets_embedded: bool = False
     notes: list[str] = field(default_factory=list)
+    native: NativeResult | None = None  # conversations read without tshark
+    demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
 
 
-def _ns_to_datetime(ns: int) -> datetime:
-    # Exactly what the reference does with tshark's frame.time_epoch text.
-    return datetime.fromtimestamp(float(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"),
-                                  tz=UTC)
+_ns_to_datetime = ns_to_datetime
 
 
 def _ip_text(raw: bytes) -> str:
@@ -192,8 +193,8 @@ class _Conv:
     """State of one SMTP-port conversation."""
 
     __slots__ = ("bytes", "cut", "dirs", "fin", "first_frame", "first_ns", "frames",
-                 "implicit", "key", "last_frame", "last_ns", "rst", "shard", "starttls",
-                 "stream", "syn_dir", "trunc")
+                 "implicit", "key", "last_frame", "last_ns", "native", "retained", "rst",
+                 "shard", "starttls", "stream", "syn_dir", "trunc")
 
     def __init__(self, stream: int, key: bytes, shard: int, implicit: bool) -> None:
         self.stream = stream
@@ -208,6 +209,10 @@ class _Conv:
         self.syn_dir: int | None = None
         self.fin = self.rst = False
         self.cut = False
+        # read natively (no tshark) while this is set; its packets are held back in
+        # ``retained`` until the native reader is sure (or gives the conversation to tshark)
+        self.native: NativeConversation | None = None
+        self.retained: list[tuple] | None = None
 
 
 class _Writer:
@@ -451,11 +456,14 @@ def prefilter(
     implicit_tls_ports: Sequence[int] = (465,),
     shards: int = 1,
     keep_all_tls: bool = False,
+    native: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Prefiltered:
     """Read ``capture`` once; write ``shards`` reduced pcapng files into ``out_dir``.
 
     ``keep_all_tls``: a key log may decrypt the conversations, keep every byte of them.
+    ``native``: read the conversations :mod:`pyshark_tools.native` is sure of in Python
+    (their events in ``Prefiltered.native``); only the others go into the shards.
     Raises :class:`Unsupported` when the exact reference view cannot be promised.
     """
     path = Path(capture)
@@ -476,6 +484,7 @@ def prefilter(
     kept = kept_bytes = 0
     secrets = False
     wrote_packet = False
+    demoted: dict[str, int] = {}
     next_report = 1 << 23
     unpack_tcp = struct.Struct("!HHIIBB").unpack_from
     unpack_ip4 = struct.Struct("!BxH2xHxB2x4s4s").unpack_from
@@ -494,6 +503,7 @@ def prefilter(
                             raise Unsupported("decryption secrets after the first packet")
                         secrets = True
                         keep_all_tls = True  # tshark will decrypt with the embedded keys
+                        native = False
                         for w in writers:
                             w.raw_block(dsb)
                         continue
@@ -608,6 +618,14 @@ def prefilter(
                             conv.first_frame, conv.first_ns = total, ns
                             entry[3] = conv
                             convs[entry[0]] = conv
+                            if native and not keep_all_tls:
+                                request_dir = 0 if dport in portset and sport not in portset \
+                                    else 1 if sport in portset and dport not in portset else -1
+                                if request_dir >= 0:
+                                    conv.native = NativeConversation(
+                                        conv.stream, _conv_endpoints(conv), request_dir,
+                                        conv.implicit)
+                                    conv.retained = []
                     if entry[1 + direction] is None:
                         entry[1 + direction] = seq
                     conv = entry[3]
@@ -638,6 +656,7 @@ def prefilter(
                     keep = bool(seglen or flags & (_SYN | _FIN | _RST)) or not _plain_options(
                         data, l4, thl)
                     was_cut = d.mode == _CUT
+                    payload = b""
                     if d.mode != _KEEP:
                         payload = data[l4 + thl:l4 + thl + seglen]
                         if truncated or len(payload) < seglen:
@@ -653,6 +672,15 @@ def prefilter(
                                 raise Unsupported(
                                     f"tcp.stream {conv.stream}: retransmitted or missing "
                                     "segments after the handshake")
+                            d.mode = _KEEP
+                        elif not in_order and 0 < (seq - d.nextseq) & 0xFFFFFFFF < 0x80000000:
+                            # no payload but beyond the next expected byte: tshark flags a lost
+                            # segment on it (a data segment it never saw)
+                            if d.mode == _CUT:
+                                raise Unsupported(
+                                    f"tcp.stream {conv.stream}: missing segments after the "
+                                    "handshake")
+                            keep = True
                             d.mode = _KEEP
                         elif in_order or d.nextseq is None:
                             d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
@@ -692,6 +720,38 @@ def prefilter(
                         elif d.mode == _CUT:
                             keep = bool(flags & (_SYN | _FIN | _RST))
                             conv.cut = True
+                    if conv.retained is not None:
+                        try:
+                            if d.mode == _KEEP or conv.dirs[1 - direction].mode == _KEEP:
+                                raise Demote("kept whole")
+                            if not was_cut:
+                                if thl > 20 and not _plain_options(data, l4, thl):
+                                    raise Demote("TCP options tshark may flag")
+                                if seglen:
+                                    if d.mode == _CLEAR:
+                                        conv.native.clear(direction, total, ns, payload)
+                                    else:
+                                        conv.native.tls(direction, total, ns, payload)
+                        except Demote as why:
+                            demoted[str(why)] = demoted.get(str(why), 0) + 1
+                            w = writers[conv.shard]
+                            for (r_if, r_lt, r_snap, r_res, r_units, r_data, r_orig, r_frame,
+                                 r_cut) in conv.retained:
+                                w.packet(w.interface(r_if, r_lt, r_snap, r_res), r_units, r_data,
+                                         r_orig, r_frame, conv.stream, r_cut)
+                                kept += 1
+                                kept_bytes += len(r_data)
+                            conv.native = conv.retained = None
+                        else:
+                            if keep:
+                                conv.retained.append((ifkey, linktype, snaplen, tsres, units,
+                                                      data, orig, total, was_cut))
+                                wrote_packet = True
+                                keep = False
+                            if d.mode == _CUT and conv.dirs[1 - direction].mode == _CUT:
+                                conv.retained = None  # nothing can hand it to tshark now
+                    elif conv.native is not None:
+                        keep = False  # read natively: tshark never needs it
                     if keep:
                         w = writers[conv.shard]
                         iface = w.interface(ifkey, linktype, snaplen, tsres)
@@ -718,7 +778,24 @@ def prefilter(
         kept_packets=kept,
         kept_bytes=kept_bytes,
         secrets_embedded=secrets,
+        native=_native_result(convs),
+        demoted=demoted,
     )
+
+
+def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:
+    """What the native reader found in the conversations it kept (frame order)."""
+    result = NativeResult()
+    for stream, conv in convs.items():
+        if conv.native is not None:
+            result.rows.extend(conv.native.rows)
+            result.certificates.extend(conv.native.certificates)
+            result.partial[stream] = conv.native.facts()
+    if not result.partial:
+        return None
+    result.rows.sort(key=lambda row: row[0])
+    result.certificates.sort(key=lambda m: m.frame)
+    return result
 
 
 def _conv_endpoints(conv: _Conv) -> tuple[str, str]:

@@ -9,9 +9,11 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -81,20 +83,85 @@ def _jsonable(value: Any) -> Any:
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for row in df.astype(object).to_dict(orient="records"):
-        clean = {}
-        for key, value in row.items():
-            if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
-                clean[key] = None
-            elif isinstance(value, pd.Timestamp | datetime):
-                clean[key] = _jsonable(value)
-            elif hasattr(value, "item"):
-                clean[key] = value.item()
-            else:
-                clean[key] = value
-        out.append(clean)
-    return out
+    """Rows as JSON-ready dicts, built from whole converted columns (per-cell work was slow)."""
+    columns = _columns(df)
+    if not columns:
+        return [{} for _ in range(len(df))]
+    names = [name for name, _ in columns]
+    rows = zip(*(values for _, values in columns), strict=True)
+    return list(map(dict, map(zip, repeat(names), rows)))
+
+
+def _columns(df: pd.DataFrame) -> list[tuple[Any, list[Any]]]:
+    """Each column as (name, JSON-ready values); shared by ``_records`` and the JSON writer."""
+    return [(name, _column_values(df.iloc[:, i])) for i, name in enumerate(df.columns)]
+
+
+#: Cell types that ``_cell`` returns unchanged unless they are missing (NaN).
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _column_values(column: pd.Series) -> list[Any]:
+    """One column converted as ``_cell`` would convert each cell, but whole-column where the
+    dtype (or a look at the cell types) shows the cells are plain Python scalars."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        return _iso_strings(column)
+    if isinstance(dtype, pd.CategoricalDtype):
+        # Convert each category once; code -1 (missing) picks the trailing None.
+        lookup = [_cell(value) for value in dtype.categories.tolist()] + [None]
+        return list(map(lookup.__getitem__, column.cat.codes.tolist()))
+    values = column.tolist()
+    if dtype.kind in "biu" or isinstance(dtype, pd.StringDtype):
+        # tolist() gave Python scalars, and a missing marker exactly where isna() says so.
+        missing = column.isna().to_numpy(dtype=bool)
+    elif dtype.kind == "f" or set(map(type, values)) <= _PLAIN_TYPES:
+        # Python scalars too, but a float NaN can sit outside a masked array's NA mask.
+        missing = pd.isna(np.array(values, dtype=object))
+    else:
+        return [_cell(value) for value in values]
+    for i in np.flatnonzero(missing).tolist():
+        values[i] = None
+    return values
+
+
+def _cell(value: Any) -> Any:
+    """The per-cell conversion, for object/category columns whose cells can be anything."""
+    if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        return _jsonable(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _iso_strings(column: pd.Series) -> list[str | None]:
+    """Datetimes as ``Timestamp.isoformat()`` with ``+00:00`` written ``Z``; NaT as None.
+
+    numpy formats UTC/naive columns at microsecond precision in one call; anything else
+    (other zones, nanoseconds, years outside 1000-9999) goes through ``_cell``.
+    """
+    tz = getattr(column.dtype, "tz", None)
+    if tz is not None and str(tz) != "UTC":
+        return [_cell(value) for value in column.tolist()]
+    naive = column.dt.tz_localize(None) if tz is not None else column
+    stamps = naive.to_numpy()
+    missing = np.isnat(stamps)
+    present = stamps[~missing]
+    micro = present.astype("datetime64[us]")
+    if len(present) and (
+            (micro != present).any()
+            or micro.min() < np.datetime64("1000-01-01", "us")
+            or micro.max() >= np.datetime64("10000-01-01", "us")):
+        return [_cell(value) for value in column.tolist()]
+    text = np.datetime_as_string(stamps.astype("datetime64[us]"), unit="us").astype(object)
+    whole = (stamps.astype("datetime64[us]").astype(np.int64) % 1_000_000 == 0) & ~missing
+    text[whole] = [s[:-7] for s in text[whole]]  # isoformat drops a zero fraction
+    if tz is not None:
+        text = text + "Z"
+    text[missing] = None
+    return text.tolist()
 
 
 def _check_capture(path: Path) -> None:
@@ -128,6 +195,7 @@ def analyze(
     prefilter: bool = True,
     dask_client: Any = None,
     progress: bool | None = None,
+    native: bool = True,
 ) -> Report:
     """Analyse one capture. Raises TsharkError, CaptureError, KeylogError, TrustStoreError.
 
@@ -136,8 +204,10 @@ def analyze(
     ``prefilter`` (default) uses the fast engine (``pyshark_tools.parallel``): only the packets
     tshark needs, conversations sharded over ``jobs`` processes (default: all cores) or over
     a Dask cluster (``dask_client``); captures it cannot read exactly fall back to the
-    reference engine (one tshark pass), with identical results. ``progress``: a bar of bytes
-    read on a terminal (None: when stderr is a terminal).
+    reference engine (one tshark pass), with identical results. ``native`` (default, fast engine
+    only, never with a key log): conversations whose cleartext SMTP and TLS handshake
+    ``pyshark_tools.native`` reads exactly skip tshark. ``progress``: a bar of bytes read on a
+    terminal (None: when stderr is a terminal).
     """
     from .parallel import analyze_many, is_many
 
@@ -146,7 +216,7 @@ def analyze(
             capture, keylog=keylog, ports=ports, expect_cert_name=expect_cert_name,
             accepted_domains=accepted_domains, sender_ips=sender_ips, trust_store=trust_store,
             all_tls=all_tls, streams=streams, exo_only=exo_only, tshark=tshark, jobs=jobs,
-            prefilter=prefilter, dask_client=dask_client, progress=progress,
+            prefilter=prefilter, dask_client=dask_client, progress=progress, native=native,
         )
     path = Path(capture)
     _check_capture(path)
@@ -159,6 +229,7 @@ def analyze(
     extraction, engine, engine_note = extract_with_engine(
         tshark, path, ports=ports, all_tls=all_tls, keylog=keylog, prefilter=prefilter,
         jobs=jobs, dask_client=dask_client, progress=progress, reference=extract,
+        native=native,
     )
     certificates = build_certificates(extraction.certificate_messages, store)
     options = Options(expect_cert_name=expect_cert_name,

@@ -61,6 +61,8 @@ def test_fixture_same_report_with_every_lever(name: str, with_keys: bool) -> Non
     assert_same_report(reference, fast)
     if name != "cut-mid-file":  # a damaged file: the fast engine hands it to the reference
         assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    # the same conversations through tshark shards instead of the native reader
+    assert_same_report(reference, _run(name, with_keys, prefilter=True, jobs=2, native=False))
 
 
 def test_mixed_traffic_three_shards() -> None:
@@ -75,3 +77,5 @@ def test_generated_capture_same_report(generated_capture) -> None:
     fast = analyze(generated_capture, jobs=2, progress=False)
     assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
     assert_same_report(reference, fast)
+    assert_same_report(reference, analyze(generated_capture, jobs=2, progress=False,
+                                          native=False))

@@ -1,0 +1,371 @@
+"""The native engine: cleartext SMTP and TLS handshakes read in Python, no tshark.
+
+Without a key log, all the report needs from an SMTP/TLS conversation is in its first few
+packets: the SMTP dialogue up to STARTTLS and the TLS handshake messages up to the first
+application-data record (where :mod:`pyshark_tools.prefilter` cuts). For the conversations
+that take the well-trodden path this module builds the very events, certificate messages and
+stream facts that tshark's row handling (``events._frame_events``) builds, frame by frame.
+
+It is deliberately narrow: whatever it has not been checked to read exactly like tshark 4.x
+-- pipelined or split SMTP lines, DATA/AUTH/BDAT in clear, unknown verbs, non-ASCII text,
+handshake messages spanning records, HelloRetryRequest, heartbeats, retransmissions, odd TCP
+options -- raises :class:`Demote`, and the prefilter hands that conversation to tshark (the
+reference engine) instead. Tests compare both engines on every fixture, the peer corpus and
+the benchmark capture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .events import CertificateMessage
+from .tls_names import alert_name, cipher_name, handshake_name, version_name
+
+__all__ = ["Demote", "NativeConversation", "NativeResult"]
+
+
+class Demote(Exception):
+    """tshark must read this conversation: the native reader is not sure to match it."""
+
+
+# Client commands whose lines tshark shows as plain command lines (no data or auth state).
+_SIMPLE_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "NOOP", "RSET", "QUIT", "MAIL", "RCPT",
+                           "VRFY", "EXPN", "HELP"})
+_PRINTABLE = re.compile(rb"[\x20-\x7e]+")
+_REPLY = re.compile(rb"([0-9]{3})([ -])([\x20-\x7e]*)")
+# ServerHello.random of a HelloRetryRequest (RFC 8446, 4.1.3)
+_HRR_RANDOM = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+
+
+def _is_grease(value: int) -> bool:
+    return (value & 0x0F0F) == 0x0A0A and (value & 0xFF) == (value >> 8)
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """Exactly what the reference does with tshark's ``frame.time_epoch`` text."""
+    return datetime.fromtimestamp(float(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"),
+                                  tz=UTC)
+
+
+class _Reader:
+    """Bounds-checked big-endian reads; any overrun demotes the conversation."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data, self.pos = data, pos
+        self.end = len(data) if end is None else end
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise Demote("a TLS handshake field runs past its message")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def vector(self, length_bytes: int) -> _Reader:
+        n = self.uint(length_bytes)
+        start = self.pos
+        self.take(n)
+        return _Reader(self.data, start, start + n)
+
+    def done(self) -> bool:
+        return self.pos >= self.end
+
+
+def _extensions(reader: _Reader) -> list[tuple[int, _Reader]]:
+    if reader.done():
+        return []
+    block = reader.vector(2)
+    out = []
+    while not block.done():
+        ext_type = block.uint(2)
+        out.append((ext_type, block.vector(2)))
+    if not reader.done():
+        raise Demote("bytes after the hello extensions")
+    return out
+
+
+def _client_hello(body: bytes) -> tuple[list[int], str | None, str]:
+    """(offered versions, first SNI host name, JA3 hash) of a ClientHello body."""
+    r = _Reader(body)
+    legacy = r.uint(2)
+    r.take(32)
+    r.vector(1)
+    suites_r = r.vector(2)
+    suites = [suites_r.uint(2) for _ in range((suites_r.end - suites_r.pos) // 2)]
+    if not suites_r.done():
+        raise Demote("odd cipher suite list")
+    r.vector(1)
+    offered: list[int] = []
+    sni = None
+    groups: list[int] = []
+    formats: list[int] = []
+    ext_types = []
+    for ext_type, ext in _extensions(r):
+        ext_types.append(ext_type)
+        if ext_type == 43:
+            lst = ext.vector(1)
+            offered = [lst.uint(2) for _ in range((lst.end - lst.pos) // 2)]
+        elif ext_type == 0 and ext.end > ext.pos:
+            names = ext.vector(2)
+            while not names.done() and sni is None:
+                kind = names.uint(1)
+                name = names.vector(2)
+                if kind == 0:
+                    raw = name.take(name.end - name.pos)
+                    if not _PRINTABLE.fullmatch(raw):
+                        raise Demote("server name with bytes tshark would escape")
+                    sni = raw.decode("ascii")
+        elif ext_type == 10:
+            lst = ext.vector(2)
+            groups = [lst.uint(2) for _ in range((lst.end - lst.pos) // 2)]
+        elif ext_type == 11:
+            lst = ext.vector(1)
+            formats = list(lst.take(lst.end - lst.pos))
+    ja3 = ",".join([
+        str(legacy),
+        "-".join(str(s) for s in suites if not _is_grease(s)),
+        "-".join(str(e) for e in ext_types if not _is_grease(e)),
+        "-".join(str(g) for g in groups if not _is_grease(g)),
+        "-".join(str(f) for f in formats),
+    ])
+    return offered or [legacy], sni, hashlib.md5(ja3.encode(), usedforsecurity=False).hexdigest()
+
+
+def _server_hello(body: bytes) -> tuple[int, int, str]:
+    """(negotiated version, cipher suite, JA3S hash) of a ServerHello body."""
+    r = _Reader(body)
+    legacy = r.uint(2)
+    if r.take(32) == _HRR_RANDOM:
+        raise Demote("HelloRetryRequest")
+    r.vector(1)
+    suite = r.uint(2)
+    r.uint(1)
+    selected = None
+    ext_types = []
+    for ext_type, ext in _extensions(r):
+        ext_types.append(ext_type)
+        if ext_type == 43:
+            selected = ext.uint(2)
+    ja3s = f"{legacy},{suite},{'-'.join(str(e) for e in ext_types if not _is_grease(e))}"
+    return (selected if selected is not None else legacy, suite,
+            hashlib.md5(ja3s.encode(), usedforsecurity=False).hexdigest())
+
+
+def _certificate_list(body: bytes) -> tuple[int, tuple[bytes, ...]]:
+    """(declared list length, DER certificates) of a TLS 1.0-1.2 Certificate body."""
+    r = _Reader(body)
+    declared = r.uint(3)
+    lst = _Reader(body, r.pos, r.pos + declared)
+    r.take(declared)
+    if not r.done():
+        raise Demote("bytes after the certificate list")
+    ders = []
+    while not lst.done():
+        ders.append(lst.take(lst.uint(3)))
+    return declared, tuple(ders)
+
+
+@dataclass
+class _Direction:
+    buffer: bytearray = field(default_factory=bytearray)
+    ccs: bool = False  # sent ChangeCipherSpec: its later handshake records are encrypted
+    appdata: bool = False
+
+
+@dataclass
+class NativeResult:
+    """The native engine's share of an extraction (every conversation it kept)."""
+
+    rows: list[tuple] = field(default_factory=list)  # frame, ns, stream, src, dst, kind, ...
+    certificates: list[CertificateMessage] = field(default_factory=list)
+    partial: dict[int, dict[str, object]] = field(default_factory=dict)
+
+
+class NativeConversation:
+    """One SMTP-port conversation read natively, packet by packet in capture order.
+
+    ``ends``: the endpoints of direction 0 (source, destination). ``request_dir``: the
+    direction whose destination port is the SMTP port (tshark's "request" side).
+    """
+
+    __slots__ = ("client_hello_from", "dirs", "ends", "first_command_from", "has_smtp",
+                 "has_tls", "implicit", "request_dir", "rows", "certificates", "state",
+                 "stream", "tls13")
+
+    def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
+                 implicit: bool) -> None:
+        self.stream = stream
+        self.ends = ends
+        self.request_dir = request_dir
+        self.implicit = implicit
+        self.dirs = (_Direction(), _Direction())
+        # SMTP: "cmds" -> (client STARTTLS) "awaiting" -> (server 220) "tls"
+        self.state = "tls" if implicit else "cmds"
+        self.tls13 = False
+        self.has_smtp = self.has_tls = False
+        self.client_hello_from: str | None = None
+        self.first_command_from: str | None = None
+        self.rows: list[tuple] = []
+        self.certificates: list[CertificateMessage] = []
+
+    def _src_dst(self, direction: int) -> tuple[str, str]:
+        a, b = self.ends
+        return (a, b) if direction == 0 else (b, a)
+
+    # --- cleartext SMTP -------------------------------------------------------------------
+
+    def clear(self, direction: int, frame: int, ns: int, payload: bytes) -> None:
+        """A segment of cleartext SMTP: exactly one whole command line or one whole reply."""
+        if self.state == "tls" or not payload.endswith(b"\r\n"):
+            raise Demote("SMTP text split across segments or after STARTTLS")
+        lines = payload[:-2].split(b"\r\n")
+        src, dst = self._src_dst(direction)
+        if direction == self.request_dir:
+            if len(lines) != 1 or self.state != "cmds" or not _PRINTABLE.fullmatch(lines[0]):
+                raise Demote("pipelined, unexpected or non-ASCII SMTP command")
+            text = lines[0].decode("ascii").strip()
+            verb = text.split(" ", 1)[0].upper()
+            if verb not in _SIMPLE_VERBS or (verb == "STARTTLS" and text.upper() != verb):
+                raise Demote(f"SMTP command {verb[:12]!r} needs tshark")
+            self.has_smtp = True
+            self.first_command_from = self.first_command_from or src
+            self.rows.append((frame, ns, self.stream, src, dst, "smtp_command", verb, text))
+            if verb == "STARTTLS":
+                self.state = "awaiting"
+            return
+        parsed = [_REPLY.fullmatch(line) for line in lines]
+        if not all(parsed) or len({m.group(1) for m in parsed}) != 1 or any(
+                m.group(2) != (b" " if i == len(parsed) - 1 else b"-")
+                for i, m in enumerate(parsed)):
+            raise Demote("SMTP reply that is not exactly one whole reply")
+        code = parsed[0].group(1).decode()
+        params = [m.group(3).decode("ascii").strip() for m in parsed]
+        if not all(params):
+            raise Demote("SMTP reply line without text")
+        if self.state == "awaiting":
+            if code != "220":
+                raise Demote("STARTTLS refused")
+            self.state = "tls"
+        detail = "\n".join([f"{code}-{p}" for p in params[:-1]] + [f"{code} {params[-1]}"])
+        self.has_smtp = True
+        self.rows.append((frame, ns, self.stream, src, dst, "smtp_reply", code, detail))
+
+    # --- TLS --------------------------------------------------------------------------------
+
+    def tls(self, direction: int, frame: int, ns: int, payload: bytes) -> None:
+        """Bytes of the TLS record layer: the records completing in this frame become events."""
+        if self.state != "tls":
+            raise Demote("TLS before the STARTTLS reply")
+        d = self.dirs[direction]
+        d.buffer += payload
+        buf = d.buffer
+        pos = 0
+        records = []
+        while len(buf) - pos >= 5:
+            rtype, major, minor = buf[pos], buf[pos + 1], buf[pos + 2]
+            rlen = int.from_bytes(buf[pos + 3:pos + 5], "big")
+            if not (20 <= rtype <= 23) or major != 3 or minor > 4 or rlen > 18432:
+                raise Demote("not a TLS record tshark reads plainly")
+            if len(buf) - pos - 5 < rlen:
+                break
+            records.append((rtype, bytes(buf[pos + 5:pos + 5 + rlen])))
+            pos += 5 + rlen
+        del buf[:pos]
+        if records:
+            self._records(direction, d, frame, ns, records)
+
+    def _records(self, direction: int, d: _Direction, frame: int, ns: int,
+                 records: list[tuple[int, bytes]]) -> None:
+        src, dst = self._src_dst(direction)
+        self.has_tls = True
+        handshakes: list[tuple[str, str]] = []
+        alerts: list[tuple[str, str]] = []
+        ccs = appdata = False
+        for rtype, body in records:
+            if rtype == 22:
+                if d.ccs:
+                    continue  # encrypted Finished: tshark shows no message type
+                if self.tls13 and direction != self.request_dir:
+                    raise Demote("cleartext handshake after a TLS 1.3 ServerHello")
+                handshakes.extend(self._handshake(body, frame, ns, src, dst))
+            elif rtype == 20:
+                ccs = True
+                d.ccs = True
+            elif rtype == 21:
+                if len(body) == 2 and not d.ccs and not self.tls13:
+                    level = "fatal" if body[0] == 2 else "warning"
+                    alerts.append((alert_name(body[1]), f"{level} {body[1]}"))
+                elif len(body) != 2 and d.ccs:
+                    alerts.append(("encrypted_alert", ""))
+                else:
+                    raise Demote("an alert tshark may read either way")
+            elif not self.tls13:
+                appdata = True
+            # TLS 1.3 after the ServerHello: tshark shows type 23 as the "opaque type" of an
+            # encrypted record (the inner type is hidden), so the reference has no event
+        rows = self.rows
+        for name, detail in handshakes:
+            rows.append((frame, ns, self.stream, src, dst, "tls_handshake", name, detail))
+        if ccs:
+            rows.append((frame, ns, self.stream, src, dst, "tls_ccs", "ChangeCipherSpec", ""))
+        for name, detail in alerts:
+            rows.append((frame, ns, self.stream, src, dst, "tls_alert", name, detail))
+        if appdata and not d.appdata:
+            d.appdata = True
+            rows.append((frame, ns, self.stream, src, dst, "tls_appdata", "ApplicationData",
+                         "first application data"))
+
+    def _handshake(self, record: bytes, frame: int, ns: int, src: str,
+                   dst: str) -> list[tuple[str, str]]:
+        out = []
+        pos = 0
+        while pos < len(record):
+            if pos + 4 > len(record):
+                raise Demote("a handshake message spans TLS records")
+            hs = record[pos]
+            length = int.from_bytes(record[pos + 1:pos + 4], "big")
+            body = record[pos + 4:pos + 4 + length]
+            if len(body) != length:
+                raise Demote("a handshake message spans TLS records")
+            pos += 4 + length
+            detail = ""
+            if hs == 1:
+                offered, sni, ja3 = _client_hello(body)
+                self.client_hello_from = self.client_hello_from or src
+                names = [version_name(v) for v in offered if (v & 0x0F0F) == v]
+                parts = [f"versions={','.join(n for n in names if n)}"]
+                if sni:
+                    parts.append(f"sni={sni}")
+                parts.append(f"ja3={ja3}")
+                detail = " ".join(parts)
+            elif hs == 2:
+                version, suite, ja3s = _server_hello(body)
+                self.tls13 = version == 0x0304
+                detail = f"version={version_name(version)} cipher={cipher_name(suite)} " \
+                         f"ja3s={ja3s}"
+            elif hs == 11:
+                if self.tls13:
+                    raise Demote("cleartext TLS 1.3 Certificate")
+                declared, ders = _certificate_list(body)
+                self.certificates.append(CertificateMessage(
+                    self.stream, frame, ns_to_datetime(ns), src, dst, declared, ders, False))
+                detail = f"certificates={len(ders)} length={declared}"
+            elif hs not in (0, 4, 12, 13, 14, 15, 16, 22):  # 22: CertificateStatus (OCSP)
+                raise Demote(f"cleartext handshake message {hs}")
+            out.append((handshake_name(hs), detail))
+        return out
+
+    def facts(self) -> dict[str, object]:
+        """The stream facts tshark's rows would have set (see ``parallel._PARTIAL``)."""
+        return {"lost_segments": 0, "malformed": 0, "has_smtp": self.has_smtp,
+                "has_tls": self.has_tls, "client_hello_from": self.client_hello_from,
+                "first_command_from": self.first_command_from}
