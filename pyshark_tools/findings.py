@@ -15,7 +15,7 @@ import pandas as pd
 
 from .certificates import name_matches
 from .schema import FINDING_COLUMNS, ClientCert, Severity
-from .tables import Record, records_by_stream
+from .tables import Record, records, records_by_stream
 
 #: One conversation row (a dict from ``conversations.to_dict("records")``).
 Conv = Mapping[str, Any]
@@ -79,7 +79,7 @@ def diagnose(
     else:
         relevant = events
     replies_by_stream = records_by_stream(relevant)
-    for conv in conversations.to_dict(orient="records"):
+    for conv in records(conversations):
         stream = int(conv["stream"])
         certs = certs_by_stream.get(stream, [])
         _smtp_rules(out, conv)

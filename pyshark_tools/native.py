@@ -197,9 +197,9 @@ class NativeConversation:
     direction whose destination port is the SMTP port (tshark's "request" side).
     """
 
-    __slots__ = ("client_hello_from", "dirs", "ends", "first_command_from", "has_smtp",
-                 "has_tls", "implicit", "request_dir", "rows", "certificates", "state",
-                 "stream", "tls13")
+    __slots__ = ("certificates", "client_hello_from", "dirs", "ends", "first_command_from",
+                 "has_smtp", "has_tls", "implicit", "request_dir", "rows", "state", "stream",
+                 "tls13")
 
     def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
                  implicit: bool) -> None:

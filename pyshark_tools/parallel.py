@@ -159,6 +159,10 @@ def fast_extract(
     # captures keep each tshark small (about one shard per SHARD_BYTES of capture per worker)
     size = Path(capture).stat().st_size
     nshards = workers * max(1, -(-size // SHARD_BYTES))
+    if native:
+        # the native reader takes most conversations: what is left for tshark is small, and
+        # every tshark costs ~0.3 s to start
+        nshards = workers
     if keylog is not None:
         nshards = workers = 1
     keylog_text = os.fspath(keylog) if keylog is not None else None
@@ -425,8 +429,8 @@ def _tables_chunk_args(args: tuple):
 def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], all_tls: bool,
                  options: Any, jobs: int = 1, dask_client: Any = None, chunk: int = CHUNK):
     """(conversations with severity, findings): the same tables as ``summarise`` and
-    ``diagnose`` over the whole extraction, computed chunk by chunk of conversations (in
-    ``jobs`` processes or on Dask when there are several chunks)."""
+    ``diagnose`` over the whole extraction, computed chunk by chunk of conversations (on
+    Dask when a client is given and there are several chunks)."""
     import pandas as pd
 
     streams = sorted(extraction.streams)
@@ -451,10 +455,10 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
                      options))
     if dask_client is not None:
         results = dask_client.gather(dask_client.map(_tables_chunk_args, work, pure=False))
-    elif jobs > 1:
-        with _pool(jobs) as pool:
-            results = list(pool.map(_tables_chunk_args, work))
     else:
+        # not in local processes: sending the chunks' tables costs more than it saves
+        # (13,000 conversations: 2.0 s here, 2.8 s over 2 processes); ``jobs`` is kept for
+        # callers that pass it
         results = [_tables_chunk(*w) for w in work]
     conversations = pd.concat([r[0] for r in results], ignore_index=True)
     findings = pd.concat([r[1] for r in results], ignore_index=True)

@@ -7,6 +7,7 @@ into plain Python rows per stream and work on those.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
 
 import pandas as pd
@@ -15,19 +16,50 @@ import pandas as pd
 Record = dict[str, Any]
 
 
+def _columns(df: pd.DataFrame, missing_as_none: bool) -> list[list[Any]]:
+    """Each column as a list of Python values (one conversion per column, not per cell)."""
+    out = []
+    for name in df.columns:
+        column = df[name]
+        numpy_type = getattr(column.dtype, "numpy_dtype", None)  # Int64, boolean ...
+        if numpy_type is not None and not column.hasnans:
+            values = column.to_numpy(numpy_type).tolist()  # no per-cell boxing
+        else:
+            values = column.tolist()
+        if missing_as_none:
+            mask = column.isna().to_numpy()
+            if mask.any():
+                values = [None if m else v for v, m in zip(values, mask, strict=True)]
+        out.append(values)
+    return out
+
+
 def records_by_stream(df: pd.DataFrame) -> dict[int, list[Record]]:
     """The rows of a table as dicts, grouped by their ``stream`` (missing values as None)."""
     out: dict[int, list[Record]] = {}
     if not len(df):
         return out
-    for row in df.astype(object).where(df.notna(), None).to_dict(orient="records"):
-        out.setdefault(int(row["stream"]), []).append(row)
+    names = list(df.columns)
+    at = names.index("stream")
+    for values in zip(*_columns(df, True), strict=True):
+        out.setdefault(int(values[at]), []).append(dict(zip(names, values, strict=True)))
     return out
 
 
 def tuples_by_stream(df: pd.DataFrame) -> dict[int, list[Any]]:
     """The rows of a table as named tuples (attribute access), grouped by ``stream``."""
     out: dict[int, list[Any]] = {}
-    for row in df.itertuples(index=False):
-        out.setdefault(int(row.stream), []).append(row)
+    if not len(df):
+        return out
+    row_type = namedtuple("Row", list(df.columns), rename=True)  # as itertuples names them
+    at = list(df.columns).index("stream")
+    for values in zip(*_columns(df, False), strict=True):
+        out.setdefault(int(values[at]), []).append(row_type._make(values))
     return out
+
+
+def records(df: pd.DataFrame) -> list[Record]:
+    """``df.to_dict(orient="records")``, built column by column."""
+    names = list(df.columns)
+    return [dict(zip(names, values, strict=True))
+            for values in zip(*_columns(df, False), strict=True)]
