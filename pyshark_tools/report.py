@@ -147,16 +147,15 @@ def _iso_strings(column: pd.Series) -> list[str | None]:
         return [_cell(value) for value in column.tolist()]
     naive = column.dt.tz_localize(None) if tz is not None else column
     stamps = naive.to_numpy()
+    micro = stamps.astype("datetime64[us]")
     missing = np.isnat(stamps)
-    present = stamps[~missing]
-    micro = present.astype("datetime64[us]")
-    if len(present) and (
-            (micro != present).any()
-            or micro.min() < np.datetime64("1000-01-01", "us")
-            or micro.max() >= np.datetime64("10000-01-01", "us")):
+    present = micro[~missing]
+    if len(present) and ((present != stamps[~missing]).any()
+                         or present.min() < np.datetime64("1000-01-01", "us")
+                         or present.max() >= np.datetime64("10000-01-01", "us")):
         return [_cell(value) for value in column.tolist()]
-    text = np.datetime_as_string(stamps.astype("datetime64[us]"), unit="us").astype(object)
-    whole = (stamps.astype("datetime64[us]").astype(np.int64) % 1_000_000 == 0) & ~missing
+    text = np.datetime_as_string(micro, unit="us").astype(object)
+    whole = (micro.view(np.int64) % 1_000_000 == 0) & ~missing
     text[whole] = [s[:-7] for s in text[whole]]  # isoformat drops a zero fraction
     if tz is not None:
         text = text + "Z"
