@@ -51,85 +51,79 @@ def ns_to_datetime(ns: int) -> datetime:
                                   tz=UTC)
 
 
-class _Reader:
-    """Bounds-checked big-endian reads; any overrun demotes the conversation."""
-
-    __slots__ = ("data", "end", "pos")
-
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
-        self.data, self.pos = data, pos
-        self.end = len(data) if end is None else end
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > self.end:
-            raise Demote("a TLS handshake field runs past its message")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def uint(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "big")
-
-    def vector(self, length_bytes: int) -> _Reader:
-        n = self.uint(length_bytes)
-        start = self.pos
-        self.take(n)
-        return _Reader(self.data, start, start + n)
-
-    def done(self) -> bool:
-        return self.pos >= self.end
+def _u16s(data: bytes, start: int, end: int) -> list[int]:
+    if (end - start) % 2:
+        raise Demote("a list of 16-bit values with an odd length")
+    return [(data[i] << 8) | data[i + 1] for i in range(start, end, 2)]
 
 
-def _extensions(reader: _Reader) -> list[tuple[int, _Reader]]:
-    if reader.done():
+def _hello_extensions(data: bytes, pos: int) -> list[tuple[int, int, int]]:
+    """(type, start, end) of each extension from ``pos`` (the extensions' length field)."""
+    if pos == len(data):
         return []
-    block = reader.vector(2)
+    if pos + 2 > len(data) or pos + 2 + int.from_bytes(data[pos:pos + 2], "big") != len(data):
+        raise Demote("hello extensions that do not fill the message")
+    pos += 2
     out = []
-    while not block.done():
-        ext_type = block.uint(2)
-        out.append((ext_type, block.vector(2)))
-    if not reader.done():
-        raise Demote("bytes after the hello extensions")
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise Demote("a cut hello extension")
+        ext_type = (data[pos] << 8) | data[pos + 1]
+        end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
+        if end > len(data):
+            raise Demote("a hello extension runs past its message")
+        out.append((ext_type, pos + 4, end))
+        pos = end
     return out
+
+
+def _vector(data: bytes, pos: int, size: int, limit: int) -> tuple[int, int]:
+    """(start, end) of the vector whose ``size``-byte length field is at ``pos``."""
+    start = pos + size
+    if start > limit:
+        raise Demote("a TLS length field runs past its message")
+    end = start + int.from_bytes(data[pos:start], "big")
+    if end > limit:
+        raise Demote("a TLS vector runs past its message")
+    return start, end
 
 
 def _client_hello(body: bytes) -> tuple[list[int], str | None, str]:
     """(offered versions, first SNI host name, JA3 hash) of a ClientHello body."""
-    r = _Reader(body)
-    legacy = r.uint(2)
-    r.take(32)
-    r.vector(1)
-    suites_r = r.vector(2)
-    suites = [suites_r.uint(2) for _ in range((suites_r.end - suites_r.pos) // 2)]
-    if not suites_r.done():
-        raise Demote("odd cipher suite list")
-    r.vector(1)
+    size = len(body)
+    if size < 35:
+        raise Demote("a cut ClientHello")
+    legacy = (body[0] << 8) | body[1]
+    _s, pos = _vector(body, 34, 1, size)  # session id
+    start, pos = _vector(body, pos, 2, size)
+    suites = _u16s(body, start, pos)
+    _s, pos = _vector(body, pos, 1, size)  # compression methods
     offered: list[int] = []
     sni = None
     groups: list[int] = []
     formats: list[int] = []
     ext_types = []
-    for ext_type, ext in _extensions(r):
+    for ext_type, start, end in _hello_extensions(body, pos):
         ext_types.append(ext_type)
         if ext_type == 43:
-            lst = ext.vector(1)
-            offered = [lst.uint(2) for _ in range((lst.end - lst.pos) // 2)]
-        elif ext_type == 0 and ext.end > ext.pos:
-            names = ext.vector(2)
-            while not names.done() and sni is None:
-                kind = names.uint(1)
-                name = names.vector(2)
+            lo, hi = _vector(body, start, 1, end)
+            offered = _u16s(body, lo, hi)
+        elif ext_type == 0 and end > start:
+            lo, hi = _vector(body, start, 2, end)
+            while lo < hi and sni is None:
+                kind = body[lo]
+                name_lo, lo = _vector(body, lo + 1, 2, hi)
                 if kind == 0:
-                    raw = name.take(name.end - name.pos)
+                    raw = body[name_lo:lo]
                     if not _PRINTABLE.fullmatch(raw):
                         raise Demote("server name with bytes tshark would escape")
                     sni = raw.decode("ascii")
         elif ext_type == 10:
-            lst = ext.vector(2)
-            groups = [lst.uint(2) for _ in range((lst.end - lst.pos) // 2)]
+            lo, hi = _vector(body, start, 2, end)
+            groups = _u16s(body, lo, hi)
         elif ext_type == 11:
-            lst = ext.vector(1)
-            formats = list(lst.take(lst.end - lst.pos))
+            lo, hi = _vector(body, start, 1, end)
+            formats = list(body[lo:hi])
     ja3 = ",".join([
         str(legacy),
         "-".join(str(s) for s in suites if not _is_grease(s)),
@@ -142,19 +136,24 @@ def _client_hello(body: bytes) -> tuple[list[int], str | None, str]:
 
 def _server_hello(body: bytes) -> tuple[int, int, str]:
     """(negotiated version, cipher suite, JA3S hash) of a ServerHello body."""
-    r = _Reader(body)
-    legacy = r.uint(2)
-    if r.take(32) == _HRR_RANDOM:
+    size = len(body)
+    if size < 35:
+        raise Demote("a cut ServerHello")
+    legacy = (body[0] << 8) | body[1]
+    if body[2:34] == _HRR_RANDOM:
         raise Demote("HelloRetryRequest")
-    r.vector(1)
-    suite = r.uint(2)
-    r.uint(1)
+    _s, pos = _vector(body, 34, 1, size)  # session id
+    if pos + 3 > size:
+        raise Demote("a cut ServerHello")
+    suite = (body[pos] << 8) | body[pos + 1]
     selected = None
     ext_types = []
-    for ext_type, ext in _extensions(r):
+    for ext_type, start, end in _hello_extensions(body, pos + 3):
         ext_types.append(ext_type)
         if ext_type == 43:
-            selected = ext.uint(2)
+            if end - start != 2:
+                raise Demote("an odd selected version")
+            selected = (body[start] << 8) | body[start + 1]
     ja3s = f"{legacy},{suite},{'-'.join(str(e) for e in ext_types if not _is_grease(e))}"
     return (selected if selected is not None else legacy, suite,
             hashlib.md5(ja3s.encode(), usedforsecurity=False).hexdigest())
@@ -162,16 +161,14 @@ def _server_hello(body: bytes) -> tuple[int, int, str]:
 
 def _certificate_list(body: bytes) -> tuple[int, tuple[bytes, ...]]:
     """(declared list length, DER certificates) of a TLS 1.0-1.2 Certificate body."""
-    r = _Reader(body)
-    declared = r.uint(3)
-    lst = _Reader(body, r.pos, r.pos + declared)
-    r.take(declared)
-    if not r.done():
+    pos, end = _vector(body, 0, 3, len(body))
+    if end != len(body):
         raise Demote("bytes after the certificate list")
     ders = []
-    while not lst.done():
-        ders.append(lst.take(lst.uint(3)))
-    return declared, tuple(ders)
+    while pos < end:
+        start, pos = _vector(body, pos, 3, end)
+        ders.append(body[start:pos])
+    return end - 3, tuple(ders)
 
 
 @dataclass

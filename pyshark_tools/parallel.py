@@ -193,9 +193,15 @@ def fast_extract(
 def native_shard(found: NativeResult) -> ShardResult:
     """The native reader's conversations in the shape of one tshark shard's result."""
     sink = _EventSink()
-    for frame, ns, stream, src, dst, kind, name, detail in found.rows:
-        sink.add(frame=frame, time=ns_to_datetime(ns), stream=stream, src=src, dst=dst,
-                 sender=None, kind=kind, name=name, detail=detail, decrypted=False)
+    if found.rows:
+        frames, times, streams, srcs, dsts, kinds, names, details = map(list, zip(*found.rows,
+                                                                                strict=True))
+        when: dict[int, object] = {}  # a frame's events share its time: convert it once
+        times = [when.get(ns) or when.setdefault(ns, ns_to_datetime(ns)) for ns in times]
+        columns = {"frame": frames, "time": times, "stream": streams, "src": srcs,
+                   "dst": dsts, "sender": [None] * len(frames), "kind": kinds, "name": names,
+                   "detail": details, "decrypted": [False] * len(frames)}
+        sink.columns = {name: columns[name] for name in sink.columns}
     return ShardResult(sink.frame(), found.partial, list(found.certificates),
                        command=["(native reader: cleartext SMTP and TLS handshakes)"])
 
