@@ -152,6 +152,9 @@ def main() -> None:
 @click.option("--no-prefilter", is_flag=True,
               help="Reference engine: one tshark pass over the whole capture (slower; the "
                    "fast engine gives the same report).")
+@click.option("--no-native", is_flag=True,
+              help="Fast engine without its native reader: tshark reads every SMTP "
+                   "conversation's handshake (same report, slower).")
 @click.option("--dask-scheduler", metavar="ADDR",
               help="Run the conversation shards on a Dask cluster (e.g. tcp://host:8786); "
                    "workers must see the same temporary folder (TMPDIR).")
@@ -162,7 +165,8 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    trust_store: str | None, ports: tuple[int, ...], all_tls: bool,
                    streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
                    output: str | None, color: bool | None, jobs: int | None,
-                   no_prefilter: bool, dask_scheduler: str | None, quiet: bool) -> None:
+                   no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
+                   quiet: bool) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -175,7 +179,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
         sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
         streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
-        dask_client=dask_client, progress=False if quiet else None,
+        dask_client=dask_client, progress=False if quiet else None, native=not no_native,
     )
     if dask_client is not None:
         dask_client.close()

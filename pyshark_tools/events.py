@@ -113,6 +113,7 @@ class Extraction:
     first_time: datetime | None
     last_time: datetime | None
     tshark_command: list[str]
+    native_streams: int = 0  # conversations the native reader took (no tshark)
 
 
 def endpoint(ip: str, port: str | int) -> str:

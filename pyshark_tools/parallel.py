@@ -276,6 +276,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         first_time=pre.first_time,
         last_time=pre.last_time,
         tshark_command=results[0].command if results else [],
+        native_streams=len(pre.native.partial) if pre.native is not None else 0,
     )
 
 
@@ -402,6 +403,7 @@ def analyze_many(capture: Any, **kwargs: Any):
         "engine": ",".join(dict.fromkeys(i.get("engine", "") for i in infos)),
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),
+        "native_conversations": sum(i.get("native_conversations", 0) for i in infos),
         "warnings": warnings,
         "captures": infos,
     })

@@ -277,6 +277,7 @@ def analyze(
         "tool_version": __version__,
         "engine": engine,
         "engine_note": engine_note,
+        "native_conversations": extraction.native_streams,
         "warnings": warnings,
     }
     return Report(

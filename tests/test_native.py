@@ -143,6 +143,9 @@ def test_native_rows_are_what_tshark_shows(tmp_path: Path) -> None:
     assert "sni=mx.contoso.example" in hello["detail"]
     assert "versions=TLS 1.2" in hello["detail"]
     assert report.capture["engine"] == "fast"
+    assert report.capture["native_conversations"] == 1
+    assert analyze(path, jobs=1, progress=False, native=False).capture[
+        "native_conversations"] == 0
 
 
 def _corpus_traces() -> list[str]:
