@@ -345,7 +345,8 @@ def summarise(
     all_tls: bool = False,
 ) -> pd.DataFrame:
     """One row per conversation (CONVERSATION_COLUMNS), in stream order."""
-    events_by_stream = tuples_by_stream(extraction.events)
+    events_by_stream = tuples_by_stream(
+        extraction.events, ("frame", "sender", "kind", "name", "detail", "decrypted"))
     certs_by_stream = records_by_stream(certificates)
     rows = []
     for stream in sorted(extraction.streams):

@@ -8,6 +8,7 @@ into plain Python rows per stream and work on those.
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -46,14 +47,17 @@ def records_by_stream(df: pd.DataFrame) -> dict[int, list[Record]]:
     return out
 
 
-def tuples_by_stream(df: pd.DataFrame) -> dict[int, list[Any]]:
-    """The rows of a table as named tuples (attribute access), grouped by ``stream``."""
+def tuples_by_stream(df: pd.DataFrame,
+                     columns: Sequence[str] | None = None) -> dict[int, list[Any]]:
+    """The rows of a table as named tuples (attribute access), grouped by ``stream``;
+    ``columns``: only these (converting a column costs; datetimes most)."""
     out: dict[int, list[Any]] = {}
     if not len(df):
         return out
-    row_type = namedtuple("Row", list(df.columns), rename=True)  # as itertuples names them
-    at = list(df.columns).index("stream")
-    for values in zip(*_columns(df, False), strict=True):
+    names = list(dict.fromkeys(["stream", *columns])) if columns is not None else list(df.columns)
+    row_type = namedtuple("Row", names, rename=True)  # as itertuples names them
+    at = names.index("stream")
+    for values in zip(*_columns(df[names], False), strict=True):
         out.setdefault(int(values[at]), []).append(row_type._make(values))
     return out
 
