@@ -175,10 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     runs.append(baseline)
     print(runs[-2:], flush=True)
 
+    default_name = ("tls-smtp-report (default: prefilter + native reader, tshark for the rest "
+                    "on all cores)")
     levers = [
         ("tls-smtp-report --no-prefilter (reference engine)", ("--no-prefilter",)),
-        ("tls-smtp-report --jobs 1 (prefilter only)", ("--jobs", "1")),
-        ("tls-smtp-report (default: prefilter + shards on all cores)", ()),
+        ("tls-smtp-report --no-native (prefilter + tshark shards on all cores)",
+         ("--no-native",)),
+        ("tls-smtp-report --no-native --jobs 1 (prefilter + one tshark)",
+         ("--no-native", "--jobs", "1")),
+        ("tls-smtp-report --jobs 1 (prefilter + native reader, one process)", ("--jobs", "1")),
+        (default_name, ()),
     ]
     outputs = []
     for name, extra in levers:
@@ -192,13 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         "from pyshark_tools.tshark import find_tshark\n"
         "fast_extract(find_tshark(), sys.argv[1], ports=(25, 587, 465))\n"
     )
-    runs.append(measure("fast engine, extraction only (prefilter + tshark shards + merge, "
-                        "no per-conversation tables)",
+    runs.append(measure("fast engine, extraction only (prefilter + native reader + tshark "
+                        "for the rest + merge, no per-conversation tables)",
                         [sys.executable, "-c", extract_code, str(main_path)]))
-    print(runs[-1], flush=True)
-    env = dict(os.environ, TLS_SMTP_REPORT_ALL_DISSECTORS="1")
-    runs.append(measure("same, x509 dissectors left on", [sys.executable, "-c", extract_code,
-                                                           str(main_path)], env=env))
     print(runs[-1], flush=True)
     dask_run = None
     if not args.quick:
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         curve.append((m, b, r))
         print(scale, b, r, flush=True)
 
-    default = runs[4]
+    default = next(r for r in runs if r.name == default_name)
     text = _markdown(meta, runs, baseline, default, identical, py_secs, py_n, tsr_slice,
                      args.slice, curve, packets, bare)
     args.out.write_text(text)
