@@ -173,7 +173,7 @@ def _certificate_list(body: bytes) -> tuple[int, tuple[bytes, ...]]:
 
 @dataclass
 class _Direction:
-    buffer: bytearray = field(default_factory=bytearray)
+    buffer: bytes = b""  # the start of a record still incomplete
     ccs: bool = False  # sent ChangeCipherSpec: its later handshake records are encrypted
     appdata: bool = False
 
@@ -263,20 +263,22 @@ class NativeConversation:
         if self.state != "tls":
             raise Demote("TLS before the STARTTLS reply")
         d = self.dirs[direction]
-        d.buffer += payload
-        buf = d.buffer
+        buf = d.buffer + payload if d.buffer else payload
+        size = len(buf)
         pos = 0
         records = []
-        while len(buf) - pos >= 5:
+        while size - pos >= 5:
             rtype, major, minor = buf[pos], buf[pos + 1], buf[pos + 2]
-            rlen = int.from_bytes(buf[pos + 3:pos + 5], "big")
+            rlen = (buf[pos + 3] << 8) | buf[pos + 4]
             if not (20 <= rtype <= 23) or major != 3 or minor > 4 or rlen > 18432:
                 raise Demote("not a TLS record tshark reads plainly")
-            if len(buf) - pos - 5 < rlen:
+            end = pos + 5 + rlen
+            if end > size:
                 break
-            records.append((rtype, bytes(buf[pos + 5:pos + 5 + rlen])))
-            pos += 5 + rlen
-        del buf[:pos]
+            # only handshake and alert bodies are read
+            records.append((rtype, buf[pos + 5:end] if rtype in (21, 22) else b""))
+            pos = end
+        d.buffer = buf[pos:] if pos < size else b""
         if records:
             self._records(direction, d, frame, ns, records)
 

@@ -26,13 +26,16 @@ retransmitted or missing segments after a cut.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+import multiprocessing
 import os
 import re
 import socket
 import struct
 from array import array
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -458,12 +461,17 @@ def prefilter(
     keep_all_tls: bool = False,
     native: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    use_index: bool = True,
 ) -> Prefiltered:
     """Read ``capture`` once; write ``shards`` reduced pcapng files into ``out_dir``.
 
     ``keep_all_tls``: a key log may decrypt the conversations, keep every byte of them.
     ``native``: read the conversations :mod:`pyshark_tools.native` is sure of in Python
     (their events in ``Prefiltered.native``); only the others go into the shards.
+    ``use_index``: find the SMTP conversations' packets with :mod:`pyshark_tools.scan`
+    (vectorised) when it can promise the loop's exact reading, and spread the conversations
+    over ``workers`` forked processes; otherwise one loop over every packet.
     Raises :class:`Unsupported` when the exact reference view cannot be promised.
     """
     path = Path(capture)
@@ -471,316 +479,508 @@ def prefilter(
     if size == 0:
         raise Unsupported("empty file")
     portset = frozenset(ports) | frozenset(implicit_tls_ports)
-    implicit_set = frozenset(implicit_tls_ports)
-    out = Path(out_dir)
-    writers = [_Writer(out / f"shard-{i:03d}.pcapng") for i in range(max(1, shards))]
-    nshards = len(writers)
-    tcp_convs: dict[bytes, list] = {}  # key -> [stream, base_seq dir0, base_seq dir1, _Conv]
-    convs: dict[int, _Conv] = {}
-    synthetic: list[SyntheticEvent] = []
-    stream_count = smtp_count = 0
-    total = matched = 0
-    first_ns = last_ns = None
-    kept = kept_bytes = 0
-    secrets = False
-    wrote_packet = False
-    demoted: dict[str, int] = {}
-    next_report = 1 << 23
-    unpack_tcp = struct.Struct("!HHIIBB").unpack_from
-    unpack_ip4 = struct.Struct("!BxH2xHxB2x4s4s").unpack_from
+    state = _Pass(Path(out_dir), max(1, shards), portset, frozenset(implicit_tls_ports),
+                  keep_all_tls, native)
+    index = None
+    if use_index and not keep_all_tls:
+        from .scan import index_capture
+
+        index = index_capture(path, tuple(portset))
     try:
         with path.open("rb") as handle:
             mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            dontneed = getattr(mmap, "MADV_DONTNEED", 0)
-            released = 0
-            if hasattr(mmap, "MADV_SEQUENTIAL"):
-                mm.madvise(mmap.MADV_SEQUENTIAL)
             try:
-                for (ifkey, linktype, snaplen, tsres, units, ns, data, orig, end,
-                     dsb) in _packets(mm, size):
-                    if dsb is not None:
-                        if wrote_packet:
-                            raise Unsupported("decryption secrets after the first packet")
-                        secrets = True
-                        keep_all_tls = True  # tshark will decrypt with the embedded keys
-                        native = False
-                        for w in writers:
-                            w.raw_block(dsb)
-                        continue
-                    total += 1
-                    if end >= next_report:
-                        next_report = end + (1 << 23)
-                        if progress is not None:
-                            progress(end, size)
-                        # pages already read leave this process: RSS stays flat however
-                        # large the capture (file pages would otherwise count as ours)
-                        upto = (end - (1 << 20)) & ~(mmap.PAGESIZE - 1)
-                        if dontneed and upto > released:
-                            mm.madvise(dontneed, released, upto - released)
-                            released = upto
-                    if linktype == LT_ETHERNET and data[12:14] == b"\x08\x00":
-                        version, off = 4, 14  # the common case without a call
-                    else:
-                        try:
-                            version, off = _l3(linktype, data)
-                        except IndexError:
-                            continue
-                        if not version:
-                            continue
-                    # --- IP ---
-                    if version == 4:
-                        if len(data) < off + 20:
-                            continue
-                        vihl, ip_len, frag, proto, src, dst = unpack_ip4(data, off)
-                        if vihl >> 4 != 4:
-                            continue
-                        ihl = (vihl & 0x0F) * 4
-                        l4 = off + ihl
-                        l4_end = off + ip_len
-                        if ip_len < ihl or off + ip_len > orig:
-                            if proto == 6:
-                                raise Unsupported("an IP length tshark would not trust (TSO?)")
-                            continue
-                        if frag & 0x3FFF:
-                            if proto in (6, *_TUNNEL_PROTOS, 1, 17):
-                                raise Unsupported("fragmented IP packets are not read")
-                            continue
-                    else:
-                        if len(data) < off + 40:
-                            continue
-                        proto = data[off + 6]
-                        src = data[off + 8:off + 24]
-                        dst = data[off + 24:off + 40]
-                        l4 = off + 40
-                        l4_end = l4 + int.from_bytes(data[off + 4:off + 6], "big")
-                        if l4_end == l4 or l4_end > orig:
-                            if proto == 6:
-                                raise Unsupported("an IPv6 length tshark would not trust")
-                            continue
-                        while proto in (0, 43, 60):  # hop-by-hop, routing, destination options
-                            if len(data) < l4 + 8:
-                                break
-                            proto, hlen = data[l4], (data[l4 + 1] + 1) * 8
-                            l4 += hlen
-                        if proto == 44:
-                            raise Unsupported("fragmented IPv6 packets are not read")
-                    if proto != 6:
-                        if proto in _TUNNEL_PROTOS:
-                            raise Unsupported(f"tunnelled traffic (IP protocol {proto})")
-                        if proto == 1 or proto == 58:
-                            if len(data) > l4 and data[l4] in (
-                                    _ICMP4_ERRORS if proto == 1 else _ICMP6_ERRORS):
-                                inner = data[l4 + 8:]
-                                if inner and ((inner[0] >> 4 == 4 and len(inner) > 9
-                                               and inner[9] == 6)
-                                              or (inner[0] >> 4 == 6 and len(inner) > 6
-                                                  and inner[6] == 6)):
-                                    raise Unsupported("ICMP errors quoting TCP are not read")
-                        elif proto == 17 and len(data) >= l4 + 4:
-                            sp = int.from_bytes(data[l4:l4 + 2], "big")
-                            dp = int.from_bytes(data[l4 + 2:l4 + 4], "big")
-                            if sp in _TUNNEL_UDP_PORTS or dp in _TUNNEL_UDP_PORTS:
-                                raise Unsupported(f"tunnelled traffic (UDP port {dp})")
-                        continue
-                    # --- TCP ---
-                    if len(data) < l4 + 20:
-                        raise Unsupported("a TCP header is cut by the snap length")
-                    sport, dport, seq, _ack, doff, flags = unpack_tcp(data, l4)
-                    thl = (doff >> 4) * 4
-                    if thl < 20:
-                        raise Unsupported("a damaged TCP header")
-                    fwd = src + dst + data[l4:l4 + 4]
-                    entry = tcp_convs.get(fwd)
-                    direction = 0
-                    if entry is None:
-                        rev = dst + src + data[l4 + 2:l4 + 4] + data[l4:l4 + 2]
-                        entry = tcp_convs.get(rev)
-                        direction = 1
-                    syn_only = (flags & (_SYN | _ACK)) == _SYN
-                    syn_ack = (flags & (_SYN | _ACK)) == (_SYN | _ACK)
-                    if entry is not None and (syn_only or syn_ack):
-                        base = entry[1 + direction]
-                        if base is not None and base != seq:
-                            # Wireshark: a SYN with another initial sequence number on the
-                            # same ports starts a new conversation (ports reused).
-                            del tcp_convs[entry[4]]
-                            entry = None
-                    if entry is None:
-                        direction = 0
-                        entry = [stream_count, None, None, None, fwd]
-                        tcp_convs[fwd] = entry
-                        stream_count += 1
-                        if sport in portset or dport in portset:
-                            shard = smtp_count % nshards
-                            smtp_count += 1
-                            conv = _Conv(entry[0], fwd, shard,
-                                         dport in implicit_set or sport in implicit_set)
-                            conv.first_frame, conv.first_ns = total, ns
-                            entry[3] = conv
-                            convs[entry[0]] = conv
-                            if native and not keep_all_tls:
-                                request_dir = 0 if dport in portset and sport not in portset \
-                                    else 1 if sport in portset and dport not in portset else -1
-                                if request_dir >= 0:
-                                    conv.native = NativeConversation(
-                                        conv.stream, _conv_endpoints(conv), request_dir,
-                                        conv.implicit)
-                                    conv.retained = []
-                    if entry[1 + direction] is None:
-                        entry[1 + direction] = seq
-                    conv = entry[3]
-                    if conv is None:
-                        continue
-                    # --- a packet of an SMTP-port conversation ---
-                    matched += 1
-                    if first_ns is None:
-                        first_ns = ns
-                    last_ns = ns
-                    conv.frames += 1
-                    conv.bytes += orig
-                    conv.last_frame, conv.last_ns = total, ns
-                    truncated = len(data) < orig
-                    if truncated:
-                        conv.trunc += 1
-                    if syn_only:
-                        conv.syn_dir = direction
-                    if flags & _FIN:
-                        conv.fin = True
-                    if flags & _RST:
-                        conv.rst = True
-                    d = conv.dirs[direction]
-                    seglen = max(0, l4_end - l4 - thl)
-                    # A pure ACK carries no event and changes none of tshark's analysis the
-                    # report reads (it does not move the next expected sequence number):
-                    # tshark never needs it, unless its options could make it malformed.
-                    keep = bool(seglen or flags & (_SYN | _FIN | _RST)) or not _plain_options(
-                        data, l4, thl)
-                    was_cut = d.mode == _CUT
-                    payload = b""
-                    if d.mode != _KEEP:
-                        payload = data[l4 + thl:l4 + thl + seglen]
-                        if truncated or len(payload) < seglen:
-                            if d.mode == _CUT or conv.dirs[1 - direction].mode == _CUT:
-                                raise Unsupported(
-                                    f"tcp.stream {conv.stream}: cut packets after the handshake")
-                            conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
-                            payload = b""
-                            seglen = 0
-                        in_order = d.nextseq is None or seq == d.nextseq
-                        if seglen and not in_order:
-                            if d.mode == _CUT:
-                                raise Unsupported(
-                                    f"tcp.stream {conv.stream}: retransmitted or missing "
-                                    "segments after the handshake")
-                            d.mode = _KEEP
-                        elif not in_order and 0 < (seq - d.nextseq) & 0xFFFFFFFF < 0x80000000:
-                            # no payload but beyond the next expected byte: tshark flags a lost
-                            # segment on it (a data segment it never saw)
-                            if d.mode == _CUT:
-                                raise Unsupported(
-                                    f"tcp.stream {conv.stream}: missing segments after the "
-                                    "handshake")
-                            keep = True
-                            d.mode = _KEEP
-                        elif in_order or d.nextseq is None:
-                            d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
-                                         + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
-                        if d.mode == _CLEAR and seglen:
-                            if (conv.implicit or conv.starttls) and payload[0] in (
-                                    20, 21, 22, 23, 24) and payload[1:2] == b"\x03":
-                                d.mode = _TLS
-                                d.records = _Records()
-                            elif _STARTTLS.search(payload):
-                                conv.starttls = True
-                            elif conv.implicit:
-                                d.mode = _KEEP
-                        if seglen and d.mode == _TLS:
-                            done = d.records.feed(payload)
-                            if done is None:
-                                d.mode = _KEEP
-                            elif not keep_all_tls and any(t == 23 for t, _ in done):
-                                d.mode = _CUT  # this packet is the last one kept
-                        elif seglen and d.mode == _CUT:
-                            keep = bool(flags & (_SYN | _FIN | _RST))
-                            conv.cut = True
-                            done = d.records.feed(payload)
-                            if done is None:
-                                raise Unsupported(
-                                    f"tcp.stream {conv.stream}: not TLS after the handshake")
-                            alert = False
-                            for rtype, rlen in done:
-                                if rtype == 21 and rlen != 2:
-                                    alert = True
-                                elif rtype != 23:
-                                    raise Unsupported(
-                                        f"tcp.stream {conv.stream}: TLS record type {rtype} "
-                                        "after the handshake")
-                            if alert:
-                                synthetic.append(_synthetic(conv, direction, total, ns))
-                        elif d.mode == _CUT:
-                            keep = bool(flags & (_SYN | _FIN | _RST))
-                            conv.cut = True
-                    if conv.retained is not None:
-                        try:
-                            if d.mode == _KEEP or conv.dirs[1 - direction].mode == _KEEP:
-                                raise Demote("kept whole")
-                            if not was_cut:
-                                if thl > 20 and not _plain_options(data, l4, thl):
-                                    raise Demote("TCP options tshark may flag")
-                                if seglen:
-                                    if d.mode == _CLEAR:
-                                        conv.native.clear(direction, total, ns, payload)
-                                    else:
-                                        conv.native.tls(direction, total, ns, payload)
-                        except Demote as why:
-                            demoted[str(why)] = demoted.get(str(why), 0) + 1
-                            w = writers[conv.shard]
-                            for (r_if, r_lt, r_snap, r_res, r_units, r_data, r_orig, r_frame,
-                                 r_cut) in conv.retained:
-                                w.packet(w.interface(r_if, r_lt, r_snap, r_res), r_units, r_data,
-                                         r_orig, r_frame, conv.stream, r_cut)
-                                kept += 1
-                                kept_bytes += len(r_data)
-                            conv.native = conv.retained = None
-                        else:
-                            if keep:
-                                conv.retained.append((ifkey, linktype, snaplen, tsres, units,
-                                                      data, orig, total, was_cut))
-                                wrote_packet = True
-                                keep = False
-                            if d.mode == _CUT and conv.dirs[1 - direction].mode == _CUT:
-                                conv.retained = None  # nothing can hand it to tshark now
-                    elif conv.native is not None:
-                        keep = False  # read natively: tshark never needs it
-                    if keep:
-                        w = writers[conv.shard]
-                        iface = w.interface(ifkey, linktype, snaplen, tsres)
-                        w.packet(iface, units, data, orig, total, conv.stream, was_cut)
-                        wrote_packet = True
-                        kept += 1
-                        kept_bytes += len(data)
+                if index is not None:
+                    if progress is not None:
+                        progress(size, size)
+                    return _indexed(state, index, mm, size, workers)
+                return _walk_all(state, mm, size, progress)
             finally:
-                mm.close()
+                with contextlib.suppress(BufferError):
+                    mm.close()
     finally:
-        shard_list = [w.close() for w in writers]
+        state.close()
+
+
+class _Pass:
+    """What one reading of a capture builds: conversations, shard files, native results."""
+
+    def __init__(self, out: Path, shards: int, portset: frozenset[int],
+                 implicit_set: frozenset[int], keep_all_tls: bool, native: bool,
+                 shard_ids: Sequence[int] | None = None) -> None:
+        ids = list(shard_ids) if shard_ids is not None else list(range(shards))
+        self.writers = [_Writer(out / f"shard-{i:03d}.pcapng") for i in ids]
+        self.portset = portset
+        self.implicit_set = implicit_set
+        self.keep_all_tls = keep_all_tls
+        self.native = native
+        self.convs: dict[int, _Conv] = {}
+        self.synthetic: list[SyntheticEvent] = []
+        self.kept = self.kept_bytes = 0
+        self.wrote_packet = False
+        self.demoted: dict[str, int] = {}
+        self.closed: list[Shard] | None = None
+
+    def new_conv(self, stream: int, key: bytes, sport: int, dport: int, frame: int,
+                 ns: int) -> _Conv:
+        portset, implicit_set = self.portset, self.implicit_set
+        conv = _Conv(stream, key, len(self.convs) % len(self.writers),
+                     dport in implicit_set or sport in implicit_set)
+        conv.first_frame, conv.first_ns = frame, ns
+        self.convs[stream] = conv
+        if self.native and not self.keep_all_tls:
+            request_dir = 0 if dport in portset and sport not in portset \
+                else 1 if sport in portset and dport not in portset else -1
+            if request_dir >= 0:
+                conv.native = NativeConversation(conv.stream, _conv_endpoints(conv),
+                                                 request_dir, conv.implicit)
+                conv.retained = []
+        return conv
+
+    def packet(self, conv: _Conv, direction: int, frame: int, ns: int, units: int,
+               ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
+               l4: int, thl: int, l4_end: int, seq: int, flags: int) -> None:
+        """One packet of an SMTP-port conversation (in capture order)."""
+        conv.frames += 1
+        conv.bytes += orig
+        conv.last_frame, conv.last_ns = frame, ns
+        syn_only = (flags & (_SYN | _ACK)) == _SYN
+        truncated = len(data) < orig
+        if truncated:
+            conv.trunc += 1
+        if syn_only:
+            conv.syn_dir = direction
+        if flags & _FIN:
+            conv.fin = True
+        if flags & _RST:
+            conv.rst = True
+        d = conv.dirs[direction]
+        seglen = l4_end - l4 - thl
+        if seglen < 0:
+            seglen = 0
+        if d.mode == _CUT:
+            # After this direction's handshake: only counted (and its TLS records followed
+            # for encrypted alerts); tshark gets SYN/FIN/RST for its conversation state.
+            conv.cut = True
+            was_cut = True
+            payload = b""
+            if truncated:
+                raise Unsupported(f"tcp.stream {conv.stream}: cut packets after the handshake")
+            nextseq = d.nextseq
+            if nextseq is None or seq == nextseq:
+                d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
+                             + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
+            elif seglen:
+                raise Unsupported(f"tcp.stream {conv.stream}: retransmitted or missing "
+                                  "segments after the handshake")
+            elif 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
+                # beyond the next expected byte: tshark flags a lost segment on it
+                raise Unsupported(f"tcp.stream {conv.stream}: missing segments after the "
+                                  "handshake")
+            if seglen:
+                records = d.records
+                if records.need > seglen:
+                    records.need -= seglen  # inside a record: nothing completes here
+                else:
+                    self._after_cut(conv, direction, frame, ns,
+                                    records.feed(data[l4 + thl:l4 + thl + seglen]))
+            keep = bool(flags & (_SYN | _FIN | _RST))
+        else:
+            # A pure ACK carries no event and changes none of tshark's analysis the
+            # report reads (it does not move the next expected sequence number):
+            # tshark never needs it, unless its options could make it malformed.
+            keep = bool(seglen or flags & (_SYN | _FIN | _RST)) or not _plain_options(
+                data, l4, thl)
+            was_cut = False
+            payload = b""
+            if d.mode != _KEEP:
+                payload = data[l4 + thl:l4 + thl + seglen]
+                if truncated or len(payload) < seglen:
+                    if conv.dirs[1 - direction].mode == _CUT:
+                        raise Unsupported(
+                            f"tcp.stream {conv.stream}: cut packets after the handshake")
+                    conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
+                    payload = b""
+                    seglen = 0
+                in_order = d.nextseq is None or seq == d.nextseq
+                if seglen and not in_order:
+                    d.mode = _KEEP
+                elif not in_order and 0 < (seq - d.nextseq) & 0xFFFFFFFF < 0x80000000:
+                    # no payload but beyond the next expected byte: tshark flags a lost
+                    # segment on it (a data segment it never saw)
+                    keep = True
+                    d.mode = _KEEP
+                elif in_order or d.nextseq is None:
+                    d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
+                                 + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
+                if d.mode == _CLEAR and seglen:
+                    if (conv.implicit or conv.starttls) and payload[0] in (
+                            20, 21, 22, 23, 24) and payload[1:2] == b"\x03":
+                        d.mode = _TLS
+                        d.records = _Records()
+                    elif _STARTTLS.search(payload):
+                        conv.starttls = True
+                    elif conv.implicit:
+                        d.mode = _KEEP
+                if seglen and d.mode == _TLS:
+                    done = d.records.feed(payload)
+                    if done is None:
+                        d.mode = _KEEP
+                    elif not self.keep_all_tls and any(t == 23 for t, _ in done):
+                        d.mode = _CUT  # this packet is the last one kept
+        if conv.retained is not None:
+            try:
+                if d.mode == _KEEP or conv.dirs[1 - direction].mode == _KEEP:
+                    raise Demote("kept whole")
+                if not was_cut:
+                    if thl > 20 and not _plain_options(data, l4, thl):
+                        raise Demote("TCP options tshark may flag")
+                    if seglen:
+                        if d.mode == _CLEAR:
+                            conv.native.clear(direction, frame, ns, payload)
+                        else:
+                            conv.native.tls(direction, frame, ns, payload)
+            except Demote as why:
+                self.demoted[str(why)] = self.demoted.get(str(why), 0) + 1
+                w = self.writers[conv.shard]
+                for (r_if, r_lt, r_snap, r_res, r_units, r_data, r_orig, r_frame,
+                     r_cut) in conv.retained:
+                    w.packet(w.interface(r_if, r_lt, r_snap, r_res), r_units, r_data,
+                             r_orig, r_frame, conv.stream, r_cut)
+                    self.kept += 1
+                    self.kept_bytes += len(r_data)
+                conv.native = conv.retained = None
+            else:
+                if keep:
+                    conv.retained.append((ifkey, linktype, snaplen, tsres, units,
+                                          data, orig, frame, was_cut))
+                    self.wrote_packet = True
+                    keep = False
+                if d.mode == _CUT and conv.dirs[1 - direction].mode == _CUT:
+                    conv.retained = None  # nothing can hand it to tshark now
+        elif conv.native is not None:
+            keep = False  # read natively: tshark never needs it
+        if keep:
+            w = self.writers[conv.shard]
+            iface = w.interface(ifkey, linktype, snaplen, tsres)
+            w.packet(iface, units, data, orig, frame, conv.stream, was_cut)
+            self.wrote_packet = True
+            self.kept += 1
+            self.kept_bytes += len(data)
+
+    def _after_cut(self, conv: _Conv, direction: int, frame: int, ns: int,
+                   done: list[tuple[int, int]] | None) -> None:
+        """TLS records completing after the cut: application data, or an encrypted alert
+        (an event the reference reports); anything else needs tshark's view."""
+        if done is None:
+            raise Unsupported(f"tcp.stream {conv.stream}: not TLS after the handshake")
+        alert = False
+        for rtype, rlen in done:
+            if rtype == 21 and rlen != 2:
+                alert = True
+            elif rtype != 23:
+                raise Unsupported(f"tcp.stream {conv.stream}: TLS record type {rtype} after "
+                                  "the handshake")
+        if alert:
+            self.synthetic.append(_synthetic(conv, direction, frame, ns))
+
+    def close(self) -> list[Shard]:
+        if self.closed is None:
+            self.closed = [w.close() for w in self.writers]
+        return self.closed
+
+    def result(self, **capture_facts: object) -> Prefiltered:
+        return Prefiltered(
+            shards=self.close(),
+            streams={s: _totals(c) for s, c in self.convs.items()},
+            synthetic=self.synthetic,
+            kept_packets=self.kept,
+            kept_bytes=self.kept_bytes,
+            native=_native_result(self.convs),
+            demoted=self.demoted,
+            **capture_facts,
+        )
+
+
+def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
+              progress: Callable[[int, int], None] | None) -> Prefiltered:
+    """Every packet in order: number TCP conversations like Wireshark, hand on SMTP ones."""
+    portset = state.portset
+    tcp_convs: dict[bytes, list] = {}  # key -> [stream, base_seq dir0, base_seq dir1, _Conv]
+    stream_count = 0
+    total = matched = 0
+    first_ns = last_ns = None
+    secrets = False
+    next_report = 1 << 23
+    unpack_tcp = struct.Struct("!HHIIBB").unpack_from
+    unpack_ip4 = struct.Struct("!BxH2xHxB2x4s4s").unpack_from
+    dontneed = getattr(mmap, "MADV_DONTNEED", 0)
+    released = 0
+    if hasattr(mmap, "MADV_SEQUENTIAL"):
+        mm.madvise(mmap.MADV_SEQUENTIAL)
+    packet = state.packet
+    for (ifkey, linktype, snaplen, tsres, units, ns, data, orig, end,
+         dsb) in _packets(mm, size):
+        if dsb is not None:
+            if state.wrote_packet:
+                raise Unsupported("decryption secrets after the first packet")
+            secrets = True
+            state.keep_all_tls = True  # tshark will decrypt with the embedded keys
+            state.native = False
+            for w in state.writers:
+                w.raw_block(dsb)
+            continue
+        total += 1
+        if end >= next_report:
+            next_report = end + (1 << 23)
+            if progress is not None:
+                progress(end, size)
+            # pages already read leave this process: RSS stays flat however
+            # large the capture (file pages would otherwise count as ours)
+            upto = (end - (1 << 20)) & ~(mmap.PAGESIZE - 1)
+            if dontneed and upto > released:
+                mm.madvise(dontneed, released, upto - released)
+                released = upto
+        if linktype == LT_ETHERNET and data[12:14] == b"\x08\x00":
+            version, off = 4, 14  # the common case without a call
+        else:
+            try:
+                version, off = _l3(linktype, data)
+            except IndexError:
+                continue
+            if not version:
+                continue
+        # --- IP ---
+        if version == 4:
+            if len(data) < off + 20:
+                continue
+            vihl, ip_len, frag, proto, src, dst = unpack_ip4(data, off)
+            if vihl >> 4 != 4:
+                continue
+            ihl = (vihl & 0x0F) * 4
+            l4 = off + ihl
+            l4_end = off + ip_len
+            if ip_len < ihl or off + ip_len > orig:
+                if proto == 6:
+                    raise Unsupported("an IP length tshark would not trust (TSO?)")
+                continue
+            if frag & 0x3FFF:
+                if proto in (6, *_TUNNEL_PROTOS, 1, 17):
+                    raise Unsupported("fragmented IP packets are not read")
+                continue
+        else:
+            if len(data) < off + 40:
+                continue
+            proto = data[off + 6]
+            src = data[off + 8:off + 24]
+            dst = data[off + 24:off + 40]
+            l4 = off + 40
+            l4_end = l4 + int.from_bytes(data[off + 4:off + 6], "big")
+            if l4_end == l4 or l4_end > orig:
+                if proto == 6:
+                    raise Unsupported("an IPv6 length tshark would not trust")
+                continue
+            while proto in (0, 43, 60):  # hop-by-hop, routing, destination options
+                if len(data) < l4 + 8:
+                    break
+                proto, hlen = data[l4], (data[l4 + 1] + 1) * 8
+                l4 += hlen
+            if proto == 44:
+                raise Unsupported("fragmented IPv6 packets are not read")
+        if proto != 6:
+            if proto in _TUNNEL_PROTOS:
+                raise Unsupported(f"tunnelled traffic (IP protocol {proto})")
+            if proto == 1 or proto == 58:
+                if len(data) > l4 and data[l4] in (
+                        _ICMP4_ERRORS if proto == 1 else _ICMP6_ERRORS):
+                    inner = data[l4 + 8:]
+                    if inner and ((inner[0] >> 4 == 4 and len(inner) > 9
+                                   and inner[9] == 6)
+                                  or (inner[0] >> 4 == 6 and len(inner) > 6
+                                      and inner[6] == 6)):
+                        raise Unsupported("ICMP errors quoting TCP are not read")
+            elif proto == 17 and len(data) >= l4 + 4:
+                sp = int.from_bytes(data[l4:l4 + 2], "big")
+                dp = int.from_bytes(data[l4 + 2:l4 + 4], "big")
+                if sp in _TUNNEL_UDP_PORTS or dp in _TUNNEL_UDP_PORTS:
+                    raise Unsupported(f"tunnelled traffic (UDP port {dp})")
+            continue
+        # --- TCP ---
+        if len(data) < l4 + 20:
+            raise Unsupported("a TCP header is cut by the snap length")
+        sport, dport, seq, _ack, doff, flags = unpack_tcp(data, l4)
+        thl = (doff >> 4) * 4
+        if thl < 20:
+            raise Unsupported("a damaged TCP header")
+        fwd = src + dst + data[l4:l4 + 4]
+        entry = tcp_convs.get(fwd)
+        direction = 0
+        if entry is None:
+            rev = dst + src + data[l4 + 2:l4 + 4] + data[l4:l4 + 2]
+            entry = tcp_convs.get(rev)
+            direction = 1
+        syn_only = (flags & (_SYN | _ACK)) == _SYN
+        syn_ack = (flags & (_SYN | _ACK)) == (_SYN | _ACK)
+        if entry is not None and (syn_only or syn_ack):
+            base = entry[1 + direction]
+            if base is not None and base != seq:
+                # Wireshark: a SYN with another initial sequence number on the
+                # same ports starts a new conversation (ports reused).
+                del tcp_convs[entry[4]]
+                entry = None
+        if entry is None:
+            direction = 0
+            entry = [stream_count, None, None, None, fwd]
+            tcp_convs[fwd] = entry
+            stream_count += 1
+            if sport in portset or dport in portset:
+                entry[3] = state.new_conv(entry[0], fwd, sport, dport, total, ns)
+        if entry[1 + direction] is None:
+            entry[1 + direction] = seq
+        conv = entry[3]
+        if conv is None:
+            continue
+        matched += 1
+        if first_ns is None:
+            first_ns = ns
+        last_ns = ns
+        packet(conv, direction, total, ns, units, ifkey, linktype, snaplen, tsres, data, orig,
+               l4, thl, l4_end, seq, flags)
     if progress is not None:
         progress(size, size)
-    return Prefiltered(
-        shards=shard_list,
-        streams={s: _totals(c) for s, c in convs.items()},
-        synthetic=synthetic,
+    return state.result(
         packets_total=total,
         packets_matched=matched,
         first_time=_ns_to_datetime(first_ns) if first_ns is not None else None,
         last_time=_ns_to_datetime(last_ns) if last_ns is not None else None,
         tcp_streams=stream_count,
         bytes_read=size,
-        kept_packets=kept,
-        kept_bytes=kept_bytes,
         secrets_embedded=secrets,
-        native=_native_result(convs),
-        demoted=demoted,
     )
+
+
+def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Prefiltered:
+    """Only the SMTP conversations' packets, found by the index; conversations spread over
+    forked workers (each writes its own shards) when there are several."""
+    import numpy as np
+
+    n = len(index)
+    facts = dict(
+        packets_total=index.packets_total,
+        packets_matched=n,
+        first_time=_ns_to_datetime(int(index.ns[0])) if n else None,
+        last_time=_ns_to_datetime(int(index.ns[-1])) if n else None,
+        tcp_streams=index.tcp_streams,
+        bytes_read=size,
+        secrets_embedded=False,
+    )
+    u8 = np.frombuffer(mm, dtype=np.uint8)
+    try:
+        start = index.offset
+        thl = (u8[start + index.l4 + 12] >> 4).astype(np.int64) * 4
+        v4 = index.ip_version == 4
+        at = start + index.l3
+        ip_len = (u8[at + 2].astype(np.int64) << 8) | u8[at + 3]
+        v6_len = (u8[at + 4].astype(np.int64) << 8) | u8[at + 5]
+        l4_end = np.where(v4, index.l3 + ip_len, index.l3 + 40 + v6_len)
+        ns = index.ns
+    finally:
+        del u8
+    if thl.size and thl.min() < 20:
+        raise Unsupported("a damaged TCP header")
+    columns = (index.frame, index.stream, index.direction, ns, index.units, index.iface,
+               index.offset, index.caplen, index.origlen, index.l4, thl, l4_end, index.seq,
+               index.flags, index.l3, index.ip_version)
+    ifaces = [(i.key, i.linktype, i.snaplen, i.tsres) for i in index.interfaces]
+    nshards = len(state.writers)
+    workers = max(1, min(workers, nshards))
+    if workers == 1 or n < 20000 or "fork" not in multiprocessing.get_all_start_methods():
+        _indexed_part(state, columns, None, ifaces, mm)
+        return state.result(**facts)
+    # Conversations are independent: worker k reads the streams with stream % workers == k
+    # and writes shards k, k + workers, ...
+    out_dir = state.writers[0].path.parent
+    state.close()
+    global _FORK_JOB
+    _FORK_JOB = (columns, ifaces, mm, out_dir, nshards, state.portset, state.implicit_set,
+                 state.keep_all_tls, state.native, workers)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) \
+                as pool:
+            parts = list(pool.map(_indexed_worker, range(workers)))
+    finally:
+        _FORK_JOB = None
+    merged = Prefiltered(shards=[], streams={}, synthetic=[], **facts)
+    by_id = {}
+    for part in parts:
+        for shard in part.shards:
+            by_id[shard.path.name] = shard
+        merged.streams.update(part.streams)
+        merged.synthetic.extend(part.synthetic)
+        merged.kept_packets += part.kept_packets
+        merged.kept_bytes += part.kept_bytes
+        for why, count in part.demoted.items():
+            merged.demoted[why] = merged.demoted.get(why, 0) + count
+        if part.native is not None:
+            if merged.native is None:
+                merged.native = NativeResult()
+            merged.native.rows.extend(part.native.rows)
+            merged.native.certificates.extend(part.native.certificates)
+            merged.native.partial.update(part.native.partial)
+    merged.shards = [by_id[name] for name in sorted(by_id)]
+    merged.synthetic.sort(key=lambda ev: ev.frame)
+    if merged.native is not None:
+        merged.native.rows.sort(key=lambda row: row[0])
+        merged.native.certificates.sort(key=lambda m: m.frame)
+    merged.streams = dict(sorted(merged.streams.items()))
+    return merged
+
+
+_FORK_JOB: tuple | None = None
+
+
+def _indexed_worker(k: int) -> Prefiltered:
+    (columns, ifaces, mm, out_dir, nshards, portset, implicit_set, keep_all_tls, native,
+     workers) = _FORK_JOB
+    state = _Pass(out_dir, nshards, portset, implicit_set, keep_all_tls, native,
+                  shard_ids=range(k, nshards, workers))
+    try:
+        _indexed_part(state, columns, (k, workers), ifaces, mm)
+        return state.result(packets_total=0, packets_matched=0, first_time=None,
+                            last_time=None, tcp_streams=0, bytes_read=0)
+    finally:
+        state.close()
+
+
+def _indexed_part(state: _Pass, columns: tuple, part: tuple[int, int] | None, ifaces: list,
+                  mm: mmap.mmap) -> None:
+    """The SMTP packets of the index (those of streams ``stream % m == k`` for part (k, m))."""
+    if part is not None:
+        k, m = part
+        mask = columns[1] % m == k
+        columns = tuple(c[mask] for c in columns)
+    (frames, streams, directions, nss, unitss, ifs, offsets, caps, origs, l4s, thls, ends,
+     seqs, flagss, l3s, versions) = (c.tolist() for c in columns)
+    convs = state.convs
+    packet = state.packet
+    new_conv = state.new_conv
+    for i in range(len(frames)):
+        stream = streams[i]
+        conv = convs.get(stream)
+        start = offsets[i]
+        data = mm[start:start + caps[i]]
+        l4 = l4s[i]
+        if conv is None:
+            # its first packet: the conversation's key is this packet's direction (as the
+            # loop builds it: source IP, destination IP, source and destination port)
+            l3 = l3s[i]
+            ips = data[l3 + 12:l3 + 20] if versions[i] == 4 else data[l3 + 8:l3 + 40]
+            sport = (data[l4] << 8) | data[l4 + 1]
+            dport = (data[l4 + 2] << 8) | data[l4 + 3]
+            conv = new_conv(stream, ips + data[l4:l4 + 4], sport, dport, frames[i], nss[i])
+        ifkey, linktype, snaplen, tsres = ifaces[ifs[i]]
+        packet(conv, directions[i], frames[i], nss[i], unitss[i], ifkey, linktype, snaplen,
+               tsres, data, origs[i], l4, thls[i], ends[i], seqs[i], flagss[i])
 
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:
