@@ -5,6 +5,8 @@ tshark's frame number and tcp.stream, its direction, lengths, timestamp and the 
 reads (checked through the addresses, ports and sequence number found at the offsets the
 index gives), and the number of TCP conversations must be tshark's. A capture it declines
 must be declined for a stated reason: the caller then runs the prefilter's own loop.
+That loop (``prefilter(..., use_index=False)``) must number conversations the same way: the
+edge cases of ``tcp.stream`` are run through it too and compared with tshark.
 """
 
 from __future__ import annotations
@@ -109,6 +111,44 @@ def assert_like_tshark(capture: Path, ports: Sequence[int] = PORTS) -> CaptureIn
             assert int(r[8]) == idx.seq[i] == int.from_bytes(data[l4 + 4:l4 + 8], "big"), where
             assert int(r[9], 16) & 0xFF == idx.flags[i], where
     return idx
+
+
+def assert_loop_like_tshark(capture: Path, out: Path,
+                            ports: Sequence[int] = PORTS) -> prefilter.Prefiltered:
+    """Run the prefilter's loop over every packet (the index's fallback) on ``capture``:
+    each packet it hands on (those of the conversations on ``ports``) must carry tshark's
+    frame number, tcp.stream and direction, and its totals must be tshark's."""
+    handed: list[tuple[int, int, int]] = []
+    packet = prefilter._Pass.packet
+
+    def spy(self, conv, direction, frame, *args):  # records, then the loop's own call
+        handed.append((frame, conv.stream, direction))
+        return packet(self, conv, direction, frame, *args)
+
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prefilter._Pass, "packet", spy)
+        pre = prefilter.prefilter(capture, out, ports=ports, implicit_tls_ports=(),
+                                  use_index=False)
+    port_list = ",".join(map(str, ports))
+    rows = _tshark(capture, f"tcp.port in {{{port_list}}}",
+                   ("frame.number", "tcp.stream", "ip.src", "ipv6.src", "tcp.srcport"))
+    first_end: dict[int, tuple[str, str]] = {}
+    truth = []
+    for r in rows:
+        stream, src = int(r[1]), (r[2] or r[3], r[4])
+        first_end.setdefault(stream, src)
+        truth.append((int(r[0]), stream, 0 if src == first_end[stream] else 1))
+    assert handed == truth
+    every = _tshark(capture, "", ("frame.number", "tcp.stream"))
+    assert pre.packets_total == len(every)
+    assert pre.tcp_streams == len({r[1] for r in every if r[1]})
+    assert pre.packets_matched == len(rows)
+    assert sorted(pre.streams) == sorted(first_end)
+    by_frame = {frame: stream for frame, stream, _ in truth}
+    for shard in pre.shards:
+        assert [by_frame[f] for f in shard.frames] == list(shard.streams)
+    return pre
 
 
 def _declined(capture: Path, reason: str) -> None:
@@ -296,6 +336,7 @@ def test_reused_ports_get_new_streams_on_smtp_and_other_ports(tmp_path: Path) ->
     idx = assert_like_tshark(capture)
     assert idx.tcp_streams == 4
     assert sorted(set(idx.stream.tolist())) == [0, 1]
+    assert sorted(assert_loop_like_tshark(capture, tmp_path / "loop").streams) == [0, 1]
 
 
 def test_conversation_seen_mid_stream_then_reopened(tmp_path: Path) -> None:
@@ -305,6 +346,7 @@ def test_conversation_seen_mid_stream_then_reopened(tmp_path: Path) -> None:
     again = _flow("192.0.2.1", 40000, "198.51.100.25", 25, T0 + 10**6, 1000, 5000)
     capture = _write(tmp_path / "mid.pcapng", _pcapng(full[3:] + again + full[3:]))
     assert_like_tshark(capture)
+    assert_loop_like_tshark(capture, tmp_path / "loop")
 
 
 def _segment(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
@@ -346,6 +388,62 @@ def test_random_reuse_of_ports_like_tshark(seed: int, tmp_path: Path) -> None:
     capture = _write(tmp_path / f"random-{seed}.pcapng", _pcapng(frames))
     idx = assert_like_tshark(capture, ports=(25, 40000, 40001))
     assert len(idx) == idx.packets_total == len(frames)
+    pre = assert_loop_like_tshark(capture, tmp_path / "loop", ports=(25, 40000, 40001))
+    assert pre.packets_matched == len(frames)
+
+
+_C, _S = ("192.0.2.1", 40000), ("198.51.100.25", 25)
+
+
+def _c2s(seq: int, ack: int, flags: int) -> bytes:
+    return _segment(_C[0], _S[0], _C[1], _S[1], seq, ack, flags)
+
+
+def _s2c(seq: int, ack: int, flags: int) -> bytes:
+    return _segment(_S[0], _C[0], _S[1], _C[1], seq, ack, flags)
+
+
+_SYN, _SYN_ACK, _ACK = 0x02, 0x12, 0x10
+
+#: Where Wireshark's base sequence numbers matter (tshark's tcp.stream of each packet):
+#: a direction's base is its first packet's sequence number (minus one unless a SYN) or
+#: the other direction's first acknowledgement number minus one, if that came first; only
+#: a SYN without ACK other than the base starts a new conversation.
+NUMBERING_CASES = {
+    # the client ISN reused with a new server ISN: the SYN-ACK only moves the base
+    "new-server-isn": ([_c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK),
+                        _c2s(1001, 5001, _ACK), _c2s(1000, 0, _SYN),
+                        _s2c(9000, 1001, _SYN_ACK), _c2s(1001, 9001, _ACK)],
+                       [0, 0, 0, 0, 0, 0]),
+    # seen mid-connection: the base is the first sequence number minus one
+    "mid-connection-syn": ([_c2s(1001, 5001, _ACK), _s2c(5001, 1001, _ACK),
+                            _c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK)], [0, 0, 0, 0]),
+    # a server packet first: its acknowledgement number sets the client's base
+    "server-first": ([_s2c(5001, 1001, _ACK), _c2s(1000, 0, _SYN),
+                      _s2c(5000, 1001, _SYN_ACK), _c2s(1001, 5001, _ACK)], [0, 0, 0, 0]),
+    "server-first-then-data": ([_s2c(5001, 1001, _ACK), _c2s(1001, 5001, _ACK),
+                                _c2s(1000, 0, _SYN)], [0, 0, 0]),
+    # a SYN-ACK first: its acknowledgement number sets the client's base...
+    "syn-ack-first": ([_s2c(5000, 1001, _SYN_ACK), _c2s(1001, 5001, _ACK),
+                       _c2s(1000, 0, _SYN)], [0, 0, 0]),
+    # ... which a SYN with another sequence number does not match
+    "syn-ack-first-other-syn": ([_s2c(5000, 1001, _SYN_ACK), _c2s(777, 0, _SYN),
+                                 _s2c(6000, 778, _SYN_ACK)], [0, 1, 1]),
+    "syn-ack-first-new-syn-ack": ([_s2c(5000, 1001, _SYN_ACK), _c2s(1000, 0, _SYN),
+                                   _s2c(6000, 1001, _SYN_ACK), _c2s(1001, 6001, _ACK)],
+                                  [0, 0, 0, 0]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMBERING_CASES))
+def test_conversation_numbering_edge_cases(case: str, tmp_path: Path) -> None:
+    """The index and the loop number these conversations as tshark does (checked here
+    against tshark and against the numbers tshark 4.0 gave when the cases were written)."""
+    frames, expected = NUMBERING_CASES[case]
+    capture = _write(tmp_path / f"{case}.pcapng", _pcapng(frames))
+    assert [int(r[0]) for r in _tshark(capture, "tcp", ("tcp.stream",))] == expected
+    assert assert_like_tshark(capture).stream.tolist() == expected
+    assert_loop_like_tshark(capture, tmp_path / "loop")
 
 
 def _ip_options(frame: bytes) -> bytes:
