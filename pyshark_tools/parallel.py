@@ -17,6 +17,7 @@ kept and the shards collapse into one (TLS session resumption may span conversat
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import tempfile
@@ -170,7 +171,7 @@ def fast_extract(
     with tempfile.TemporaryDirectory(prefix="tls-smtp-report-", dir=workdir) as tmp:
         pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
                         shards=nshards, keep_all_tls=keylog is not None, native=native,
-                        progress=progress)
+                        progress=progress, workers=workers if dask_client is None else 1)
         if pre.secrets_embedded and nshards > 1:
             # Merge is only correct when TLS sessions cannot resume across shards.
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
@@ -476,11 +477,13 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
         # only the small result tables travel back
         global _FORKED_WORK
         _FORKED_WORK = work
+        gc.freeze()  # the workers' garbage collector would otherwise copy inherited pages
         try:
             with ProcessPoolExecutor(min(jobs, len(work)),
                                      mp_context=multiprocessing.get_context("fork")) as pool:
                 results = list(pool.map(_forked_chunk, range(len(work))))
         finally:
+            gc.unfreeze()
             _FORKED_WORK = []
     else:
         results = [_tables_chunk(*w) for w in work]

@@ -27,6 +27,7 @@ retransmitted or missing segments after a cut.
 from __future__ import annotations
 
 import contextlib
+import gc
 import mmap
 import multiprocessing
 import os
@@ -808,7 +809,7 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
         # --- TCP ---
         if len(data) < l4 + 20:
             raise Unsupported("a TCP header is cut by the snap length")
-        sport, dport, seq, _ack, doff, flags = unpack_tcp(data, l4)
+        sport, dport, seq, ack, doff, flags = unpack_tcp(data, l4)
         thl = (doff >> 4) * 4
         if thl < 20:
             raise Unsupported("a damaged TCP header")
@@ -819,15 +820,17 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
             rev = dst + src + data[l4 + 2:l4 + 4] + data[l4:l4 + 2]
             entry = tcp_convs.get(rev)
             direction = 1
-        syn_only = (flags & (_SYN | _ACK)) == _SYN
-        syn_ack = (flags & (_SYN | _ACK)) == (_SYN | _ACK)
-        if entry is not None and (syn_only or syn_ack):
+        if entry is not None and flags & _SYN:
             base = entry[1 + direction]
             if base is not None and base != seq:
-                # Wireshark: a SYN with another initial sequence number on the
-                # same ports starts a new conversation (ports reused).
-                del tcp_convs[entry[4]]
-                entry = None
+                if flags & _ACK:
+                    # Wireshark: a SYN-ACK with another sequence number is the new base
+                    entry[1 + direction] = seq
+                else:
+                    # Wireshark: a SYN with another initial sequence number on the
+                    # same ports starts a new conversation (ports reused).
+                    del tcp_convs[entry[4]]
+                    entry = None
         if entry is None:
             direction = 0
             entry = [stream_count, None, None, None, fwd]
@@ -835,8 +838,12 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
             stream_count += 1
             if sport in portset or dport in portset:
                 entry[3] = state.new_conv(entry[0], fwd, sport, dport, total, ns)
+        # Wireshark's base sequence numbers: the direction's first sequence number (minus
+        # one unless a SYN), or the other direction's first ACK number minus one if earlier
         if entry[1 + direction] is None:
-            entry[1 + direction] = seq
+            entry[1 + direction] = seq if flags & _SYN else (seq - 1) & 0xFFFFFFFF
+        if flags & _ACK and entry[2 - direction] is None:
+            entry[2 - direction] = (ack - 1) & 0xFFFFFFFF
         conv = entry[3]
         if conv is None:
             continue
@@ -874,16 +881,30 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
         bytes_read=size,
         secrets_embedded=False,
     )
+    # TCP header and IP payload lengths of every packet, read a slice at a time: the file
+    # pages read leave this process again (they would count as its memory)
+    thl = np.empty(n, np.int64)
+    l4_end = np.empty(n, np.int64)
+    ns = index.ns
+    dontneed = getattr(mmap, "MADV_DONTNEED", 0)
     u8 = np.frombuffer(mm, dtype=np.uint8)
     try:
-        start = index.offset
-        thl = (u8[start + index.l4 + 12] >> 4).astype(np.int64) * 4
-        v4 = index.ip_version == 4
-        at = start + index.l3
-        ip_len = (u8[at + 2].astype(np.int64) << 8) | u8[at + 3]
-        v6_len = (u8[at + 4].astype(np.int64) << 8) | u8[at + 5]
-        l4_end = np.where(v4, index.l3 + ip_len, index.l3 + 40 + v6_len)
-        ns = index.ns
+        step = 1 << 16
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            start, l3 = index.offset[lo:hi], index.l3[lo:hi].astype(np.int64)
+            thl[lo:hi] = (u8[start + index.l4[lo:hi] + 12] >> 4).astype(np.int64) * 4
+            at = start + l3
+            ip_len = (u8[at + 2].astype(np.int64) << 8) | u8[at + 3]
+            v6_len = (u8[at + 4].astype(np.int64) << 8) | u8[at + 5]
+            l4_end[lo:hi] = np.where(index.ip_version[lo:hi] == 4, l3 + ip_len,
+                                     l3 + 40 + v6_len)
+            if dontneed:
+                upto = (int(start[-1]) - (1 << 20)) & ~(mmap.PAGESIZE - 1)
+                if upto > 0:
+                    mm.madvise(dontneed, 0, upto)
+        if dontneed:
+            mm.madvise(dontneed)
     finally:
         del u8
     if thl.size and thl.min() < 20:
@@ -894,7 +915,8 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
     ifaces = [(i.key, i.linktype, i.snaplen, i.tsres) for i in index.interfaces]
     nshards = len(state.writers)
     workers = max(1, min(workers, nshards))
-    if workers == 1 or n < 20000 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers == 1 or n < FORK_MIN_PACKETS or \
+            "fork" not in multiprocessing.get_all_start_methods():
         _indexed_part(state, columns, None, ifaces, mm)
         return state.result(**facts)
     # Conversations are independent: worker k reads the streams with stream % workers == k
@@ -904,11 +926,15 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
     global _FORK_JOB
     _FORK_JOB = (columns, ifaces, mm, out_dir, nshards, state.portset, state.implicit_set,
                  state.keep_all_tls, state.native, workers)
+    gc.freeze()  # the workers' garbage collector would otherwise copy every inherited page
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) \
+        # part 0 here (its results need no trip through a pipe), the others in workers
+        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("fork")) \
                 as pool:
-            parts = list(pool.map(_indexed_worker, range(workers)))
+            others = pool.map(_indexed_worker, range(1, workers))
+            parts = [_indexed_worker(0), *others]
     finally:
+        gc.unfreeze()
         _FORK_JOB = None
     merged = Prefiltered(shards=[], streams={}, synthetic=[], **facts)
     by_id = {}
@@ -937,6 +963,8 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
 
 
 _FORK_JOB: tuple | None = None
+#: Fewer SMTP packets than this are read in one process (starting a worker costs more).
+FORK_MIN_PACKETS = 20000
 
 
 def _indexed_worker(k: int) -> Prefiltered:
@@ -955,32 +983,47 @@ def _indexed_worker(k: int) -> Prefiltered:
 def _indexed_part(state: _Pass, columns: tuple, part: tuple[int, int] | None, ifaces: list,
                   mm: mmap.mmap) -> None:
     """The SMTP packets of the index (those of streams ``stream % m == k`` for part (k, m))."""
-    if part is not None:
-        k, m = part
-        mask = columns[1] % m == k
-        columns = tuple(c[mask] for c in columns)
-    (frames, streams, directions, nss, unitss, ifs, offsets, caps, origs, l4s, thls, ends,
-     seqs, flagss, l3s, versions) = (c.tolist() for c in columns)
+    import numpy as np
+
+    # positions of this part's packets (not copies of every column: they would cost memory)
+    positions = np.flatnonzero(columns[1] % part[1] == part[0]) if part is not None else None
+    total = len(positions) if positions is not None else len(columns[0])
     convs = state.convs
     packet = state.packet
     new_conv = state.new_conv
-    for i in range(len(frames)):
-        stream = streams[i]
-        conv = convs.get(stream)
-        start = offsets[i]
-        data = mm[start:start + caps[i]]
-        l4 = l4s[i]
-        if conv is None:
-            # its first packet: the conversation's key is this packet's direction (as the
-            # loop builds it: source IP, destination IP, source and destination port)
-            l3 = l3s[i]
-            ips = data[l3 + 12:l3 + 20] if versions[i] == 4 else data[l3 + 8:l3 + 40]
-            sport = (data[l4] << 8) | data[l4 + 1]
-            dport = (data[l4 + 2] << 8) | data[l4 + 3]
-            conv = new_conv(stream, ips + data[l4:l4 + 4], sport, dport, frames[i], nss[i])
-        ifkey, linktype, snaplen, tsres = ifaces[ifs[i]]
-        packet(conv, directions[i], frames[i], nss[i], unitss[i], ifkey, linktype, snaplen,
-               tsres, data, origs[i], l4, thls[i], ends[i], seqs[i], flagss[i])
+    dontneed = getattr(mmap, "MADV_DONTNEED", 0)
+    released = 0
+    step = 1 << 12
+    for first in range(0, total, step):
+        # a slice at a time: Python lists of every column at once would cost ~0.5 GB
+        rows = slice(first, first + step) if positions is None \
+            else positions[first:first + step]
+        (frames, streams, directions, nss, unitss, ifs, offsets, caps, origs, l4s, thls, ends,
+         seqs, flagss, l3s, versions) = (c[rows].tolist() for c in columns)
+        for i in range(len(frames)):
+            stream = streams[i]
+            conv = convs.get(stream)
+            start = offsets[i]
+            data = mm[start:start + caps[i]]
+            l4 = l4s[i]
+            if conv is None:
+                # its first packet: the conversation's key is this packet's direction (as
+                # the loop builds it: source IP, destination IP, source, destination port)
+                l3 = l3s[i]
+                ips = data[l3 + 12:l3 + 20] if versions[i] == 4 else data[l3 + 8:l3 + 40]
+                sport = (data[l4] << 8) | data[l4 + 1]
+                dport = (data[l4 + 2] << 8) | data[l4 + 3]
+                conv = new_conv(stream, ips + data[l4:l4 + 4], sport, dport, frames[i],
+                                nss[i])
+            ifkey, linktype, snaplen, tsres = ifaces[ifs[i]]
+            packet(conv, directions[i], frames[i], nss[i], unitss[i], ifkey, linktype,
+                   snaplen, tsres, data, origs[i], l4, thls[i], ends[i], seqs[i], flagss[i])
+        if dontneed and offsets:
+            # file pages already read leave this process (RSS stays flat, as in the loop)
+            upto = (offsets[-1] - (1 << 20)) & ~(mmap.PAGESIZE - 1)
+            if upto > released:
+                mm.madvise(dontneed, released, upto - released)
+                released = upto
 
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:

@@ -79,3 +79,15 @@ def test_generated_capture_same_report(generated_capture) -> None:
     assert_same_report(reference, fast)
     assert_same_report(reference, analyze(generated_capture, jobs=2, progress=False,
                                           native=False))
+
+
+def test_generated_capture_read_by_forked_workers(generated_capture, monkeypatch) -> None:
+    """The index's conversations spread over 3 processes (2 forked) give the same report."""
+    import pyshark_tools.prefilter as prefilter_module
+
+    monkeypatch.setattr(prefilter_module, "FORK_MIN_PACKETS", 0)
+    reference = analyze(generated_capture, prefilter=False, progress=False)
+    for native in (True, False):
+        fast = analyze(generated_capture, jobs=3, progress=False, native=native)
+        assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+        assert_same_report(reference, fast)
