@@ -179,17 +179,22 @@ def fast_extract(
         work = [(tshark, s, tuple(ports), keylog_text) for s in pre.shards if s.packets]
         if hasattr(progress, "phase"):
             progress.phase(f"tshark over {len(work)} shard(s)")
+        native_part = []
         if dask_client is not None:
             futures = dask_client.map(_run_shard_args, work, pure=False)
             results = dask_client.gather(futures)
-        elif len(work) > 1:
+        elif len(work) > 1 or (work and pre.native is not None):
+            # the native reader's table is built here while tshark reads the shards
             with _pool(min(len(work), workers)) as pool:
-                results = list(pool.map(_run_shard_args, work))
+                pending = pool.map(_run_shard_args, work)
+                if pre.native is not None:
+                    native_part.append(native_shard(pre.native))
+                results = list(pending)
         else:
             results = [run_shard(*w) for w in work]
-    if pre.native is not None:
-        results.append(native_shard(pre.native))
-    return merge(pre, results, ports)
+    if pre.native is not None and not native_part:
+        native_part.append(native_shard(pre.native))
+    return merge(pre, [*results, *native_part], ports)
 
 
 def native_shard(found: NativeResult) -> ShardResult:
