@@ -21,8 +21,9 @@ import gc
 import multiprocessing
 import os
 import tempfile
+from array import array
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,25 +177,58 @@ def fast_extract(
             # Merge is only correct when TLS sessions cannot resume across shards.
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
                             shards=1, keep_all_tls=True)
-        work = [(tshark, s, tuple(ports), keylog_text) for s in pre.shards if s.packets]
+        shards = [s for s in pre.shards if s.packets]
+        if pre.native is not None and len(shards) > 1 and \
+                sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS:
+            shards = [_concatenate(shards, Path(tmp) / "residue.pcapng")]
+        work = [(tshark, s, tuple(ports), keylog_text) for s in shards]
         if hasattr(progress, "phase"):
             progress.phase(f"tshark over {len(work)} shard(s)")
         native_part = []
         if dask_client is not None:
             futures = dask_client.map(_run_shard_args, work, pure=False)
             results = dask_client.gather(futures)
-        elif len(work) > 1 or (work and pre.native is not None):
+        elif len(work) == 1 and pre.native is not None:
+            # one tshark in a thread (no forked process to pay for) while the native
+            # reader's table is built here
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(run_shard, *work[0])
+                native_part.append(native_shard(pre.native))
+                results = [pending.result()]
+        elif len(work) > 1:
             # the native reader's table is built here while tshark reads the shards
-            with _pool(min(len(work), workers)) as pool:
-                pending = pool.map(_run_shard_args, work)
-                if pre.native is not None:
-                    native_part.append(native_shard(pre.native))
-                results = list(pending)
+            gc.freeze()  # forked workers' garbage collector would copy inherited pages
+            try:
+                with _pool(min(len(work), workers)) as pool:
+                    pending = pool.map(_run_shard_args, work)
+                    if pre.native is not None:
+                        native_part.append(native_shard(pre.native))
+                    results = list(pending)
+            finally:
+                gc.unfreeze()
         else:
             results = [run_shard(*w) for w in work]
     if pre.native is not None and not native_part:
         native_part.append(native_shard(pre.native))
     return merge(pre, [*results, *native_part], ports)
+
+
+#: With the native reader, up to this many packets left for tshark go to one tshark (each
+#: further tshark costs ~100 MB and a start-up; the residue is usually small).
+ONE_TSHARK_PACKETS = 200_000
+
+
+def _concatenate(shards: Sequence[Shard], path: Path) -> Shard:
+    """One capture of several shards: a pcapng file may hold several sections, and tshark
+    numbers their frames consecutively."""
+    frames, streams, post_cut = array("Q"), array("I"), bytearray()
+    with path.open("wb") as out:
+        for shard in shards:
+            out.write(shard.path.read_bytes())
+            frames.extend(shard.frames)
+            streams.extend(shard.streams)
+            post_cut.extend(shard.post_cut)
+    return Shard(path, frames, streams, post_cut)
 
 
 def native_shard(found: NativeResult) -> ShardResult:
@@ -456,6 +490,9 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
     import pandas as pd
 
     streams = sorted(extraction.streams)
+    forked = dask_client is None and jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if forked and len(streams) > chunk:
+        chunk = -(-len(streams) // jobs)  # one even chunk per process: nothing is sent to them
     if len(streams) <= chunk:
         return _tables_chunk(extraction, certificates, ports, all_tls, options)
     chunk_of = {s: i // chunk for i, s in enumerate(streams)}
@@ -477,16 +514,18 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
                      options))
     if dask_client is not None:
         results = dask_client.gather(dask_client.map(_tables_chunk_args, work, pure=False))
-    elif jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+    elif forked:
         # forked workers inherit the chunks (sending them would cost more than it saves);
         # only the small result tables travel back
         global _FORKED_WORK
         _FORKED_WORK = work
         gc.freeze()  # the workers' garbage collector would otherwise copy inherited pages
         try:
-            with ProcessPoolExecutor(min(jobs, len(work)),
+            # the first chunk here, the others in forked workers
+            with ProcessPoolExecutor(min(jobs, len(work)) - 1,
                                      mp_context=multiprocessing.get_context("fork")) as pool:
-                results = list(pool.map(_forked_chunk, range(len(work))))
+                others = pool.map(_forked_chunk, range(1, len(work)))
+                results = [_forked_chunk(0), *others]
         finally:
             gc.unfreeze()
             _FORKED_WORK = []
