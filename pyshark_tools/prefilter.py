@@ -542,50 +542,17 @@ class _Pass:
                ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
                l4: int, thl: int, l4_end: int, seq: int, flags: int) -> None:
         """One packet of an SMTP-port conversation (in capture order)."""
-        conv.frames += 1
-        conv.bytes += orig
-        conv.last_frame, conv.last_ns = frame, ns
-        syn_only = (flags & (_SYN | _ACK)) == _SYN
         truncated = len(data) < orig
-        if truncated:
-            conv.trunc += 1
-        if syn_only:
-            conv.syn_dir = direction
-        if flags & _FIN:
-            conv.fin = True
-        if flags & _RST:
-            conv.rst = True
+        _count(conv, direction, frame, ns, orig, truncated, flags)
         d = conv.dirs[direction]
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
         if d.mode == _CUT:
-            # After this direction's handshake: only counted (and its TLS records followed
-            # for encrypted alerts); tshark gets SYN/FIN/RST for its conversation state.
-            conv.cut = True
             was_cut = True
             payload = b""
-            if truncated:
-                raise Unsupported(f"tcp.stream {conv.stream}: cut packets after the handshake")
-            nextseq = d.nextseq
-            if nextseq is None or seq == nextseq:
-                d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
-                             + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
-            elif seglen:
-                raise Unsupported(f"tcp.stream {conv.stream}: retransmitted or missing "
-                                  "segments after the handshake")
-            elif 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
-                # beyond the next expected byte: tshark flags a lost segment on it
-                raise Unsupported(f"tcp.stream {conv.stream}: missing segments after the "
-                                  "handshake")
-            if seglen:
-                records = d.records
-                if records.need > seglen:
-                    records.need -= seglen  # inside a record: nothing completes here
-                else:
-                    self._after_cut(conv, direction, frame, ns,
-                                    records.feed(data[l4 + thl:l4 + thl + seglen]))
-            keep = bool(flags & (_SYN | _FIN | _RST))
+            keep = self.cut_packet(conv, d, direction, frame, ns, seq, flags, seglen,
+                                   truncated, data, l4 + thl)
         else:
             # A pure ACK carries no event and changes none of tshark's analysis the
             # report reads (it does not move the next expected sequence number):
@@ -668,6 +635,35 @@ class _Pass:
             self.wrote_packet = True
             self.kept += 1
             self.kept_bytes += len(data)
+
+    def cut_packet(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int, seq: int,
+                   flags: int, seglen: int, truncated: bool, data: bytes,
+                   payload_at: int) -> bool:
+        """A packet after its direction's handshake: only counted (and its TLS records
+        followed for encrypted alerts). True: tshark needs it (SYN/FIN/RST, for its view of
+        the conversation)."""
+        conv.cut = True
+        if truncated:
+            raise Unsupported(f"tcp.stream {conv.stream}: cut packets after the handshake")
+        nextseq = d.nextseq
+        if nextseq is None or seq == nextseq:
+            d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
+                         + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
+        elif seglen:
+            raise Unsupported(f"tcp.stream {conv.stream}: retransmitted or missing "
+                              "segments after the handshake")
+        elif 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
+            # beyond the next expected byte: tshark flags a lost segment on it
+            raise Unsupported(f"tcp.stream {conv.stream}: missing segments after the "
+                              "handshake")
+        if seglen:
+            records = d.records
+            if records.need > seglen:
+                records.need -= seglen  # inside a record: nothing completes here
+            else:
+                self._after_cut(conv, direction, frame, ns,
+                                records.feed(data[payload_at:payload_at + seglen]))
+        return bool(flags & (_SYN | _FIN | _RST))
 
     def _after_cut(self, conv: _Conv, direction: int, frame: int, ns: int,
                    done: list[tuple[int, int]] | None) -> None:
@@ -1004,8 +1000,8 @@ def _indexed_part(state: _Pass, columns: tuple, part: tuple[int, int] | None, if
             stream = streams[i]
             conv = convs.get(stream)
             start = offsets[i]
-            data = mm[start:start + caps[i]]
             l4 = l4s[i]
+            data = mm[start:start + caps[i]]
             if conv is None:
                 # its first packet: the conversation's key is this packet's direction (as
                 # the loop builds it: source IP, destination IP, source, destination port)
@@ -1024,6 +1020,22 @@ def _indexed_part(state: _Pass, columns: tuple, part: tuple[int, int] | None, if
             if upto > released:
                 mm.madvise(dontneed, released, upto - released)
                 released = upto
+
+
+def _count(conv: _Conv, direction: int, frame: int, ns: int, orig: int, truncated: bool,
+           flags: int) -> None:
+    """What every packet of a conversation adds to its totals."""
+    conv.frames += 1
+    conv.bytes += orig
+    conv.last_frame, conv.last_ns = frame, ns
+    if truncated:
+        conv.trunc += 1
+    if (flags & (_SYN | _ACK)) == _SYN:
+        conv.syn_dir = direction
+    if flags & _FIN:
+        conv.fin = True
+    if flags & _RST:
+        conv.rst = True
 
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:
