@@ -91,3 +91,16 @@ def test_generated_capture_read_by_forked_workers(generated_capture, monkeypatch
         fast = analyze(generated_capture, jobs=3, progress=False, native=native)
         assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
         assert_same_report(reference, fast)
+
+
+@pytest.mark.parametrize("name", [n for n in fixture_scenarios() if n != "cut-mid-file"])
+def test_fixture_same_report_without_the_index(name: str, monkeypatch) -> None:
+    """The per-packet loop (what runs when the vectorised index declines a capture) with the
+    native reader gives the reference report too."""
+    import pyshark_tools.scan as scan_module
+
+    reference = _run(name, False, prefilter=False)
+    monkeypatch.setattr(scan_module, "index_capture", lambda *_args, **_kw: None)
+    fast = _run(name, False, prefilter=True, jobs=2)
+    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    assert_same_report(reference, fast)
