@@ -486,7 +486,7 @@ def prefilter(
     if use_index and not keep_all_tls:
         from .scan import index_capture
 
-        index = index_capture(path, tuple(portset))
+        index = index_capture(path, tuple(portset), progress)
     try:
         with path.open("rb") as handle:
             mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -494,6 +494,8 @@ def prefilter(
                 if index is not None:
                     if progress is not None:
                         progress(size, size)
+                    if hasattr(progress, "phase"):
+                        progress.phase("SMTP conversations")
                     return _indexed(state, index, mm, size, workers)
                 return _walk_all(state, mm, size, progress)
             finally:

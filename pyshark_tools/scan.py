@@ -31,7 +31,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,16 +117,19 @@ class CaptureIndex:
         return (self.units * mult[self.iface]).astype(np.int64)
 
 
-def index_capture(path: str | os.PathLike, ports: Sequence[int]) -> CaptureIndex | None:
+def index_capture(path: str | os.PathLike, ports: Sequence[int],
+                  progress: Callable[[int, int], None] | None = None) -> CaptureIndex | None:
     """The index of ``path`` for the conversations with either port in ``ports``, or None
-    when the loop must read this capture itself (see :func:`build_index` for why)."""
+    when the loop must read this capture itself (see :func:`build_index` for why).
+    ``progress(bytes_read, size)`` is called as the file is read."""
     try:
-        return build_index(path, ports)
+        return build_index(path, ports, progress)
     except Declined:
         return None
 
 
-def build_index(path: str | os.PathLike, ports: Sequence[int]) -> CaptureIndex:
+def build_index(path: str | os.PathLike, ports: Sequence[int],
+                progress: Callable[[int, int], None] | None = None) -> CaptureIndex:
     """Like :func:`index_capture`, but raises :class:`Declined` naming the reason."""
     path = Path(path)
     size = path.stat().st_size
@@ -137,7 +140,7 @@ def build_index(path: str | os.PathLike, ports: Sequence[int]) -> CaptureIndex:
     try:
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             mm.madvise(mmap.MADV_SEQUENTIAL)
-        return _index(mm, size, tuple(sorted(set(ports))))
+        return _index(mm, size, tuple(sorted(set(ports))), progress)
     finally:
         with contextlib.suppress(BufferError):  # a traceback holds a view: the GC closes it
             mm.close()
@@ -956,7 +959,8 @@ def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: n
 # -------------------------------------------------------------------------------- index
 
 
-def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...]) -> CaptureIndex:
+def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
+           progress: Callable[[int, int], None] | None = None) -> CaptureIndex:
     reader: _Pcap | _Pcapng = (_Pcapng if mm[0:4] == b"\x0a\x0d\x0d\x0a" else _Pcap)(mm, size)
     starts = reader.walk()
     u8 = np.frombuffer(mm, np.uint8, count=size)
@@ -968,6 +972,8 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...]) -> CaptureIndex:
         chunk_starts = starts[c:c + _CHUNK]
         rec = reader.records(_windows(u8, chunk_starts - reader.lead), chunk_starts)
         reader.pages.release(int(chunk_starts[-1]))
+        if progress is not None:
+            progress(int(chunk_starts[-1]), size)
         if len(rec.offset):
             lts = np.array([i.linktype for i in reader.interfaces], np.int64)
             tcp = _classify(_Bytes(rec.win, reader.data), rec.caplen, rec.origlen,

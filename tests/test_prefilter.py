@@ -216,3 +216,19 @@ def test_progress_bar_on_a_terminal_only() -> None:
     with ByteProgress("capture.pcapng", delay=60, file=slow) as bar:
         bar(50, 100)  # a short run shows nothing
         assert not bar.shown
+
+
+def test_bytes_read_reported_while_the_index_reads(tmp_path: Path) -> None:
+    """The progress bar moves while the vectorised index reads the file, not only after."""
+    from pyshark_tools.scan import index_capture
+
+    capture = fixture_path("mixed-traffic")
+    size = capture.stat().st_size
+    assert index_capture(capture, (25, 587, 465)) is not None  # this capture takes the index
+    seen: list[tuple[int, int]] = []
+    prefilter(capture, tmp_path, ports=(25, 587), native=True,
+              progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) >= 2
+    assert all(total == size for _done, total in seen)
+    assert [done for done, _t in seen] == sorted(done for done, _t in seen)
+    assert 0 < seen[0][0] < size and seen[-1][0] == size
