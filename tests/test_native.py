@@ -121,6 +121,10 @@ CASES = {
          ("c2s", b"RCPT TO:<b@contoso.example>\r\n"),
          ("s2c", b"550 5.7.64 TenantAttribution; Relay Access Denied\r\n"),
          ("c2s", b"QUIT\r\n"), ("s2c", b"221 2.0.0 Bye\r\n")], False),
+    "lower-case verbs": (
+        [("s2c", BANNER), ("c2s", b"ehlo client.example\r\n"), ("s2c", EHLO_REPLY),
+         ("c2s", b"starttls\r\n"), ("s2c", b"220 go ahead\r\n"),
+         ("c2s", _record(22, _client_hello_bytes()))], False),
     "clear alert after the hello": (
         _after_starttls(("c2s", _record(22, _client_hello_bytes())),
                         ("s2c", _record(21, b"\x02\x28"))), False),
