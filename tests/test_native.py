@@ -125,6 +125,10 @@ CASES = {
         [("s2c", BANNER), ("c2s", b"ehlo client.example\r\n"), ("s2c", EHLO_REPLY),
          ("c2s", b"starttls\r\n"), ("s2c", b"220 go ahead\r\n"),
          ("c2s", _record(22, _client_hello_bytes()))], False),
+    "multi-line banner, trailing spaces, HELO": (
+        [("s2c", b"220-mx.contoso.example ESMTP\r\n220 no UCE  \r\n"),
+         ("c2s", b"HELO client.example  \r\n"), ("s2c", b"250 mx.contoso.example \r\n"),
+         ("c2s", b"QUIT\r\n"), ("s2c", b"221 2.0.0 Bye\r\n")], False),
     "clear alert after the hello": (
         _after_starttls(("c2s", _record(22, _client_hello_bytes())),
                         ("s2c", _record(21, b"\x02\x28"))), False),
