@@ -176,6 +176,11 @@ class _EventSink:
         for name in EVENT_COLUMNS:
             self.columns[name].append(row.get(name))
 
+    def add_columns(self, columns: dict[str, list]) -> None:
+        """Many rows at once, column by column (every column the same length)."""
+        for name, values in columns.items():
+            self.columns[name].extend(values)
+
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.columns, columns=list(EVENT_COLUMNS))
         df["frame"] = df["frame"].astype("Int64")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -185,6 +186,21 @@ class NativeResult:
     rows: list[tuple] = field(default_factory=list)  # frame, ns, stream, src, dst, kind, ...
     certificates: list[CertificateMessage] = field(default_factory=list)
     partial: dict[int, dict[str, object]] = field(default_factory=dict)
+
+    @classmethod
+    def combined(cls, parts: Iterable[NativeResult | None]) -> NativeResult | None:
+        """Several results as one, in frame order; None when none holds a conversation."""
+        out = cls()
+        for part in parts:
+            if part is not None:
+                out.rows.extend(part.rows)
+                out.certificates.extend(part.certificates)
+                out.partial.update(part.partial)
+        if not out.partial:
+            return None
+        out.rows.sort(key=lambda row: row[0])
+        out.certificates.sort(key=lambda m: m.frame)
+        return out
 
 
 class NativeConversation:

@@ -17,13 +17,11 @@ kept and the shards collapse into one (TLS session resumption may span conversat
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
 import os
 import tempfile
 from array import array
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +39,7 @@ from .events import (
     display_filter,
     endpoint,
 )
+from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
@@ -197,15 +196,11 @@ def fast_extract(
                 results = [pending.result()]
         elif len(work) > 1:
             # the native reader's table is built here while tshark reads the shards
-            gc.freeze()  # forked workers' garbage collector would copy inherited pages
-            try:
-                with _pool(min(len(work), workers)) as pool:
-                    pending = pool.map(_run_shard_args, work)
-                    if pre.native is not None:
-                        native_part.append(native_shard(pre.native))
-                    results = list(pending)
-            finally:
-                gc.unfreeze()
+            with forked_pool(min(len(work), workers)) as pool:
+                pending = pool.map(_run_shard_args, work)
+                if pre.native is not None:
+                    native_part.append(native_shard(pre.native))
+                results = list(pending)
         else:
             results = [run_shard(*w) for w in work]
     if pre.native is not None and not native_part:
@@ -242,16 +237,9 @@ def native_shard(found: NativeResult) -> ShardResult:
         columns = {"frame": frames, "time": times, "stream": streams, "src": srcs,
                    "dst": dsts, "sender": [None] * len(frames), "kind": kinds, "name": names,
                    "detail": details, "decrypted": [False] * len(frames)}
-        sink.columns = {name: columns[name] for name in sink.columns}
+        sink.add_columns(columns)
     return ShardResult(sink.frame(), found.partial, list(found.certificates),
                        command=["(native reader: cleartext SMTP and TLS handshakes)"])
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes with the platform's default start method. (Not "spawn": it would
-    re-run the caller's script in every worker when ``analyze`` is called from a script
-    without a ``__main__`` guard.)"""
-    return ProcessPoolExecutor(max_workers=workers)
 
 
 def _dask_workers(client: Any) -> int:
@@ -475,13 +463,6 @@ def _tables_chunk_args(args: tuple):
     return _tables_chunk(*args)
 
 
-_FORKED_WORK: list[tuple] = []
-
-
-def _forked_chunk(index: int):
-    return _tables_chunk(*_FORKED_WORK[index])
-
-
 def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], all_tls: bool,
                  options: Any, jobs: int = 1, dask_client: Any = None, chunk: int = CHUNK):
     """(conversations with severity, findings): the same tables as ``summarise`` and
@@ -490,7 +471,7 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
     import pandas as pd
 
     streams = sorted(extraction.streams)
-    forked = dask_client is None and jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
+    forked = dask_client is None and jobs > 1 and can_fork()
     if forked and len(streams) > chunk:
         chunk = -(-len(streams) // jobs)  # one even chunk per process: nothing is sent to them
     if len(streams) <= chunk:
@@ -514,23 +495,10 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
                      options))
     if dask_client is not None:
         results = dask_client.gather(dask_client.map(_tables_chunk_args, work, pure=False))
-    elif forked:
-        # forked workers inherit the chunks (sending them would cost more than it saves);
-        # only the small result tables travel back
-        global _FORKED_WORK
-        _FORKED_WORK = work
-        gc.freeze()  # the workers' garbage collector would otherwise copy inherited pages
-        try:
-            # the first chunk here, the others in forked workers
-            with ProcessPoolExecutor(min(jobs, len(work)) - 1,
-                                     mp_context=multiprocessing.get_context("fork")) as pool:
-                others = pool.map(_forked_chunk, range(1, len(work)))
-                results = [_forked_chunk(0), *others]
-        finally:
-            gc.unfreeze()
-            _FORKED_WORK = []
     else:
-        results = [_tables_chunk(*w) for w in work]
+        # forked workers inherit the chunks (sending them would cost more than it saves);
+        # only the result tables travel back
+        results = map_forked(_tables_chunk_args, work, jobs if forked else 1)
     conversations = pd.concat([r[0] for r in results], ignore_index=True)
     findings = pd.concat([r[1] for r in results], ignore_index=True)
     return conversations, findings

@@ -27,20 +27,18 @@ retransmitted or missing segments after a cut.
 from __future__ import annotations
 
 import contextlib
-import gc
 import mmap
-import multiprocessing
 import os
 import re
 import socket
 import struct
 from array import array
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .forking import can_fork, map_forked
 from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
 
 __all__ = ["Prefiltered", "StreamTotals", "SyntheticEvent", "Unsupported", "prefilter"]
@@ -131,9 +129,6 @@ class Prefiltered:
     notes: list[str] = field(default_factory=list)
     native: NativeResult | None = None  # conversations read without tshark
     demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
-
-
-_ns_to_datetime = ns_to_datetime
 
 
 def _ip_text(raw: bytes) -> str:
@@ -856,8 +851,8 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
     return state.result(
         packets_total=total,
         packets_matched=matched,
-        first_time=_ns_to_datetime(first_ns) if first_ns is not None else None,
-        last_time=_ns_to_datetime(last_ns) if last_ns is not None else None,
+        first_time=ns_to_datetime(first_ns) if first_ns is not None else None,
+        last_time=ns_to_datetime(last_ns) if last_ns is not None else None,
         tcp_streams=stream_count,
         bytes_read=size,
         secrets_embedded=secrets,
@@ -873,109 +868,58 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
     facts = dict(
         packets_total=index.packets_total,
         packets_matched=n,
-        first_time=_ns_to_datetime(int(index.ns[0])) if n else None,
-        last_time=_ns_to_datetime(int(index.ns[-1])) if n else None,
+        first_time=ns_to_datetime(int(index.ns[0])) if n else None,
+        last_time=ns_to_datetime(int(index.ns[-1])) if n else None,
         tcp_streams=index.tcp_streams,
         bytes_read=size,
         secrets_embedded=False,
     )
-    # TCP header and IP payload lengths of every packet, read a slice at a time: the file
-    # pages read leave this process again (they would count as its memory)
-    thl = np.empty(n, np.int64)
-    l4_end = np.empty(n, np.int64)
     ns = index.ns
-    dontneed = getattr(mmap, "MADV_DONTNEED", 0)
-    u8 = np.frombuffer(mm, dtype=np.uint8)
-    try:
-        step = 1 << 16
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            start, l3 = index.offset[lo:hi], index.l3[lo:hi].astype(np.int64)
-            thl[lo:hi] = (u8[start + index.l4[lo:hi] + 12] >> 4).astype(np.int64) * 4
-            at = start + l3
-            ip_len = (u8[at + 2].astype(np.int64) << 8) | u8[at + 3]
-            v6_len = (u8[at + 4].astype(np.int64) << 8) | u8[at + 5]
-            l4_end[lo:hi] = np.where(index.ip_version[lo:hi] == 4, l3 + ip_len,
-                                     l3 + 40 + v6_len)
-            if dontneed:
-                upto = (int(start[-1]) - (1 << 20)) & ~(mmap.PAGESIZE - 1)
-                if upto > 0:
-                    mm.madvise(dontneed, 0, upto)
-        if dontneed:
-            mm.madvise(dontneed)
-    finally:
-        del u8
-    if thl.size and thl.min() < 20:
-        raise Unsupported("a damaged TCP header")
+    thl = index.thl.astype(np.int64)
+    l4_end = index.l4 + thl + index.seglen  # where the TCP payload ends
     columns = (index.frame, index.stream, index.direction, ns, index.units, index.iface,
                index.offset, index.caplen, index.origlen, index.l4, thl, l4_end, index.seq,
                index.flags, index.l3, index.ip_version)
     ifaces = [(i.key, i.linktype, i.snaplen, i.tsres) for i in index.interfaces]
     nshards = len(state.writers)
     workers = max(1, min(workers, nshards))
-    if workers == 1 or n < FORK_MIN_PACKETS or \
-            "fork" not in multiprocessing.get_all_start_methods():
+    if workers == 1 or n < FORK_MIN_PACKETS or not can_fork():
         _indexed_part(state, columns, None, ifaces, mm)
         return state.result(**facts)
-    # Conversations are independent: worker k reads the streams with stream % workers == k
+    # Conversations are independent: part k reads the streams with stream % workers == k
     # and writes shards k, k + workers, ...
     out_dir = state.writers[0].path.parent
     state.close()
-    global _FORK_JOB
-    _FORK_JOB = (columns, ifaces, mm, out_dir, nshards, state.portset, state.implicit_set,
-                 state.keep_all_tls, state.native, workers)
-    gc.freeze()  # the workers' garbage collector would otherwise copy every inherited page
-    try:
-        # part 0 here (its results need no trip through a pipe), the others in workers
-        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("fork")) \
-                as pool:
-            others = pool.map(_indexed_worker, range(1, workers))
-            parts = [_indexed_worker(0), *others]
-    finally:
-        gc.unfreeze()
-        _FORK_JOB = None
+
+    def read_part(k: int) -> Prefiltered:
+        part = _Pass(out_dir, nshards, state.portset, state.implicit_set, state.keep_all_tls,
+                     state.native, shard_ids=range(k, nshards, workers))
+        try:
+            _indexed_part(part, columns, (k, workers), ifaces, mm)
+            return part.result(packets_total=0, packets_matched=0, first_time=None,
+                               last_time=None, tcp_streams=0, bytes_read=0)
+        finally:
+            part.close()
+
+    parts = map_forked(read_part, range(workers), workers)
     merged = Prefiltered(shards=[], streams={}, synthetic=[], **facts)
-    by_id = {}
     for part in parts:
-        for shard in part.shards:
-            by_id[shard.path.name] = shard
+        merged.shards.extend(part.shards)
         merged.streams.update(part.streams)
         merged.synthetic.extend(part.synthetic)
         merged.kept_packets += part.kept_packets
         merged.kept_bytes += part.kept_bytes
         for why, count in part.demoted.items():
             merged.demoted[why] = merged.demoted.get(why, 0) + count
-        if part.native is not None:
-            if merged.native is None:
-                merged.native = NativeResult()
-            merged.native.rows.extend(part.native.rows)
-            merged.native.certificates.extend(part.native.certificates)
-            merged.native.partial.update(part.native.partial)
-    merged.shards = [by_id[name] for name in sorted(by_id)]
+    merged.shards.sort(key=lambda shard: shard.path.name)
     merged.synthetic.sort(key=lambda ev: ev.frame)
-    if merged.native is not None:
-        merged.native.rows.sort(key=lambda row: row[0])
-        merged.native.certificates.sort(key=lambda m: m.frame)
     merged.streams = dict(sorted(merged.streams.items()))
+    merged.native = NativeResult.combined(part.native for part in parts)
     return merged
 
 
-_FORK_JOB: tuple | None = None
 #: Fewer SMTP packets than this are read in one process (starting a worker costs more).
 FORK_MIN_PACKETS = 20000
-
-
-def _indexed_worker(k: int) -> Prefiltered:
-    (columns, ifaces, mm, out_dir, nshards, portset, implicit_set, keep_all_tls, native,
-     workers) = _FORK_JOB
-    state = _Pass(out_dir, nshards, portset, implicit_set, keep_all_tls, native,
-                  shard_ids=range(k, nshards, workers))
-    try:
-        _indexed_part(state, columns, (k, workers), ifaces, mm)
-        return state.result(packets_total=0, packets_matched=0, first_time=None,
-                            last_time=None, tcp_streams=0, bytes_read=0)
-    finally:
-        state.close()
 
 
 def _indexed_part(state: _Pass, columns: tuple, part: tuple[int, int] | None, ifaces: list,
@@ -1042,17 +986,10 @@ def _count(conv: _Conv, direction: int, frame: int, ns: int, orig: int, truncate
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:
     """What the native reader found in the conversations it kept (frame order)."""
-    result = NativeResult()
-    for stream, conv in convs.items():
-        if conv.native is not None:
-            result.rows.extend(conv.native.rows)
-            result.certificates.extend(conv.native.certificates)
-            result.partial[stream] = conv.native.facts()
-    if not result.partial:
-        return None
-    result.rows.sort(key=lambda row: row[0])
-    result.certificates.sort(key=lambda m: m.frame)
-    return result
+    return NativeResult.combined(
+        NativeResult(conv.native.rows, conv.native.certificates,
+                     {stream: conv.native.facts()})
+        for stream, conv in convs.items() if conv.native is not None)
 
 
 def _conv_endpoints(conv: _Conv) -> tuple[str, str]:
@@ -1067,7 +1004,7 @@ def _conv_endpoints(conv: _Conv) -> tuple[str, str]:
 def _synthetic(conv: _Conv, direction: int, frame: int, ns: int) -> SyntheticEvent:
     a, b = _conv_endpoints(conv)
     src, dst = (a, b) if direction == 0 else (b, a)
-    return SyntheticEvent(frame, _ns_to_datetime(ns), conv.stream, src, dst, "tls_alert",
+    return SyntheticEvent(frame, ns_to_datetime(ns), conv.stream, src, dst, "tls_alert",
                           "encrypted_alert")
 
 
@@ -1080,9 +1017,9 @@ def _totals(conv: _Conv) -> StreamTotals:
         first_src=a,
         first_dst=b,
         first_frame=conv.first_frame,
-        first_time=_ns_to_datetime(conv.first_ns),
+        first_time=ns_to_datetime(conv.first_ns),
         last_frame=conv.last_frame,
-        last_time=_ns_to_datetime(conv.last_ns),
+        last_time=ns_to_datetime(conv.last_ns),
         frames=conv.frames,
         bytes=conv.bytes,
         syn_from=ends[conv.syn_dir] if conv.syn_dir is not None else None,

@@ -105,6 +105,8 @@ class CaptureIndex:
     l4: np.ndarray  # int16
     seq: np.ndarray  # uint32
     flags: np.ndarray  # uint8, TCP flags byte
+    thl: np.ndarray  # int16, TCP header length
+    seglen: np.ndarray  # int32, TCP payload length on the wire (from the IP length)
     ports: tuple[int, ...] = ()
 
     def __len__(self) -> int:
@@ -684,6 +686,8 @@ class _Tcp:
     seq: np.ndarray
     ack: np.ndarray
     flags: np.ndarray
+    thl: np.ndarray  # TCP header length
+    seglen: np.ndarray  # TCP payload bytes (on the wire, from the IP length)
 
 
 class _Conversations:
@@ -802,6 +806,8 @@ def _classify(b: _Bytes, cap: np.ndarray, orig: np.ndarray, linktype: np.ndarray
     seq = (w >> np.uint64(32)).astype(np.uint32)
     ack = (w & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     flags = (doff_flags[rows] & 0xFF).astype(np.uint8)
+    thl = ((doff_flags[rows] >> 12) * 4).astype(np.int16)
+    seglen = (end[rows] - l4[rows] - thl).astype(np.int32)
     version = version[rows]
     s16, s32 = np.uint64(16), np.uint64(32)
     low16, low32 = np.uint64(0xFFFF), np.uint64(0xFFFFFFFF)
@@ -825,7 +831,7 @@ def _classify(b: _Bytes, cap: np.ndarray, orig: np.ndarray, linktype: np.ndarray
         dc[six] = dc6
         addr[six] = 0  # the pair is key6
     return _Tcp(rows, version, l3[rows], l4[rows], addr, pair_ports, six, key6,
-                dc.astype(np.uint8), pp.astype(np.uint32), seq, ack, flags)
+                dc.astype(np.uint8), pp.astype(np.uint32), seq, ack, flags, thl, seglen)
 
 
 def _on_ports(pp: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -985,7 +991,8 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
                 picked.append((at[smtp], r + total + 1, rec.offset[r], rec.caplen[r],
                                rec.origlen[r], rec.units[r], rec.iface[r].astype(np.int32),
                                tcp.version[smtp], tcp.l3[smtp].astype(np.int16),
-                               tcp.l4[smtp].astype(np.int16), tcp.seq[smtp], tcp.flags[smtp]))
+                               tcp.l4[smtp].astype(np.int16), tcp.seq[smtp], tcp.flags[smtp],
+                               tcp.thl[smtp], tcp.seglen[smtp]))
         total += len(rec.offset)
     reader.finish()
     del u8, starts
@@ -1001,8 +1008,10 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
     else:
         e = np.zeros(0, np.int64)
         cols = [e, e, e, e, e, e.astype(np.uint64), e.astype(np.int32), e.astype(np.uint8),
-                e.astype(np.int16), e.astype(np.int16), e.astype(np.uint32), e.astype(np.uint8)]
-    at, frame, offset, caplen, origlen, units, iface, version, l3, l4, seq, flags = cols
+                e.astype(np.int16), e.astype(np.int16), e.astype(np.uint32), e.astype(np.uint8),
+                e.astype(np.int16), e.astype(np.int32)]
+    at, frame, offset, caplen, origlen, units, iface, version, l3, l4, seq, flags, thl, \
+        seglen = cols
     return CaptureIndex(
         packets_total=total,
         tcp_streams=count,
@@ -1020,6 +1029,8 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
         l4=l4,
         seq=seq,
         flags=flags,
+        thl=thl,
+        seglen=seglen,
         ports=ports,
     )
 

@@ -15,7 +15,6 @@ import gzip
 import mmap
 import struct
 import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -684,36 +683,3 @@ def test_empty_captures(tmp_path: Path) -> None:
 def test_declines_embedded_secrets(tmp_path: Path) -> None:
     data, _ = pcapng.write([], secrets=b"CLIENT_RANDOM 00 00\n")
     _declined(_write(tmp_path / "dsb.pcapng", data), "decryption secrets")
-
-
-# ------------------------------------------------------------------------ benchmark
-
-BENCH = Path("/tmp/tsr-bench/bench-1-7.pcapng")
-
-
-@pytest.mark.skipif(not BENCH.is_file(), reason=f"{BENCH} not generated")
-def test_benchmark_index_against_block_walk(capsys: pytest.CaptureFixture[str]) -> None:
-    """The index of the 1.1 M-packet benchmark costs less than merely walking its blocks
-    with the prefilter's reader (best of three each)."""
-    from pyshark_tools.prefilter import _packets
-
-    def best(run) -> float:
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - started)
-        return min(times)
-
-    def walk() -> None:
-        with BENCH.open("rb") as handle, mmap.mmap(handle.fileno(), 0,
-                                                    access=mmap.ACCESS_READ) as mm:
-            for _item in _packets(mm, len(mm)):
-                pass
-
-    index_s = best(lambda: index_capture(BENCH, PORTS))
-    walk_s = best(walk)
-    with capsys.disabled():
-        print(f"\nindex_capture {index_s:.3f} s, block walk {walk_s:.3f} s")
-    assert index_s < walk_s
-
