@@ -211,7 +211,7 @@ class NativeConversation:
     """
 
     __slots__ = ("certificates", "client_hello_from", "dirs", "ends", "first_command_from",
-                 "has_smtp", "has_tls", "implicit", "request_dir", "rows", "state", "stream",
+                 "has_smtp", "has_tls", "request_dir", "rows", "state", "stream",
                  "tls13")
 
     def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
@@ -219,7 +219,6 @@ class NativeConversation:
         self.stream = stream
         self.ends = ends
         self.request_dir = request_dir
-        self.implicit = implicit
         self.dirs = (_Direction(), _Direction())
         # SMTP: "cmds" -> (client STARTTLS) "awaiting" -> (server 220) "tls"
         self.state = "tls" if implicit else "cmds"

@@ -126,7 +126,6 @@ class Prefiltered:
     kept_packets: int = 0
     kept_bytes: int = 0
     secrets_embedded: bool = False
-    notes: list[str] = field(default_factory=list)
     native: NativeResult | None = None  # conversations read without tshark
     demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
 
