@@ -14,6 +14,7 @@ from . import __version__
 from .certificates import TrustStoreError
 from .events import DEFAULT_PORTS
 from .keylog import KeylogError
+from .probe.command import probe_command
 from .report import Report, analyze
 from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
 from .tshark import CaptureError, TsharkError
@@ -255,6 +256,7 @@ def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[i
 
 
 main.add_command(wireshark)
+main.add_command(probe_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
