@@ -20,7 +20,6 @@ import ctypes
 import datetime as dt
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -145,7 +144,7 @@ def name_matches(cert: x509.Certificate, wanted: str) -> bool:
     wanted = wanted.lower()
     if wanted.startswith("*."):
         base = wanted[2:]
-        return any(n == base or n.endswith("." + base) or n == wanted for n in names)
+        return any(n in (base, wanted) or n.endswith("." + base) for n in names)
     return wanted in names
 
 

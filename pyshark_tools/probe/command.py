@@ -104,6 +104,15 @@ def _default_ehlo(credentials: Credentials | None) -> str:
     return socket.getfqdn() or "localhost"
 
 
+def _reply_text(lines: list[str]) -> str:
+    """A reply on one line: a multi-line EHLO reply as its greeting plus the capabilities."""
+    if not lines:
+        return "(no reply)"
+    if len(lines) == 1:
+        return lines[0]
+    return f"{lines[0][:3]} {lines[0][4:]} ({', '.join(x[4:] for x in lines[1:])})"
+
+
 def render_probe(result: ProbeReport, console: Console) -> None:
     """What only the probe knows, after the pipeline's report."""
     s = result.session
@@ -144,7 +153,7 @@ def render_probe(result: ProbeReport, console: Console) -> None:
         if exchange.command is None:
             continue
         where = " (inside TLS)" if exchange.in_tls else ""
-        reply = exchange.text if exchange.lines else "(no reply)"
+        reply = _reply_text(exchange.lines)
         console.print(f"  {exchange.command}{where} -> {reply}", highlight=False)
     rcpt = result.rcpt
     if rcpt is not None and rcpt.code == 550 and "5.7.64" in rcpt.text:

@@ -98,7 +98,7 @@ def _oid(body: bytes) -> str:
 def dn_string(der: bytes) -> str:
     """RFC 4514 text of a DER Name (the form tshark and Windows show, most specific first)."""
     try:
-        (tag, body), = _der_items(der)
+        (_tag, body), = _der_items(der)
         attributes = []
         for _, rdn in _der_items(body):
             for _, pair in _der_items(rdn):

@@ -9,6 +9,7 @@ ends the session with a :class:`Stop` reason instead of an exception.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
@@ -263,17 +264,15 @@ class _Session:
                 self._flush_tls(note, deadline)
                 note = "probe: TLS handshake"
                 self.incoming.write(self._recv_raw(deadline))
-        self._flush_tls("probe: TLS handshake (client Finished)", deadline)
+        self._flush_tls("probe: TLS handshake (client's last flight)", deadline)
 
     def close(self) -> None:
         """close_notify (inside TLS), then FIN; wait briefly for the server's FIN."""
         deadline = time.monotonic() + min(self.s.timeout, 2.0)
         try:
             if self.tls is not None and not self.server_closed:
-                try:
+                with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
                     self.tls.unwrap()
-                except (ssl.SSLWantReadError, ssl.SSLError):
-                    pass
                 self._flush_tls("probe: close_notify", deadline)
         except (_Timeout, _Closed, OSError):
             pass
@@ -367,10 +366,8 @@ def run_session(settings: ProbeSettings) -> SessionResult:
         except ssl.SSLError as exc:
             tls_error = exc.reason or str(exc)
             stop, detail = Stop.HANDSHAKE_FAILED, f"{tls_error} ({session.step})"
-            try:
+            with contextlib.suppress(_Timeout, _Closed, OSError):
                 session._flush_tls("probe: TLS alert", time.monotonic() + 1)
-            except (_Timeout, _Closed, OSError):
-                pass
         session.close()
         version = cipher = None
         if session.tls is not None:
