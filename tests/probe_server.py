@@ -44,6 +44,7 @@ class Behaviour(StrEnum):
     REFUSE_STARTTLS = "refuse_starttls"  # 454 4.7.0 to STARTTLS
     DROP_AT_STARTTLS = "drop_at_starttls"  # closes the connection when STARTTLS arrives
     SILENT = "silent"  # accepts the connection and never sends a banner
+    IMPLICIT_TLS = "implicit_tls"  # TLS from the first byte (port 465 style)
 
 
 # --- OpenSSL hooks Python's ssl does not expose (test server only) ----------------------------
@@ -162,7 +163,8 @@ class Session:
 
 class ExoLikeServer:
     def __init__(self, chains: Chains, folder: Path, *, sender_name: str = "mail.contoso.com",
-                 behaviour: Behaviour = Behaviour.NORMAL, tls_max: str = "1.3") -> None:
+                 behaviour: Behaviour = Behaviour.NORMAL, tls_max: str = "1.3",
+                 address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.sender_name = sender_name
         self.behaviour = behaviour
         self.sessions: list[Session] = []
@@ -178,7 +180,7 @@ class ExoLikeServer:
         _libssl.SSL_CTX_set_client_CA_list(pointer,
                                            _libssl.SSL_load_client_CA_file(str(ROOTS).encode()))
         self.ctx = ctx
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(address)
         self.port = self.listener.getsockname()[1]
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -210,6 +212,10 @@ class ExoLikeServer:
             self.stopping.wait(30)
             return
         stream: socket.socket = conn
+        in_tls = False
+        if self.behaviour == Behaviour.IMPLICIT_TLS:
+            stream = self._start_tls(conn, session)
+            in_tls = True
         reader = stream.makefile("rb")
 
         def say(line: str) -> None:
@@ -218,7 +224,6 @@ class ExoLikeServer:
 
         say(f"220 {HOST} Microsoft ESMTP MAIL Service ready at "
             f"{format_datetime(dt.datetime.now(dt.UTC))}")
-        in_tls = False
         while True:
             raw = reader.readline(4096)
             if not raw:
@@ -241,14 +246,7 @@ class ExoLikeServer:
                     say("454 4.7.0 TLS not available due to temporary reason")
                     continue
                 say("220 2.0.0 SMTP server ready")
-                _verify_errors.codes = []
-                stream = self.ctx.wrap_socket(conn, server_side=True)
-                session.verify_errors = _verify_errors.codes
-                session.tls_version = stream.version()
-                leaf = stream.getpeercert(binary_form=True)
-                if leaf:
-                    session.presented_subject = x509.load_der_x509_certificate(
-                        leaf).subject.rfc4514_string()
+                stream = self._start_tls(conn, session)
                 reader = stream.makefile("rb")
                 in_tls = True
             elif verb == "MAIL":
@@ -271,6 +269,17 @@ class ExoLikeServer:
                 return
             else:
                 say("500 5.3.3 Unrecognized command")
+
+    def _start_tls(self, conn: socket.socket, session: Session) -> ssl.SSLSocket:
+        _verify_errors.codes = []
+        stream = self.ctx.wrap_socket(conn, server_side=True)
+        session.verify_errors = _verify_errors.codes
+        session.tls_version = stream.version()
+        leaf = stream.getpeercert(binary_form=True)
+        if leaf:
+            session.presented_subject = x509.load_der_x509_certificate(
+                leaf).subject.rfc4514_string()
+        return stream
 
     def _attributed(self, tls: ssl.SSLSocket | None, session: Session) -> bool:
         if tls is None:

@@ -265,3 +265,37 @@ def test_usage_errors():
                            "--key", "x.key"], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 2 and "--key needs --cert" in done.stderr
+
+
+def test_implicit_tls(chains, tmp_path):
+    """Port 465 (the report reads implicit TLS there), on 127.0.0.2 to stay clear of any
+    local mail server; binding a port below 1024 needs root, which CI has."""
+    cert, key = write_pem(tmp_path, "client", chains.good)
+    try:
+        server = ExoLikeServer(chains, tmp_path, behaviour=Behaviour.IMPLICIT_TLS,
+                               address=("127.0.0.2", 465))
+    except PermissionError:
+        pytest.skip("binding 127.0.0.2:465 needs root (CI runs as root)")
+    with server:
+        done = subprocess.run(
+            [sys.executable, "-m", "pyshark_tools.cli", "probe", "127.0.0.2", "--implicit-tls",
+             "--cert", cert, "--key", key, "--rcpt-to", RCPT, "--expect-cert-name",
+             "mail.contoso.com", "--trust-store", TRUST, "--format", "json", "--timeout", "5"],
+            capture_output=True, text=True, timeout=120, check=False)
+    (session,) = server.sessions
+    doc = json.loads(done.stdout)
+    assert session.attributed is True
+    assert_consistent(doc, session)
+    banner = doc["probe"]["exchanges"][0]
+    assert banner["command"] is None and banner["in_tls"] is True
+    assert not any(e["command"] == "STARTTLS" for e in doc["probe"]["exchanges"])
+    (conv,) = doc["conversations"]
+    assert conv["client_cert"] == "presented" and conv["implicit_tls"] is True
+    assert done.returncode == 0, doc["findings"]
+
+
+def test_implicit_tls_elsewhere_than_465_is_refused():
+    done = subprocess.run([sys.executable, "-m", "pyshark_tools.cli", "probe",
+                           "127.0.0.1:2465", "--implicit-tls"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "port 465 only" in done.stderr

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..certificates import TrustStoreError, load_trust_store
+from ..events import IMPLICIT_TLS_PORTS
 from ..keylog import KeylogError
 from ..render.text import render_text
 from ..schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
@@ -252,6 +253,9 @@ def probe_command(target: str, cert: str | None, key: str | None, pfx: str | Non
     """Connect to HOST, present a client certificate, run SMTP up to RCPT (never DATA), record
     the session as pcapng and report on it like a capture."""
     host, port = parse_target(target, implicit_tls=not starttls)
+    if not starttls and port not in IMPLICIT_TLS_PORTS:
+        raise ProbeFailure(f"--implicit-tls on port {port}: the report reads implicit TLS on "
+                           f"port {', '.join(map(str, IMPLICIT_TLS_PORTS))} only", EXIT_USAGE)
     capture = Path(output) if output else None
     if capture is not None and (not capture.parent.exists() or capture.is_dir()):
         raise ProbeFailure(f"cannot write {output}: no such folder, or it is a folder",
