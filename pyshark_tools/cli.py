@@ -27,6 +27,7 @@ Exit codes:
   2  usage error
   3  tshark missing or too old
   4  capture, key log or trust store unreadable
+  6  probe: could not connect
 """
 
 

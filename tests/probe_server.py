@@ -45,6 +45,7 @@ class Behaviour(StrEnum):
     DROP_AT_STARTTLS = "drop_at_starttls"  # closes the connection when STARTTLS arrives
     SILENT = "silent"  # accepts the connection and never sends a banner
     IMPLICIT_TLS = "implicit_tls"  # TLS from the first byte (port 465 style)
+    REQUIRE_TRUSTED = "require_trusted"  # OpenSSL's own check: no trusted certificate, alert
 
 
 # --- OpenSSL hooks Python's ssl does not expose (test server only) ----------------------------
@@ -174,9 +175,12 @@ class ExoLikeServer:
                                else ssl.TLSVersion.TLSv1_2)
         ctx.load_cert_chain(cert, key)
         ctx.load_verify_locations(cafile=str(ROOTS))
-        ctx.verify_mode = ssl.CERT_OPTIONAL
         pointer = _ssl_ctx_pointer(ctx)
-        _libssl.SSL_CTX_set_verify(pointer, 1, _record_and_accept)  # SSL_VERIFY_PEER
+        if behaviour == Behaviour.REQUIRE_TRUSTED:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        else:
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            _libssl.SSL_CTX_set_verify(pointer, 1, _record_and_accept)  # SSL_VERIFY_PEER
         _libssl.SSL_CTX_set_client_CA_list(pointer,
                                            _libssl.SSL_load_client_CA_file(str(ROOTS).encode()))
         self.ctx = ctx

@@ -299,3 +299,22 @@ def test_implicit_tls_elsewhere_than_465_is_refused():
                            "127.0.0.1:2465", "--implicit-tls"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "port 465 only" in done.stderr
+
+
+@pytest.mark.parametrize("tls", ["1.2", "1.3"])
+def test_server_rejecting_the_handshake(chains, tmp_path, tls):
+    """A server that requires a trusted certificate and gets none ends the handshake with an
+    alert: the probe stops there, the report still reads the empty Certificate."""
+    done, doc, (session,) = run_case(chains, tmp_path, None, "--tls", tls,
+                                     behaviour=Behaviour.REQUIRE_TRUSTED)
+    assert session.tls_version is None  # the server's handshake failed
+    assert done.returncode == 1
+    if tls == "1.2":
+        assert doc["probe"]["stop"] == "handshake_failed"
+    else:  # the client's handshake ends before the server has read its Certificate
+        assert doc["probe"]["stop"] in ("handshake_failed", "closed_by_server")
+        assert "after the handshake" in doc["probe"]["stop_detail"] or \
+            doc["probe"]["stop"] == "handshake_failed"
+    assert not any(c.startswith(("MAIL", "RCPT")) for c in session.commands)
+    (conv,) = doc["conversations"]
+    assert conv["client_cert"] == "empty"

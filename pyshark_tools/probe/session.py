@@ -377,6 +377,11 @@ def run_session(settings: ProbeSettings) -> SessionResult:
                 cipher = cipher_info[0] if cipher_info else None
             except (ssl.SSLError, ValueError):
                 pass
+        if (stop == Stop.CLOSED_BY_SERVER and version == "TLSv1.3"
+                and session.exchanges and session.exchanges[-1].in_tls
+                and sum(e.in_tls for e in session.exchanges) == 1):
+            detail += ("; in TLS 1.3 the server checks the client certificate after the "
+                       "handshake, so this is where it rejects one")
         keylog = keylog_path.read_bytes() if keylog_path.exists() else b""
     return SessionResult(settings, rec, session.exchanges, stop, detail, version, cipher,
                          tls_error, keylog, bytes(session.server_tls), session.notes)
