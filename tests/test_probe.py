@@ -318,3 +318,23 @@ def test_server_rejecting_the_handshake(chains, tmp_path, tls):
     assert not any(c.startswith(("MAIL", "RCPT")) for c in session.commands)
     (conv,) = doc["conversations"]
     assert conv["client_cert"] == "empty"
+
+
+def test_accepted_domain_passes_through(chains, tmp_path):
+    done, doc, (session,) = run_case(chains, tmp_path, "good", "--accepted-domain",
+                                     "fabrikam.com")
+    assert session.attributed is True  # the test server does not check accepted domains
+    assert finding_ids(doc) == {"W12"}  # but the report does, as for captures
+    assert done.returncode == 1
+
+
+def test_text_report_never_says_no_problems_when_the_probe_found_some(chains, tmp_path):
+    cert, key = write_pem(tmp_path, "client", chains.good)
+    with ExoLikeServer(chains, tmp_path, behaviour=Behaviour.REFUSE_STARTTLS) as server:
+        done = probe(server.port, "--cert", cert, "--key", key, fmt="text")
+    assert done.returncode == 1
+    assert "No problems found.\n" not in done.stdout
+    assert "No problems found in the recorded conversation." in done.stdout
+    assert "STARTTLS -> 454 4.7.0" in done.stdout
+    assert "problem: the session stopped early: starttls_refused" in done.stdout
+    assert "not kept" in done.stdout

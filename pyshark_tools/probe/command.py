@@ -297,7 +297,13 @@ def probe_command(target: str, cert: str | None, key: str | None, pfx: str | Non
                           markup=False, highlight=False, soft_wrap=not is_tty,
                           width=None if is_tty else 120,
                           file=open(os.devnull, "w"))  # noqa: SIM115
-        render_text(result.report, console)
+        if len(result.report.conversations):
+            render_text(result.report, console,
+                        no_problems="No problems found in the recorded conversation."
+                        if result.problems() else "No problems found.")
+        else:  # nothing SMTP reached the wire: the capture report's port hint would mislead
+            console.print(f"Capture: {result.report.capture['file']}: no SMTP in the recorded "
+                          "session (see the probe's lines below)")
         render_probe(result, console)
         click.echo(console.export_text(styles=use_color), nl=False)
     sys.exit(result.exit_code())

@@ -82,4 +82,5 @@ def probe(
             path = Path(folder) / "probe.pcapng"
             write_pcapng(session.recording, path, session.keylog)
             report = analyze(path, **options)
+        report.capture["file"] = "the probe's session (not kept: -o FILE.pcapng keeps it)"
     return ProbeReport(session, report, capture, request, fit)
