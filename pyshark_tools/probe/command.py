@@ -25,6 +25,7 @@ from .run import ProbeReport, probe
 from .session import ConnectError, ProbeSettings
 
 EXIT_NO_CONNECTION = 6  # the probe could not open the TCP connection
+MAX_CA_NAMES_SHOWN = 6  # in text; the fit line names the one that matched
 
 PROBE_EXIT_HELP = """\b
 Exit codes:
@@ -142,8 +143,12 @@ def render_probe(result: ProbeReport, console: Console) -> None:
             console.print("    signature algorithms for certificates: " + ", ".join(
                 scheme_name(c) for c in req.signature_algorithms_cert))
         names = req.ca_name_strings
-        console.print(f"    acceptable CA names ({len(names)}): "
-                      + ("; ".join(names) if names else "none (any CA)"), highlight=False)
+        if len(names) > MAX_CA_NAMES_SHOWN:  # Exchange Online lists its whole root program
+            shown = "; ".join(names[:MAX_CA_NAMES_SHOWN]) + (
+                f"; ... and {len(names) - MAX_CA_NAMES_SHOWN} more (--format json lists all)")
+        else:
+            shown = "; ".join(names) if names else "none (any CA)"
+        console.print(f"    acceptable CA names ({len(names)}): {shown}", highlight=False)
         for check in result.fit:
             style = "green" if check.fits else "red"
             console.print(Text(f"    {'fits' if check.fits else 'DOES NOT FIT'}: "
