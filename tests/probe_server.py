@@ -45,6 +45,7 @@ class Behaviour(StrEnum):
     DROP_AT_STARTTLS = "drop_at_starttls"  # closes the connection when STARTTLS arrives
     SILENT = "silent"  # accepts the connection and never sends a banner
     IMPLICIT_TLS = "implicit_tls"  # TLS from the first byte (port 465 style)
+    SILENT_AFTER_STARTTLS = "silent_after_starttls"  # 220 to STARTTLS, then no handshake
     REQUIRE_TRUSTED = "require_trusted"  # OpenSSL's own check: no trusted certificate, alert
 
 
@@ -250,6 +251,9 @@ class ExoLikeServer:
                     say("454 4.7.0 TLS not available due to temporary reason")
                     continue
                 say("220 2.0.0 SMTP server ready")
+                if self.behaviour == Behaviour.SILENT_AFTER_STARTTLS:
+                    self.stopping.wait(30)
+                    return
                 stream = self._start_tls(conn, session)
                 reader = stream.makefile("rb")
                 in_tls = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,11 @@ def test_tls13_everything_visible(chains, tmp_path):
     request = doc["probe"]["certificate_request"]
     assert request["tls13"] is True and len(request["ca_names"]) == 2
     assert "rsa_pss_rsae_sha256" in request["signature_algorithms"]
+    secrets = embedded_secrets(tmp_path / "probe.pcapng")
+    assert len(secrets) >= 4  # TLS 1.3: handshake and traffic secrets of both sides
+    for secret in secrets:
+        assert secret not in done.stdout and secret not in done.stderr
+        assert secret.upper() not in done.stdout
 
 
 def test_tls13_550_decrypted_by_tshark(chains, tmp_path):
@@ -214,6 +220,27 @@ def test_silent_server_times_out(chains, tmp_path):
     assert done.returncode == 1
     assert doc["probe"]["stop"] == "timeout"
     assert "banner" in doc["probe"]["stop_detail"]
+
+
+def test_silent_handshake_times_out(chains, tmp_path):
+    done, doc, (session,) = run_case(chains, tmp_path, "good", "--timeout", "1",
+                                     behaviour=Behaviour.SILENT_AFTER_STARTTLS)
+    assert session.commands[-1] == "STARTTLS"
+    assert done.returncode == 1
+    assert doc["probe"]["stop"] == "timeout"
+    assert "TLS handshake" in doc["probe"]["stop_detail"]
+
+
+def embedded_secrets(capture: Path) -> list[str]:
+    """The secret values in the pcapng's Decryption Secrets Block (read here, by hand)."""
+    data, i, lines = capture.read_bytes(), 0, []
+    while i + 12 <= len(data):
+        block_type, length = struct.unpack_from("<II", data, i)
+        if block_type == 0x0000000A:
+            _, size = struct.unpack_from("<II", data, i + 8)
+            lines += data[i + 16:i + 16 + size].decode().splitlines()
+        i += length
+    return [line.split()[2] for line in lines if len(line.split()) == 3]
 
 
 def test_wrong_pfx_password(chains, tmp_path):
