@@ -23,6 +23,7 @@ from pyshark_tools.probe.handshake import (
     parse_certificate_request,
 )
 from pyshark_tools.probe.recorder import Direction, Recording, pcapng_bytes
+from pyshark_tools.probe.session import printable
 
 from .probe_server import make_chains, write_pem
 
@@ -192,3 +193,9 @@ def test_credentials_errors(chains, tmp_path):
     assert load_pem(reordered, key, None).leaf == chains.good[0].cert
     with pytest.raises(CredentialsError, match="does not exist"):
         load_pem(tmp_path / "missing.pem", key, None)
+
+
+def test_server_text_is_made_printable():
+    hostile = "550 5.7.64 \x1b[2J\x1b[31mgotcha\r"
+    assert printable(hostile) == "550 5.7.64 \\x1b[2J\\x1b[31mgotcha\\x0d"
+    assert printable("250 Grüße") == "250 Grüße"

@@ -110,6 +110,11 @@ class _ProtocolError(Exception):
     pass
 
 
+def printable(text: str) -> str:
+    """Server text made safe for a terminal: control characters (ANSI escapes) shown as \\xNN."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def _now() -> int:
     return time.time_ns()
 
@@ -184,7 +189,10 @@ class _Session:
             return self._recv_raw(deadline)
         while True:
             try:
-                return self.tls.read(65536)
+                data = self.tls.read(65536)
+                if not data:
+                    raise _Closed()
+                return data
             except ssl.SSLWantReadError:
                 self._flush_tls("", deadline)
                 self.incoming.write(self._recv_raw(deadline))
@@ -200,7 +208,7 @@ class _Session:
                 match = _REPLY_LINE.match(line)
                 if match is None:
                     raise _ProtocolError(f"not an SMTP reply line: {line[:80]!r}")
-                exchange.lines.append(line.decode("utf-8", "replace"))
+                exchange.lines.append(printable(line.decode("utf-8", "replace")))
                 if match.group(2) != b"-":
                     exchange.code = int(match.group(1))
                     return exchange
