@@ -365,3 +365,8 @@ def test_text_report_never_says_no_problems_when_the_probe_found_some(chains, tm
     assert "STARTTLS -> 454 4.7.0" in done.stdout
     assert "problem: the session stopped early: starttls_refused" in done.stdout
     assert "not kept" in done.stdout
+
+
+def test_output_folder_missing_is_a_usage_error(tmp_path):
+    done = probe(closed_port(), "-o", tmp_path / "missing" / "probe.pcapng")
+    assert done.returncode == 2 and "cannot write" in done.stderr

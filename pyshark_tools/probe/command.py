@@ -21,7 +21,7 @@ from ..schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
 from ..tshark import CaptureError, TsharkError, find_tshark
 from .credentials import Credentials, CredentialsError, load_pem, load_pfx
 from .handshake import certificate_type_name, scheme_name
-from .run import ProbeReport, probe
+from .run import CaptureWriteError, ProbeReport, probe
 from .session import ConnectError, ProbeSettings
 
 EXIT_NO_CONNECTION = 6  # the probe could not open the TCP connection
@@ -262,9 +262,10 @@ def probe_command(target: str, cert: str | None, key: str | None, pfx: str | Non
         raise ProbeFailure(f"--implicit-tls on port {port}: the report reads implicit TLS on "
                            f"port {', '.join(map(str, IMPLICIT_TLS_PORTS))} only", EXIT_USAGE)
     capture = Path(output) if output else None
-    if capture is not None and (not capture.parent.exists() or capture.is_dir()):
-        raise ProbeFailure(f"cannot write {output}: no such folder, or it is a folder",
-                           EXIT_USAGE)
+    if capture is not None and (not capture.parent.is_dir() or capture.is_dir()
+                                or not os.access(capture.parent, os.W_OK)):
+        raise ProbeFailure(f"cannot write {output}: no such folder, not writable, or it is a "
+                           "folder", EXIT_USAGE)
     try:
         tshark = find_tshark()
     except TsharkError as exc:
@@ -289,6 +290,8 @@ def probe_command(target: str, cert: str | None, key: str | None, pfx: str | Non
                        trust_store=store, tshark=tshark)
     except ConnectError as exc:
         raise ProbeFailure(str(exc), EXIT_NO_CONNECTION) from None
+    except CaptureWriteError as exc:
+        raise ProbeFailure(str(exc), EXIT_USAGE) from None
     except TsharkError as exc:
         raise ProbeFailure(str(exc), EXIT_TSHARK) from None
     except (CaptureError, KeylogError, TrustStoreError) as exc:

@@ -19,6 +19,10 @@ from .recorder import write_pcapng
 from .session import Exchange, ProbeSettings, SessionResult, Stop, run_session
 
 
+class CaptureWriteError(Exception):
+    """The probe's pcapng cannot be written where asked (-o)."""
+
+
 @dataclass
 class ProbeReport:
     """The pipeline's report of the probe's capture, plus the probe's own knowledge."""
@@ -75,7 +79,10 @@ def probe(
                    sender_ips=sender_ips, trust_store=trust_store, ports=ports, tshark=tshark,
                    progress=False)
     if capture is not None:
-        write_pcapng(session.recording, capture, session.keylog)
+        try:
+            write_pcapng(session.recording, capture, session.keylog)
+        except OSError as exc:
+            raise CaptureWriteError(f"cannot write {capture} ({exc.strerror})") from None
         report = analyze(capture, **options)
     else:
         with tempfile.TemporaryDirectory(prefix="tls-smtp-probe-") as folder:
