@@ -209,7 +209,8 @@ def test_lua_plugin_verdict(name: str, mode: str) -> None:
 # --- the captures themselves (real tshark, not the analyzer) --------------------------------
 
 def _tshark(capture: Path, fields: list[str], *extra: str) -> list[list[str]]:
-    argv = ["tshark", "-r", str(capture), "-o", "tcp.check_checksum:TRUE", *extra,
+    argv = ["tshark", "-r", str(capture), "-o", "tcp.check_checksum:TRUE",
+            "-o", "ip.check_checksum:TRUE", *extra,
             "-T", "fields", *[a for f in fields for a in ("-e", f)], "-E", "separator=\t"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     return [line.split("\t") for line in out.splitlines()]
