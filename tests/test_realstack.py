@@ -272,3 +272,25 @@ def test_truth_agrees_with_the_committed_server_log(name: str) -> None:
         assert f'"client_port": {tc["client_port"]}' in log
     for line in tc["evidence"]:
         assert line in log
+
+
+def test_pipelining_client_sends_several_commands_in_one_segment() -> None:
+    """swaks --pipeline against Postfix in clear: MAIL, RCPT and DATA leave in one segment."""
+    truth = _truth("postfix-swaks-cleartext-550")
+    rows = _tshark(REALSTACK / truth["capture"], ["tcp.dstport", "tcp.payload"],
+                   "-o", "tcp.desegment_tcp_streams:FALSE", "-Y", "tcp.len > 0")
+    sent = [bytes.fromhex(p).decode(errors="replace") for port, p in rows if port == "25"]
+    assert any("MAIL FROM:" in s and "RCPT TO:" in s and "DATA" in s for s in sent)
+    assert "PIPELINING" in "".join(bytes.fromhex(p).decode(errors="replace")
+                                   for port, p in rows if port != "25")
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith(("postfix-", "exim-"))])
+def test_mta_servers_write_each_reply_in_one_segment(name: str) -> None:
+    """Postfix and Exim send their whole EHLO reply in one segment: only pyexo splits it."""
+    truth = _truth(name)
+    rows = _tshark(REALSTACK / truth["capture"], ["tcp.srcport", "tcp.payload"],
+                   "-o", "tcp.desegment_tcp_streams:FALSE", "-Y", "tcp.len > 0")
+    replies = [bytes.fromhex(p).decode(errors="replace") for port, p in rows if port == "25"]
+    ehlo = next(r for r in replies if r.startswith("250-"))
+    assert "250-STARTTLS" in ehlo and "\r\n250 " in ehlo
