@@ -294,3 +294,45 @@ def test_mta_servers_write_each_reply_in_one_segment(name: str) -> None:
     replies = [bytes.fromhex(p).decode(errors="replace") for port, p in rows if port == "25"]
     ehlo = next(r for r in replies if r.startswith("250-"))
     assert "250-STARTTLS" in ehlo and "\r\n250 " in ehlo
+
+
+# --- the generator's pure parts ----------------------------------------------------------------
+
+def test_resegment_cuts_a_loopback_super_segment() -> None:
+    import struct
+
+    from fixtures.realstack import capture
+
+    payload = bytes(range(256)) * 16  # 4096 bytes, as one loopback segment
+    tcp = bytearray(struct.pack("!HHIIBBHHH", 44000, 25, 1000, 7, 5 << 4, 0x18, 512, 0, 0))
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 20 + len(payload), 9, 0x4000, 64,
+                               6, 0, bytes([127, 0, 10, 1]), bytes([127, 0, 10, 25])))
+    frame = b"\x00" * 12 + b"\x08\x00" + bytes(ip) + bytes(tcp) + payload
+    out = capture.resegment([(1_000_000, frame)])
+    assert [len(p.data) - 54 for p in out] == [1460, 1460, 1176]
+    seqs = [struct.unpack_from("!I", p.data, 38)[0] for p in out]
+    assert seqs == [1000, 2460, 3920]
+    assert [p.data[47] & capture.PSH for p in out] == [0, 0, capture.PSH]
+    assert b"".join(p.data[54:] for p in out) == payload
+    for p in out:
+        ip_hdr, seg = p.data[14:34], p.data[34:]
+        assert capture.checksum(ip_hdr) == 0
+        pseudo = ip_hdr[12:20] + struct.pack("!BBH", 0, 6, len(seg))
+        assert capture.checksum(pseudo + seg) == 0
+    assert sorted(p.ts_us for p in out) == [p.ts_us for p in out]
+
+
+def test_log_names_map_to_iana() -> None:
+    from fixtures.realstack import truth
+
+    assert truth.version("TLSv1.3") == truth.version("TLS1.3") == "TLS 1.3"
+    assert truth.iana_openssl("ECDHE-RSA-AES256-GCM-SHA384") == \
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+    gnutls = "ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM"
+    assert truth.iana_gnutls(gnutls, "TLS 1.2") == "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+    assert truth.iana_gnutls(gnutls, "TLS 1.3") == "TLS_AES_256_GCM_SHA384"
+    with pytest.raises(truth.TruthError):
+        truth.iana_openssl("RC4-MD5")
+    assert truth.verdicts("TLS 1.3", "empty", True) == {"without_keylog": "hidden_tls13",
+                                                        "with_keylog": "empty"}
+    assert truth.verdicts("TLS 1.3", "empty", False)["with_keylog"] == "hidden_tls13"
