@@ -399,24 +399,11 @@ def _frame_events(
         sink.add(frame=frame, time=when, stream=stream, src=src, dst=dst, sender=None,
                  kind=kind, name=name, detail=detail, decrypted=decrypted)
 
-    if in_tls:  # SMTP inside decrypted TLS: tshark's own reading of each record
-        for line in _split(row["smtp.command_line"]):
-            text = _redact(_clean_line(line))
-            if text:
-                facts.has_smtp = True
-                add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
-                facts.first_command_from = facts.first_command_from or src
-        codes = _split(row["smtp.response.code"])
-        params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
-        if codes:
-            facts.has_smtp = True
-            for code, lines in _pair_replies(codes, params):
-                add("smtp_reply", code, "\n".join(lines), in_tls)
-
     if not in_tls:
         return
     facts.has_tls = True
     hs_types = _ints(row["tls.handshake.type"])
+    after_ccs: list[tuple[str, str, bool]] = []
     for hs in hs_types:
         detail = ""
         if hs == 1:
@@ -450,9 +437,16 @@ def _frame_events(
                                             opaque))
             detail = f"certificates={len(ders)} length={declared}"
         # Hellos are always clear; later messages in a frame with decrypted records are not.
-        add("tls_handshake", handshake_name(hs), detail, opaque and hs not in (1, 2))
+        decrypted = opaque and hs not in (1, 2)
+        if 20 in content_types and (decrypted or hs == 20):
+            after_ccs.append((handshake_name(hs), detail, decrypted))
+        else:
+            add("tls_handshake", handshake_name(hs), detail, decrypted)
     if 20 in content_types:
+        # wire order: what ChangeCipherSpec protects (Finished, decrypted records) follows it
         add("tls_ccs", "ChangeCipherSpec", "", False)
+        for name, detail, decrypted in after_ccs:
+            add("tls_handshake", name, detail, decrypted)
     if 21 in content_types:
         descs = _split(row["tls.alert_message.desc"])
         levels = _split(row["tls.alert_message.level"])
@@ -465,6 +459,19 @@ def _frame_events(
     if 23 in content_types and (stream, src) not in appdata_seen:
         appdata_seen.add((stream, src))
         add("tls_appdata", "ApplicationData", "first application data", False)
+    # SMTP inside decrypted TLS (tshark's reading of each record) follows its record
+    for line in _split(row["smtp.command_line"]):
+        text = _redact(_clean_line(line))
+        if text:
+            facts.has_smtp = True
+            add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
+            facts.first_command_from = facts.first_command_from or src
+    codes = _split(row["smtp.response.code"])
+    params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
+    if codes:
+        facts.has_smtp = True
+        for code, lines in _pair_replies(codes, params):
+            add("smtp_reply", code, "\n".join(lines), in_tls)
 
 
 def _is_hex(text: str) -> bool:
