@@ -50,6 +50,8 @@ class _Tls:
     version: str | None = None
     cipher: str | None = None
     ja3s: str | None = None
+    psk: bool = False  # TLS 1.3 ServerHello accepted a pre-shared key: a resumption
+    hello_retry: int | None = None
     server_cert: int | None = None
     cert_request: int | None = None
     server_hello_done: int | None = None
@@ -140,8 +142,11 @@ def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> No
         tls.client_hello = frame
         tls.offered = kv.get("versions", "").replace("_", " ")
         tls.sni, tls.ja3 = kv.get("sni"), kv.get("ja3")
+    elif name == "HelloRetryRequest" and tls.hello_retry is None:
+        tls.hello_retry = frame  # the real ServerHello follows the second ClientHello
     elif name == "ServerHello" and tls.server_hello is None:
         kv = _kv(_unspace_versions(detail))
+        tls.psk = "psk" in kv
         tls.server_hello = frame
         version = kv.get("version")
         tls.version = version.replace("_", " ") if version and version != "None" else None
@@ -226,6 +231,14 @@ def decide_client_cert(
                 "the server never answered the ClientHello with a ServerHello" + _alert_text(tls),
             )
         return Verdict(ClientCert.NOT_CAPTURED, f"no ServerHello in the capture: {damage_note}")
+
+    if tls.version == "TLS 1.3" and tls.psk:
+        return Verdict(
+            ClientCert.RESUMED,
+            "the server accepted a pre-shared key (a session ticket) in its ServerHello "
+            f"(frame {tls.server_hello}): a resumed TLS 1.3 handshake exchanges no "
+            "certificates; look at the full handshake it resumes",
+        )
 
     if tls.version == "TLS 1.3" and not tls.decrypted_handshake:
         return Verdict(

@@ -55,7 +55,12 @@ FIELDS: tuple[str, ...] = (
     "tls.alert_message.desc",
     "tls.handshake.ja3",
     "tls.handshake.ja3s",
+    "tls.handshake.random",
+    "tls.handshake.extensions.psk.identity.selected",
 )
+
+#: ServerHello.random of a HelloRetryRequest (RFC 8446, 4.1.3)
+HELLO_RETRY_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 
 # Commands whose arguments carry credentials: the report keeps the verb only.
 _SECRET_COMMANDS = {"AUTH"}
@@ -406,6 +411,7 @@ def _frame_events(
     after_ccs: list[tuple[str, str, bool]] = []
     for hs in hs_types:
         detail = ""
+        name = handshake_name(hs)
         if hs == 1:
             facts.client_hello_from = facts.client_hello_from or src
             offered = _ints(row["tls.handshake.extensions.supported_version"]) or _ints(
@@ -425,9 +431,14 @@ def _frame_events(
             suites = _ints(row["tls.handshake.ciphersuite"])
             cipher = cipher_name(suites[-1]) if suites else None
             parts = [f"version={version}", f"cipher={cipher}"]
+            psk = _split(row["tls.handshake.extensions.psk.identity.selected"])
+            if psk:  # TLS 1.3: the server accepted a pre-shared key (resumption)
+                parts.append(f"psk={psk[0]}")
             if row["tls.handshake.ja3s"]:
                 parts.append(f"ja3s={_split(row['tls.handshake.ja3s'])[0]}")
             detail = " ".join(parts)
+            if HELLO_RETRY_RANDOM in _split(row["tls.handshake.random"]):
+                name = "HelloRetryRequest"
         elif hs == 11:
             lengths = _ints(row["tls.handshake.certificates_length"])
             ders = tuple(bytes.fromhex(h) for h in _split(row["tls.handshake.certificate"])
@@ -439,9 +450,9 @@ def _frame_events(
         # Hellos are always clear; later messages in a frame with decrypted records are not.
         decrypted = opaque and hs not in (1, 2)
         if 20 in content_types and (decrypted or hs == 20):
-            after_ccs.append((handshake_name(hs), detail, decrypted))
+            after_ccs.append((name, detail, decrypted))
         else:
-            add("tls_handshake", handshake_name(hs), detail, decrypted)
+            add("tls_handshake", name, detail, decrypted)
     if 20 in content_types:
         # wire order: what ChangeCipherSpec protects (Finished, decrypted records) follows it
         add("tls_ccs", "ChangeCipherSpec", "", False)

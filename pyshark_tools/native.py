@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .events import CertificateMessage
+from .events import HELLO_RETRY_RANDOM, CertificateMessage
 from .smtp_dialogue import DialogueReader, ItemKind
 from .tls_names import alert_name, cipher_name, handshake_name, version_name
 
@@ -35,9 +35,7 @@ class Demote(Exception):
 
 
 _PRINTABLE = re.compile(rb"[\x20-\x7e]+")
-# ServerHello.random of a HelloRetryRequest (RFC 8446, 4.1.3)
-_HRR_RANDOM = bytes.fromhex(
-    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+_HRR_RANDOM = bytes.fromhex(HELLO_RETRY_RANDOM)
 
 
 def _is_grease(value: int) -> bool:
@@ -133,8 +131,9 @@ def _client_hello(body: bytes) -> tuple[list[int], str | None, str]:
     return offered or [legacy], sni, hashlib.md5(ja3.encode(), usedforsecurity=False).hexdigest()
 
 
-def _server_hello(body: bytes) -> tuple[int, int, str]:
-    """(negotiated version, cipher suite, JA3S hash) of a ServerHello body."""
+def _server_hello(body: bytes) -> tuple[int, int, int | None, str]:
+    """(negotiated version, cipher suite, selected pre-shared key, JA3S hash) of a
+    ServerHello body."""
     size = len(body)
     if size < 35:
         raise Demote("a cut ServerHello")
@@ -145,7 +144,7 @@ def _server_hello(body: bytes) -> tuple[int, int, str]:
     if pos + 3 > size:
         raise Demote("a cut ServerHello")
     suite = (body[pos] << 8) | body[pos + 1]
-    selected = None
+    selected = psk = None
     ext_types = []
     for ext_type, start, end in _hello_extensions(body, pos + 3):
         ext_types.append(ext_type)
@@ -153,8 +152,12 @@ def _server_hello(body: bytes) -> tuple[int, int, str]:
             if end - start != 2:
                 raise Demote("an odd selected version")
             selected = (body[start] << 8) | body[start + 1]
+        elif ext_type == 41:
+            if end - start != 2:
+                raise Demote("an odd pre-shared key extension")
+            psk = (body[start] << 8) | body[start + 1]
     ja3s = f"{legacy},{suite},{'-'.join(str(e) for e in ext_types if not _is_grease(e))}"
-    return (selected if selected is not None else legacy, suite,
+    return (selected if selected is not None else legacy, suite, psk,
             hashlib.md5(ja3s.encode(), usedforsecurity=False).hexdigest())
 
 
@@ -340,10 +343,11 @@ class NativeConversation:
                 parts.append(f"ja3={ja3}")
                 detail = " ".join(parts)
             elif hs == 2:
-                version, suite, ja3s = _server_hello(body)
+                version, suite, psk, ja3s = _server_hello(body)
                 self.tls13 = version == 0x0304
-                detail = f"version={version_name(version)} cipher={cipher_name(suite)} " \
-                         f"ja3s={ja3s}"
+                accepted = "" if psk is None else f" psk={psk}"
+                detail = f"version={version_name(version)} cipher={cipher_name(suite)}" \
+                         f"{accepted} ja3s={ja3s}"
             elif hs == 11:
                 if self.tls13:
                     raise Demote("cleartext TLS 1.3 Certificate")
