@@ -143,7 +143,7 @@ def main() -> None:
                                                         "html"]),
               default="text", show_default=True)
 @click.option("--table", type=click.Choice(["conversations", "certificates", "findings",
-                                             "events"]),
+                                             "events", "log_sessions", "log_findings"]),
               default="conversations", show_default=True, help="Which table --format csv writes.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of the terminal.")
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")

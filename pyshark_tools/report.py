@@ -64,13 +64,18 @@ class Report:
         return report_fragment(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document: capture, conversations, certificates, findings."""
-        return {
+        """The JSON document: capture, conversations, certificates, findings (and the server
+        logs' log_sessions and log_findings when logs were given)."""
+        doc = {
             "capture": _jsonable(self.capture),
             "conversations": _records(self.conversations),
             "certificates": _records(self.certificates),
             "findings": _records(self.findings),
         }
+        if len(self.log_sessions):
+            doc["log_sessions"] = _records(self.log_sessions)
+            doc["log_findings"] = _records(self.log_findings)
+        return doc
 
 
 def _jsonable(value: Any) -> Any:
