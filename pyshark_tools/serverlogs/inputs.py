@@ -118,10 +118,12 @@ def read_texts(paths: Iterable[str | Path]) -> tuple[list[LogText], list[LogWarn
         if not data.strip():
             warnings.append(LogWarning(name, None, "is empty"))
             continue
-        text, encoding = decode(data, name, warnings)
+        decoding: list[LogWarning] = []
+        text, encoding = decode(data, name, decoding)
         if looks_binary(text):
             warnings.append(LogWarning(name, None, "is not a text log (binary data): skipped"))
             continue
+        warnings += decoding
         texts.append(LogText(path, name, text, encoding))
     return texts, warnings
 
