@@ -1,0 +1,154 @@
+"""Server logs joined to captures (real tshark on the fixtures): the log fills in what the
+capture cannot see, says where each fact came from, and disagreements are findings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import FIXTURES, analyze_fixture, fixture_truth
+
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+LOGS = FIXTURES / "serverlogs"
+
+
+def _log_truth(stem: str) -> dict:
+    return json.loads((LOGS / f"{stem}.json").read_text())
+
+
+def _joined(capture: str, *stems: str, with_keys: bool = False, **options: object):
+    logs = [LOGS / _log_truth(stem)["log"] for stem in stems]
+    return analyze_fixture(capture, with_keys, logs=logs, **options)
+
+
+def _ids(report, stream: int = 0) -> set[str]:
+    return set(report.findings.loc[report.findings["stream"] == stream, "id"])
+
+
+def test_seed_story_joined_to_its_capture() -> None:
+    report = _joined("tls12-client-cert-empty", "tls12-client-cert-empty.SEND")
+    conv = report.conversations.iloc[0]
+    truth = _log_truth("tls12-client-cert-empty.SEND")
+    # the capture without a key log sees the empty Certificate, not the 550 inside TLS
+    alone = analyze_fixture("tls12-client-cert-empty", False)
+    assert _ids(alone) == {"W6"}
+    assert "550" not in (alone.conversations.iloc[0]["reply_codes"] or "")
+    # the log adds the 550 (X3), with its own line as the evidence
+    assert str(conv["client_cert"]) == "empty"
+    assert _ids(report) == {"W6", "X3"}
+    assert conv["finding_ids"] == "W6 X3"
+    x3 = report.findings[report.findings["id"] == "X3"].iloc[0]
+    line = truth["sessions"][0]["lines"]["reply_5_7_64"]
+    assert x3["evidence_lines"] == f"{truth['log']}:{line}"
+    assert "550" in conv["reply_codes"].split()
+    assert conv["client_cert_source"] == "capture" and conv["reply_source"] == "server log"
+    assert conv["log_session"] == f"{truth['log']}:{truth['sessions'][0]['session_id']}"
+    # the clock skew the generator put in is found and reported
+    assert conv["log_skew_s"] == pytest.approx(truth["clock_skew_s"], abs=0.05)
+    logs = report.capture["server_logs"]
+    assert logs["joined"] == 1 and logs["exact_endpoints"] == 1
+    assert logs["skew_s_median"] == pytest.approx(truth["clock_skew_s"], abs=0.05)
+    row = report.log_sessions.iloc[0]
+    assert int(row["stream"]) == 0 and set(report.log_findings["stream"]) == {0}
+
+
+def test_seed_with_key_log_adds_nothing_twice() -> None:
+    report = _joined("tls12-client-cert-empty", "tls12-client-cert-empty.SEND", with_keys=True)
+    ids = list(report.findings["id"])
+    assert sorted(ids) == ["W6", "X3"]  # X3 from the decrypted capture, not again from the log
+    assert report.findings.set_index("id").loc["X3", "evidence_frames"] != ""
+
+
+@pytest.mark.parametrize("name", ["tls13-client-cert-ok", "tls13-client-cert-empty"])
+def test_tls13_without_key_log_gets_its_client_certificate_from_the_log(name: str) -> None:
+    alone = analyze_fixture(name, False)
+    assert str(alone.conversations.iloc[0]["client_cert"]) == "hidden_tls13"
+    report = _joined(name, f"{name}.postfix")
+    conv = report.conversations.iloc[0]
+    expected = fixture_truth(name)["conversations"][0]["client_cert_expected"]["with_keylog"]
+    assert str(conv["client_cert"]) == expected  # what the key log would have shown
+    assert conv["client_cert_source"] == "server log"
+    assert "the capture alone:" in conv["verdict_reason"]
+    assert "W4" not in _ids(report)  # "cannot see" no longer holds for this conversation
+    if expected == "empty":
+        assert _ids(report) == {"W6", "X3"}
+        assert conv["severity"] == "error"
+    else:
+        assert _ids(report) == set()
+        assert report.exit_code() == 0
+
+
+def test_truncated_capture_gets_its_certificate_from_the_log() -> None:
+    report = _joined("truncated-snaplen", "truncated-snaplen.SEND")
+    conv = report.conversations.iloc[0]
+    truth = _log_truth("truncated-snaplen.SEND")["sessions"][0]
+    assert str(conv["client_cert"]) == "presented"
+    assert conv["client_leaf_subject"] == truth["client_subject"]
+    assert "X4" not in _ids(report)
+
+
+def test_firewall_rewriting_tls_is_a_finding_of_its_own() -> None:
+    report = _joined("tls12-client-cert-empty", "tls12-client-cert-empty.firewall.SEND")
+    assert {"L2", "W6", "X3"} <= _ids(report)
+    l2 = report.findings[report.findings["id"] == "L2"].iloc[0]
+    truth = _log_truth("tls12-client-cert-empty.firewall.SEND")["sessions"][0]
+    assert str(l2["severity"]) == "error"
+    assert truth["client_thumbprint"] in l2["explanation"]
+    assert f":{truth['lines']['client_certificate']}" in l2["evidence_lines"]
+    capture_frame = int(report.conversations.iloc[0]["frame_client_certificate"])
+    assert l2["evidence_frames"] == str(capture_frame)
+    # the wire is what the receiver got: the verdict stays the capture's
+    assert str(report.conversations.iloc[0]["client_cert"]) == "empty"
+    assert "L2" in set(report.log_findings["id"])
+
+
+def test_mixed_traffic_joins_every_session_of_both_ends() -> None:
+    report = _joined("mixed-traffic", "mixed-traffic.SEND", "mixed-traffic.mx.postfix")
+    logs = report.capture["server_logs"]
+    assert logs["sessions"] == logs["joined"] == 10
+    assert logs["skew_s_by_file"] == {"mixed-traffic.SEND.log": pytest.approx(1.25, abs=0.05),
+                                      "mixed-traffic.mx.postfix.log": pytest.approx(-0.5,
+                                                                                    abs=0.05)}
+    truth = fixture_truth("mixed-traffic")["conversations"]
+    conv = report.conversations.set_index("client_port")
+    for t in truth:
+        row = conv.loc[t["client_port"]]
+        assert pd.notna(row["log_session"])
+        if not t["exchange_online"]:  # the MX's own log joined beside the sender's
+            assert "mixed-traffic.mx.postfix.log" in row["log_session"]
+            assert str(row["client_cert"]) == "not_requested"  # the capture knows better
+            assert "W6" not in set(report.findings.loc[report.findings["stream"]
+                                                       == row["stream"], "id"])
+
+
+def test_outside_the_tolerance_nothing_joins() -> None:
+    report = _joined("tls12-client-cert-empty", "tls12-client-cert-empty.SEND",
+                     log_tolerance=1.0)
+    assert report.capture["server_logs"]["joined"] == 0
+    assert pd.isna(report.conversations.iloc[0]["log_session"])
+    assert _ids(report) == {"W6"}
+    assert len(report.log_sessions) == 1 and pd.isna(report.log_sessions.iloc[0]["stream"])
+
+
+def test_nat_between_sender_and_capture_joins_by_server_and_time(tmp_path: Path) -> None:
+    text = (LOGS / "tls12-client-cert-empty.SEND.log").read_text()
+    natted = tmp_path / "natted.log"
+    natted.write_text(text.replace("203.0.113.25:49152", "10.1.2.3:61000"))
+    report = analyze_fixture("tls12-client-cert-empty", False, logs=[natted])
+    assert report.capture["server_logs"]["joined"] == 1
+    assert report.capture["server_logs"]["exact_endpoints"] == 0
+    assert _ids(report) == {"W6", "X3"}
+
+
+def test_unreadable_log_is_a_warning_and_the_capture_report_stands(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.log"
+    junk.write_text("not a log\n")
+    report = analyze_fixture("tls12-client-cert-empty", False, logs=[junk])
+    assert any("junk.log" in w and "not a mail server log" in w for w in report.warnings)
+    assert _ids(report) == {"W6"}
+    assert report.capture["server_logs"]["joined"] == 0
