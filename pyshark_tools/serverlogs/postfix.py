@@ -38,8 +38,14 @@ _VERSION = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2",
             "TLSv1.3": "TLS 1.3", "SSLv3": "SSL 3.0"}
 
 
+_SNIFF = re.compile(r"postfix(?:-[\w.-]+)?/(?:smtpd?|postscreen)(?:\[\d+\]:|\s\d+\s|$)|"
+                    r"SYSLOG_IDENTIFIER\W+postfix(?:-[\w.-]+)?/", re.MULTILINE)
+
+
 def looks_like_postfix(text: str) -> bool:
-    return re.search(r"postfix(?:-[\w.-]+)?/(?:smtpd?|postscreen)\b", text[:65536]) is not None
+    """A syslog line (``postfix/smtp[123]:``, RFC 5424 ``postfix/smtp 123``) or a journal
+    entry of Postfix's SMTP client or server."""
+    return _SNIFF.search(text[:65536]) is not None
 
 
 @dataclass

@@ -75,8 +75,8 @@ def _year(path: Path) -> int:
 
 def read_sessions(paths: Iterable[str | os.PathLike], *, log_format: str | None = None,
                   year: int | None = None) -> tuple[list[str], list[LogSession], list[str]]:
-    """(files read, sessions, warning lines). ``year``: for syslog stamps without one (default:
-    each file's modification year)."""
+    """(files that held sessions, sessions, warning lines). ``year``: for syslog stamps
+    without one (default: each file's modification year)."""
     fmt = LogFormat(log_format) if log_format else None
     texts, warnings = read_texts([os.fspath(p) for p in paths])
     sessions: list[LogSession] = []
@@ -84,8 +84,9 @@ def read_sessions(paths: Iterable[str | os.PathLike], *, log_format: str | None 
     for log in texts:
         before = len(warnings)
         found = parse_text(log, fmt, year or _year(log.path), warnings)
-        files.append(log.name)
-        if not found and len(warnings) == before:
+        if found:
+            files.append(log.name)
+        elif len(warnings) == before:
             warnings.append(LogWarning(log.name, None, "holds no SMTP session"))
         sessions += found
     sessions.sort(key=lambda s: (s.start_time is None,
