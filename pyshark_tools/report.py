@@ -42,6 +42,7 @@ class Report:
     #: Sessions from mail server logs (``analyze(..., logs=[...])``) and their findings.
     log_sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
     log_findings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    log_lines: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def problems(self) -> pd.DataFrame:
@@ -360,4 +361,4 @@ def attach_logs(report: Report, logs: Iterable[str | os.PathLike], *,
                                                                joined.findings),
                   certificates=report.certificates, findings=joined.findings,
                   events=report.events, warnings=warnings, log_sessions=joined.log_sessions,
-                  log_findings=joined.log_findings)
+                  log_findings=joined.log_findings, log_lines=joined.log_lines)

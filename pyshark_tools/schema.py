@@ -204,6 +204,16 @@ LOG_FINDING_COLUMNS: tuple[str, ...] = (
     "fix",
 )
 
+#: Every line of the log sessions joined to a conversation, for showing beside its packets.
+LOG_LINE_COLUMNS: tuple[str, ...] = (
+    "session",
+    "stream",
+    "line",  # "file:line"
+    "time",  # UTC, the log's clock
+    "capture_time",  # the same moment on the capture's clock (log time minus the skew)
+    "text",  # the event and its data/context as the log has them
+)
+
 EVENT_COLUMNS: tuple[str, ...] = (
     "frame",
     "time",  # UTC

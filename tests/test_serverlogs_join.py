@@ -152,3 +152,27 @@ def test_unreadable_log_is_a_warning_and_the_capture_report_stands(tmp_path: Pat
     assert any("junk.log" in w and "not a mail server log" in w for w in report.warnings)
     assert _ids(report) == {"W6"}
     assert report.capture["server_logs"]["joined"] == 0
+
+
+def test_html_report_shows_the_log_lines_beside_the_ladder() -> None:
+    from html.parser import HTMLParser
+
+    from pyshark_tools.render.html import render_html
+
+    report = _joined("tls13-client-cert-empty", "tls13-client-cert-empty.postfix")
+    page = render_html(report)
+    assert 'class="ladder-wrap with-log" id="ladder-0"' in page
+    ladder_at = page.index('id="ladder-0"')
+    table_at = page.index('<table class="log-lines">')
+    assert table_at > ladder_at  # beside the packets of the same conversation
+    lines = report.log_lines
+    assert list(lines["line"]) == ["tls13-client-cert-empty.postfix.log:1",
+                                   "tls13-client-cert-empty.postfix.log:2"]
+    skew = report.conversations.iloc[0]["log_skew_s"]
+    shift = (lines["time"] - lines["capture_time"]).dt.total_seconds()
+    assert shift.round(3).tolist() == [round(skew, 3)] * 2  # shown on the capture's clock
+    for line in lines["line"]:
+        assert line in page
+    assert "Evidence: server log tls13-client-cert-empty.postfix.log:2" in page
+    assert "Server logs</dt>" in page
+    HTMLParser().feed(page)  # well-formed enough to parse

@@ -15,6 +15,8 @@ import pandas as pd
 from ..report import Report
 from .labels import verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
+from .loglines import CSS as LOG_CSS
+from .loglines import evidence_html, log_lines_html, logs_summary_html
 
 CSS = """
 .tsr { font-family: "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif; color: #24292f;
@@ -47,7 +49,7 @@ CSS = """
 .tsr .ladder-wrap { overflow-x: auto; margin: 8px 0 18px; }
 .tsr .thumb { word-break: break-all; }
 .tsr .glance span { margin-right: 10px; }
-"""
+""" + LOG_CSS
 
 
 def _e(value: object) -> str:
@@ -97,6 +99,8 @@ def _capture_summary(report: Report) -> str:
     if info.get("expect_cert_name"):
         rows.append(("Expected certificate name", f"<code>{_e(info['expect_cert_name'])}"
                                                   "</code>"))
+    if info.get("server_logs"):
+        rows.append(("Server logs", logs_summary_html(info["server_logs"])))
     rows.append(("Tools", f"tls-smtp-report {_e(info.get('tool_version'))}, tshark "
                           f"{_e(info.get('tshark_version'))}"))
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
@@ -169,7 +173,7 @@ def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
             out.append(
                 f'<div class="finding" style="border-color:{fg}">'
                 f'<h4>{severity_badge(f["severity"])} {_e(f["id"])} {_e(f["title"])}</h4>'
-                f"<p>{_e(f['explanation'])}</p>{evidence}"
+                f"<p>{_e(f['explanation'])}</p>{evidence}{evidence_html(f)}"
                 f'<p><span class="fix">Fix:</span> {_e(f["fix"])}</p></div>')
     return "\n".join(out)
 
@@ -273,8 +277,9 @@ def report_body(report: Report, *, ladders: bool = True, certificates: bool = Tr
     if ladders and streams:
         parts.append("<h2>Ladder diagrams of the conversations with a problem</h2>")
         for stream in streams:
-            parts.append(f'<div class="ladder-wrap" id="ladder-{stream}">'
-                         f"{ladder_svg(report, stream)}</div>")
+            parts.append(f'<div class="ladder-wrap with-log" id="ladder-{stream}">'
+                         f"<div>{ladder_svg(report, stream)}</div>"
+                         f"{log_lines_html(report, stream)}</div>")
     if certificates:
         parts += ["<h2>Certificates</h2>", certificates_html(report)]
     return "\n".join(parts)
@@ -314,5 +319,6 @@ def conversation_fragment(report: Report, stream: int) -> str:
              conversations_table(conv)]
     if len(findings):
         parts.append(findings_html(findings, conv.iloc[0:0]))
-    parts.append(f'<div class="ladder-wrap">{ladder_svg(report, stream)}</div>')
+    parts.append(f'<div class="ladder-wrap with-log"><div>{ladder_svg(report, stream)}</div>'
+                 f"{log_lines_html(report, stream)}</div>")
     return f'<div class="tsr"><style>{CSS}</style>{"".join(parts)}</div>'

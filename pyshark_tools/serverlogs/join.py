@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..schema import CLIENT_CERT_UNKNOWN, ClientCert, Severity
+from ..schema import CLIENT_CERT_UNKNOWN, LOG_LINE_COLUMNS, ClientCert, Severity
 from ..tables import records
 from .model import LogSession
 from .rules import L_DISAGREE, L_NOT_LOGGED
@@ -48,8 +48,24 @@ class JoinResult:
     findings: pd.DataFrame
     log_sessions: pd.DataFrame
     log_findings: pd.DataFrame
+    log_lines: pd.DataFrame
     matches: list[Match] = field(default_factory=list)
     summary: dict[str, object] = field(default_factory=dict)
+
+
+def log_lines(sessions: list[LogSession], matches: list[Match]) -> pd.DataFrame:
+    """The joined sessions' lines, with their time on the capture's clock."""
+    rows = []
+    for m in matches:
+        skew = pd.Timedelta(seconds=m.skew_s)
+        for ref, when, text in sessions[m.session].lines:
+            rows.append({"session": m.session, "stream": m.stream, "line": str(ref),
+                         "time": when, "capture_time": when - skew if when is not None
+                         else None, "text": text})
+    df = pd.DataFrame(rows, columns=list(LOG_LINE_COLUMNS))
+    for column in ("time", "capture_time"):
+        df[column] = pd.to_datetime(df[column], utc=True)
+    return df.astype({"session": "Int64", "stream": "Int64"})
 
 
 def _same(a: object, b: object) -> bool:
@@ -200,7 +216,8 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
         "skew_s_by_file": {name: round(float(pd.Series(values).median()), 3)
                            for name, values in by_file.items()},
     }
-    return JoinResult(conversations, findings, log_sessions, log_findings, matches, summary)
+    return JoinResult(conversations, findings, log_sessions, log_findings,
+                      log_lines(sessions, matches), matches, summary)
 
 
 def _sorted(findings: pd.DataFrame) -> pd.DataFrame:
