@@ -46,6 +46,10 @@ def test_seed_story_joined_to_its_capture() -> None:
     line = truth["sessions"][0]["lines"]["reply_5_7_64"]
     assert x3["evidence_lines"] == f"{truth['log']}:{line}"
     assert "550" in conv["reply_codes"].split()
+    # the capture's W6 no longer says the rejection is still to come: the log shows it
+    w6 = report.findings[report.findings["id"] == "W6"].iloc[0]["explanation"]
+    assert "once it is removed" not in w6
+    assert w6.endswith(f"The 550 reply in the server log ({truth['log']}:{line}) is the result.")
     assert conv["client_cert_source"] == "capture" and conv["reply_source"] == "server log"
     assert conv["log_session"] == f"{truth['log']}:{truth['sessions'][0]['session_id']}"
     # the clock skew the generator put in is found and reported

@@ -195,6 +195,11 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
     keep = [(int(s), r) not in dropped for s, r in zip(findings["stream"], findings["id"],
                                                         strict=True)]
     findings = findings[keep].copy()
+    for m in matches:
+        fatal = next((r for r in sessions[m.session].replies if r.code.startswith("5")), None)
+        if fatal is not None:
+            _reply_now_known(findings, m.stream, f"{fatal.code} reply in the server log "
+                             f"({fatal.ref})")
     findings["evidence_lines"] = ""
     if added:
         extra = pd.DataFrame(added, columns=list(findings.columns))
@@ -218,6 +223,20 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
     }
     return JoinResult(conversations, findings, log_sessions, log_findings,
                       log_lines(sessions, matches), matches, summary)
+
+
+#: The capture's W6 says what happens "once the IP connector is removed" when it saw no
+#: rejection; with the rejection in the log that sentence would contradict the facts.
+_W6_UNTIL_REJECTED = "As long as an IP-scoped connector still matches"
+
+
+def _reply_now_known(findings: pd.DataFrame, stream: int, what: str) -> None:
+    rows = findings.index[(findings["stream"] == stream) & (findings["id"] == "W6")]
+    for index in rows:
+        text = str(findings.at[index, "explanation"])
+        cut = text.find(_W6_UNTIL_REJECTED)
+        if cut >= 0:
+            findings.at[index, "explanation"] = f"{text[:cut]}The {what} is the result."
 
 
 def _sorted(findings: pd.DataFrame) -> pd.DataFrame:
