@@ -333,3 +333,17 @@ def test_exim_lines_without_a_date_are_counted_once(tmp_path: Path) -> None:
     assert len(report.warnings) == 1
     assert report.warnings[0].startswith("mainlog:4: 2 line(s) without Exim's date")
     assert len(report.log_sessions) == 6
+
+
+def test_log_fixtures_are_reproduced_by_their_writer(tmp_path: Path) -> None:
+    """The committed logs and ground truths are what the fixture writer writes today."""
+    import subprocess
+    import sys
+
+    root = FIXTURES.parent
+    subprocess.run([sys.executable, "-m", "fixtures.build_serverlogs", "--out", str(tmp_path)],
+                   cwd=root, check=True, capture_output=True, timeout=120)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(p.name for p in LOGS.iterdir() if p.suffix in (".log", ".json"))
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (LOGS / name).read_bytes(), name
