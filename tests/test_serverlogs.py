@@ -347,3 +347,20 @@ def test_log_fixtures_are_reproduced_by_their_writer(tmp_path: Path) -> None:
     assert written == sorted(p.name for p in LOGS.iterdir() if p.suffix in (".log", ".json"))
     for name in written:
         assert (tmp_path / name).read_bytes() == (LOGS / name).read_bytes(), name
+
+
+def test_a_session_continued_in_the_next_file_is_one_session(tmp_path: Path) -> None:
+    """Exchange starts a new log file every few MB, in the middle of sessions."""
+    lines = SEED_LOG.read_text().splitlines()
+    header = [ln for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if not ln.startswith("#")]
+    (tmp_path / "SEND20260302-1.LOG").write_text("\n".join(header + body[:6]) + "\n")
+    (tmp_path / "SEND20260302-2.LOG").write_text("\n".join(header + body[6:]) + "\n")
+    report = read_logs(tmp_path)
+    assert report.warnings == []
+    assert len(report.log_sessions) == 1
+    row = report.log_sessions.iloc[0]
+    assert str(row["client_cert"]) == "empty"
+    assert row["line_starttls"].startswith("SEND20260302-1.LOG:")
+    assert row["line_tls"].startswith("SEND20260302-2.LOG:")
+    assert set(report.findings["id"]) == {"W6", "X3"}

@@ -208,14 +208,15 @@ def _one_line_cert(data: str, ref: LogRef) -> LoggedCert:
     return cert
 
 
-def _sessions_from_rows(rows: list[_Row], role: LogRole, file: str) -> list[LogSession]:
+def _sessions_from_rows(rows: list[_Row], role: LogRole) -> list[LogSession]:
     grouped: dict[str, list[_Row]] = {}
     for row in rows:
         grouped.setdefault(row.session, []).append(row)
     out = []
     for session_id, members in grouped.items():
-        members.sort(key=lambda r: (r.sequence, r.ref.line))
-        out.append(_session(session_id, members, role, file))
+        # stable sort: rows keep their file order where sequence numbers tie
+        members.sort(key=lambda r: r.sequence)
+        out.append(_session(session_id, members, role, members[0].ref.file))
     out.sort(key=lambda s: (s.start_time or pd.Timestamp.max.tz_localize("UTC"), s.session_id))
     return out
 
@@ -395,7 +396,23 @@ def _verdict(s: LogSession, tls_ok: bool) -> None:
 
 def parse(log: LogText, warnings: list[LogWarning]) -> list[LogSession]:
     """Every session of one Exchange protocol log file."""
-    rows, role = read_rows(log, warnings)
-    if not rows:
-        return []
-    return _sessions_from_rows(rows, role or _guess_role(rows, log.name), log.name)
+    return parse_files([log], warnings)[0]
+
+
+def parse_files(logs: list[LogText], warnings: list[LogWarning]
+                ) -> tuple[list[LogSession], list[str]]:
+    """(sessions, names of the files that held rows) of several files read as one log: a
+    session that continues in the next file (Exchange starts a new file every few MB) is one
+    session, its lines keeping their own file names."""
+    by_role: dict[LogRole, list[_Row]] = {}
+    names = []
+    for log in logs:
+        rows, role = read_rows(log, warnings)
+        if not rows:
+            continue
+        names.append(log.name)
+        by_role.setdefault(role or _guess_role(rows, log.name), []).extend(rows)
+    sessions: list[LogSession] = []
+    for role, rows in by_role.items():
+        sessions += _sessions_from_rows(rows, role)
+    return sessions, names

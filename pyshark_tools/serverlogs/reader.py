@@ -81,7 +81,11 @@ def read_sessions(paths: Iterable[str | os.PathLike], *, log_format: str | None 
     texts, warnings = read_texts([os.fspath(p) for p in paths])
     sessions: list[LogSession] = []
     files = []
+    exchange_logs: list[LogText] = []
     for log in texts:
+        if (fmt or sniff(log)) == LogFormat.EXCHANGE:
+            exchange_logs.append(log)  # read together: sessions span rolled-over files
+            continue
         before = len(warnings)
         found = parse_text(log, fmt, year or _year(log.path), warnings)
         if found:
@@ -89,6 +93,14 @@ def read_sessions(paths: Iterable[str | os.PathLike], *, log_format: str | None 
         elif len(warnings) == before:
             warnings.append(LogWarning(log.name, None, "holds no SMTP session"))
         sessions += found
+    if exchange_logs:
+        before = len(warnings)
+        found, names = exchange.parse_files(exchange_logs, warnings)
+        sessions += found
+        files += names
+        if len(warnings) == before:
+            warnings += [LogWarning(log.name, None, "holds no SMTP session")
+                         for log in exchange_logs if log.name not in names]
     sessions.sort(key=lambda s: (s.start_time is None,
                                  s.start_time if s.start_time is not None else 0, s.file,
                                  s.session_id))
