@@ -180,3 +180,39 @@ def test_html_report_shows_the_log_lines_beside_the_ladder() -> None:
     assert "Evidence: server log tls13-client-cert-empty.postfix.log:2" in page
     assert "Server logs</dt>" in page
     HTMLParser().feed(page)  # well-formed enough to parse
+
+
+def _joinable() -> list[str]:
+    return sorted(p.stem for p in LOGS.glob("*.json")
+                  if json.loads(p.read_text())["capture"] is not None)
+
+
+@pytest.mark.parametrize("stem", _joinable())
+def test_every_log_fixture_joins_its_capture(stem: str) -> None:
+    truth = _log_truth(stem)
+    capture = truth["capture"].removesuffix(".pcapng")
+    alone = analyze_fixture(capture, False)
+    report = analyze_fixture(capture, False, logs=[LOGS / truth["log"]])
+    logs = report.capture["server_logs"]
+    assert logs["joined"] == logs["sessions"] == len(truth["sessions"])
+    assert logs["skew_s_by_file"][truth["log"]] == pytest.approx(truth["clock_skew_s"], abs=0.1)
+    before = alone.conversations.set_index("stream")
+    after = report.conversations.set_index("stream")
+    unknown = {"hidden_tls13", "not_captured", "resumed"}
+    for _, session in report.log_sessions.iterrows():
+        stream = int(session["stream"])
+        row = after.loc[stream]
+        captured = str(before.loc[stream, "client_cert"])
+        logged = str(session["client_cert"])
+        if captured in unknown and logged in ("presented", "empty"):
+            assert str(row["client_cert"]) == logged
+            assert row["client_cert_source"] == "server log"
+        else:
+            assert str(row["client_cert"]) == captured
+            assert row["client_cert_source"] in ("capture", "key log")
+        ids = set(report.findings.loc[report.findings["stream"] == stream, "id"])
+        log_ids = set(report.log_findings.loc[report.log_findings["session"]
+                                              == session["session"], "id"])
+        assert ("X3" in log_ids) <= ("X3" in ids)  # the log's rejection is never lost
+        assert ("L2" in ids) == stem.endswith(".firewall.SEND")
+        assert set(row["finding_ids"].split()) == ids

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..schema import CLIENT_CERT_UNKNOWN, LOG_LINE_COLUMNS, ClientCert, Severity
+from ..schema import (
+    CLIENT_CERT_UNKNOWN,
+    FINDING_COLUMNS,
+    LOG_LINE_COLUMNS,
+    ClientCert,
+    Severity,
+)
 from ..tables import records
 from .model import LogSession
 from .rules import L_DISAGREE, L_NOT_LOGGED
@@ -142,6 +148,9 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
               sessions: list[LogSession], log_sessions: pd.DataFrame, log_findings: pd.DataFrame,
               tolerance: float = DEFAULT_TOLERANCE_S) -> JoinResult:
     """Join, fill in, and report disagreements. Severity columns are left to the caller."""
+    # an empty findings table may come without its columns (merged from no chunk at all)
+    findings = findings.reindex(columns=list(dict.fromkeys([*FINDING_COLUMNS,
+                                                            *findings.columns])))
     matches = match(sessions, conversations, tolerance)
     by_stream: dict[int, list[Match]] = {}
     for m in matches:
@@ -194,7 +203,7 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
             conversations.at[conversations.index[position], key] = value
     keep = [(int(s), r) not in dropped for s, r in zip(findings["stream"], findings["id"],
                                                         strict=True)]
-    findings = findings[keep].copy()
+    findings = findings[pd.Series(keep, index=findings.index, dtype=bool)].copy()
     for m in matches:
         fatal = next((r for r in sessions[m.session].replies if r.code.startswith("5")), None)
         if fatal is not None:
