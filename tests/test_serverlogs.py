@@ -320,7 +320,7 @@ def test_postfix_before_3_4_does_not_log_the_client_certificate(tmp_path: Path) 
     row = report.log_sessions.iloc[0]
     assert str(row["client_cert"]) == "not_logged"  # never "empty" when the log cannot tell
     assert set(report.findings["id"]) == {"L4"}
-    assert "smtp_tls_loglevel" in report.findings.iloc[0]["fix"]
+    assert "client-signature" in report.findings.iloc[0]["fix"]
 
 
 def test_exim_lines_without_a_date_are_counted_once(tmp_path: Path) -> None:

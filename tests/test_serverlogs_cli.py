@@ -42,8 +42,8 @@ def test_logs_good_session_exits_0() -> None:
 
 def test_logs_json_and_csv(tmp_path: Path) -> None:
     target = tmp_path / "logs.json"
-    done = run("logs", LOGS, "--format", "json", "-o", target, "--expect-cert-name",
-               "mail.contoso.com")
+    done = run("logs", LOGS / "*.log", LOGS / "*.json", "--format", "json", "-o", target,
+               "--expect-cert-name", "mail.contoso.com")
     assert done.returncode == 1, done.stderr
     doc = json.loads(target.read_text())
     assert set(doc) == {"logs", "warnings", "sessions", "findings"}

@@ -34,6 +34,9 @@ _SMTP_ERROR = re.compile(r"SMTP error from remote mail server after (?P<after>[^
                          r" (?P<reply>(?P<code>[2-5]\d\d)[ -].*)$")
 _TLS_ERROR = re.compile(r"TLS error on connection (?:(?P<dir>from|to) )?(?P<who>.*?)"
                         r"\s*\((?P<call>[^)]*)\): ?(?P<why>.*)$")
+_REJECT = re.compile(r"\bH=.*?(?P<temp>temporarily )?rejected (?P<verb>RCPT|MAIL|EHLO or HELO|"
+                     r"HELO|EHLO|connection|after DATA)\b[^:]*: (?P<why>.*)$")
+_ENHANCED = re.compile(r"^(?P<code>[245])\.\d{1,3}\.\d{1,3}\b")
 _ADDR = re.compile(r"(?P<name>\S+)?(?: \((?P<helo>[^)]*)\))? ?\[(?P<ip>[^\]]+)\]"
                    r"(?::(?P<port>\d+))?")
 
@@ -43,8 +46,9 @@ def looks_like_exim(text: str) -> bool:
     return (re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})?(?: \[\d+\])? "
                       + _MSGID + r" (?:<=|=>|\*\*|==|Completed)", head, re.MULTILINE) is not None
             or re.search(r"\bexim4?\[\d+\]: " + _MSGID, head) is not None
-            or re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.*TLS error on connection", head,
-                         re.MULTILINE) is not None)
+            or re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})?(?: \[\d+\])? "
+                         r"(?:.*TLS error on connection|exim \d+\.\d+ daemon started|SMTP "
+                         r"connection from |H=.* rejected )", head, re.MULTILINE) is not None)
 
 
 def _utc(ts: str, tz: str | None) -> pd.Timestamp | None:
@@ -97,6 +101,58 @@ def parse(log: LogText, year: int, warnings: list[LogWarning]) -> list[LogSessio
         error = _TLS_ERROR.search(message)
         if error:
             out.append(_tls_error_session(log, ref, time, message, error))
+            continue
+        reject = _REJECT.search(message)
+        if reject:
+            session = _event_session(log, ref, time, "<=", "", message)
+            if session is not None:
+                why = reject["why"]
+                enhanced = _ENHANCED.match(why)
+                # Exim logs the reason, not the reply's basic code: "5xx" keeps the class
+                klass = enhanced["code"] if enhanced else ("4" if reject["temp"] else "5")
+                session.replies.append(LogReply(f"{klass}xx", f"{klass}xx {why}", ref))
+                session.refs["last_reply"] = ref
+                if not _TLS.search(message):
+                    session.client_cert = ClientCert.NOT_LOGGED
+                    session.verdict_reason = (f"the rejection (line {ref.line}) does not say "
+                                              "whether TLS was used")
+                out.append(session)
+    return _merge_connections(out)
+
+
+_RANK = {ClientCert.PRESENTED: 0, ClientCert.HANDSHAKE_FAILED: 1, ClientCert.EMPTY: 2,
+         ClientCert.NO_TLS: 3, ClientCert.NOT_LOGGED: 4}
+
+
+def _merge_connections(sessions: list[LogSession]) -> list[LogSession]:
+    """Lines of one connection (same client address and port, Exim's +incoming_port) are one
+    session: an arrival and a rejection of another recipient, say."""
+    out: list[LogSession] = []
+    open_by_peer: dict[tuple[str, int], LogSession] = {}
+    for s in sessions:
+        if s.role != LogRole.SERVER or s.client_port is None or s.client_ip is None:
+            out.append(s)
+            continue
+        key = (s.client_ip, s.client_port)
+        first = open_by_peer.get(key)
+        if first is None or (s.start_time is not None and first.end_time is not None
+                             and (s.start_time - first.end_time).total_seconds() > 600):
+            open_by_peer[key] = s
+            out.append(s)
+            continue
+        first.lines += s.lines
+        first.replies += s.replies
+        first.end_time = s.end_time or first.end_time
+        first.ehlo = first.ehlo or s.ehlo
+        for name in ("tls_version", "cipher", "tls_error", "client_certificate"):
+            if getattr(first, name) is None:
+                setattr(first, name, getattr(s, name))
+        for fact, ref in s.refs.items():
+            first.refs.setdefault(fact, ref)
+        if s.replies:
+            first.refs["last_reply"] = s.replies[-1].ref
+        if _RANK.get(s.client_cert, 9) < _RANK.get(first.client_cert, 9):
+            first.client_cert, first.verdict_reason = s.client_cert, s.verdict_reason
     return out
 
 
@@ -114,7 +170,10 @@ def _event_session(log: LogText, ref: LogRef, time, flag: str, ident: str,
         return None  # local delivery (no SMTP peer)
     role = LogRole.SERVER if flag == "<=" else LogRole.CLIENT
     s = _new(log, ref, time, role, ident, f"{flag} {rest}")
-    groups = host.groupdict()
+    groups = dict(host.groupdict())
+    name = groups.get("name") or ""
+    if name.startswith("(") and name.endswith(")"):  # H=(helo) [ip]: no reverse DNS name
+        groups["helo"], groups["name"] = name[1:-1], None
     port = int(groups["port"]) if groups.get("port") else None
     if role == LogRole.SERVER:
         s.client_ip, s.client_port = groups["ip"], port
@@ -157,9 +216,8 @@ def _event_session(log: LogText, ref: LogRef, time, flag: str, ident: str,
             s.verdict_reason = f"Exim verified the client certificate, CV=yes (line {line})"
         else:
             s.client_cert = ClientCert.NOT_LOGGED
-            s.verdict_reason = (f"the arrival (line {line}) names no client certificate DN "
-                                "(log_selector +tls_peerdn) and CV= does not tell whether one "
-                                "was sent")
+            s.verdict_reason = (f"line {line} names no client certificate DN (log_selector "
+                                "+tls_peerdn) and CV= does not tell whether one was sent")
     else:
         s.server_certificate = peer
         if tls:

@@ -1,9 +1,10 @@
 """Postfix ``postfix/smtp`` (sending) and ``postfix/smtpd`` (receiving) lines -> sessions.
 
 Postfix logs one summary line per TLS session (``... TLS connection established to
-host[ip]:25: TLSv1.3 with cipher ...``). Since Postfix 3.4 that line names the signature
+host[ip]:25: TLSv1.3 with cipher ...``). Since Postfix 3.4 a TLS 1.3 line names the signature
 algorithms, and ``client-signature`` appears only when the client signed with a certificate;
-older versions (or ``smtp_tls_loglevel = 0``) do not record the client certificate at all.
+TLS 1.2 lines, older versions and ``smtp_tls_loglevel = 0`` do not record the client's
+certificate (the receiving smtpd still says Anonymous / Untrusted / Trusted / Verified).
 """
 
 from __future__ import annotations
@@ -242,6 +243,6 @@ def _close(current: _Open | None, out: list[LogSession]) -> None:
     else:
         s.client_cert = ClientCert.NOT_LOGGED
         s.verdict_reason = (f"Postfix's TLS line (line {tls.line}) names no signature "
-                            "algorithms (Postfix before 3.4): it does not record the client "
-                            "certificate")
+                            "algorithms (Postfix names them for TLS 1.3 only, since 3.4): it "
+                            "does not record the client certificate")
     out.append(s)

@@ -203,8 +203,10 @@ def _not_logged_fix(s: LogSession) -> str:
                 "-ProtocolLoggingLevel Verbose, or Set-ReceiveConnector ... on the receiving "
                 "side) and send again.")
     if s.log_format == LogFormat.POSTFIX:
-        return ("Set smtp_tls_loglevel = 1 (smtpd_tls_loglevel = 1 on the receiving side) on "
-                "Postfix 3.4 or newer, whose TLS line names the client-signature.")
+        return ("Read the receiving side's log (Postfix smtpd says Anonymous or Untrusted/"
+                "Trusted/Verified) or take a capture: a TLS 1.2 handshake shows the client "
+                "certificate in clear. Postfix 3.4 and newer name the client-signature in TLS "
+                "1.3 lines with smtp_tls_loglevel = 1.")
     return ("Add +tls_peerdn +tls_certificate_verified to Exim's log_selector; for Exim's own "
             "deliveries, take a capture with a key log, or read the receiving side's log.")
 
@@ -269,7 +271,9 @@ def _reply_rules(out: Collector, index: int, s: LogSession) -> None:
         words = reply.text[4:].split()
         enhanced = words[0] if words else ""
         for known in KNOWN_REPLIES:
-            if reply.code == known.code and enhanced == known.enhanced and (
+            same_code = reply.code == known.code or (  # Exim logs "5xx": the class only
+                reply.code.endswith("xx") and reply.code[0] == known.code[0])
+            if same_code and enhanced == known.enhanced and (
                     known.enhanced not in seen):
                 seen.add(known.enhanced)
                 out.add(index, L_REPLY, known.severity,
