@@ -364,3 +364,31 @@ def test_a_session_continued_in_the_next_file_is_one_session(tmp_path: Path) -> 
     assert row["line_starttls"].startswith("SEND20260302-1.LOG:")
     assert row["line_tls"].startswith("SEND20260302-2.LOG:")
     assert set(report.findings["id"]) == {"W6", "X3"}
+
+
+def test_postfix_in_rfc5424_and_journal_json(tmp_path: Path) -> None:
+    import pandas as pd
+
+    source = LOGS / "tls13-client-cert-ok.postfix.log"
+    lines = source.read_text().splitlines()
+    rfc5424 = []
+    entries = []
+    for line in lines:
+        stamp, host, rest = line.split(" ", 2)
+        ident_pid, message = rest.split(": ", 1)
+        ident, pid = ident_pid.rstrip("]").split("[")
+        rfc5424.append(f"<22>1 {stamp} {host} {ident} {pid} - - {message}")
+        entries.append(json.dumps({"__REALTIME_TIMESTAMP": str(pd.Timestamp(stamp).value
+                                                               // 1000),
+                                   "SYSLOG_IDENTIFIER": ident, "_PID": pid,
+                                   "MESSAGE": message}))
+    (tmp_path / "rfc5424.log").write_text("\n".join(rfc5424) + "\n")
+    (tmp_path / "journal.json").write_text("\n".join(entries) + "\n")
+    expected = read_logs(source).log_sessions.iloc[0]
+    for name in ("rfc5424.log", "journal.json"):
+        report = read_logs(tmp_path / name)
+        assert report.warnings == [], name
+        row = report.log_sessions.iloc[0]
+        assert str(row["client_cert"]) == "presented"
+        assert row["start_time"] == expected["start_time"]
+        assert row["reply_codes"] == expected["reply_codes"]
