@@ -392,3 +392,17 @@ def test_postfix_in_rfc5424_and_journal_json(tmp_path: Path) -> None:
         assert str(row["client_cert"]) == "presented"
         assert row["start_time"] == expected["start_time"]
         assert row["reply_codes"] == expected["reply_codes"]
+
+
+def test_a_malformed_csv_record_is_skipped_and_the_next_ones_read(tmp_path: Path) -> None:
+    lines = SEED_LOG.read_text().splitlines()
+    lines[7] = lines[7].replace(',"220 ', ',"220 "broken', 1)  # a quote inside a quoted field
+    path = tmp_path / "bad-quote.log"
+    path.write_text("\n".join(lines) + "\n")
+    report = read_logs(path)
+    assert len(report.warnings) == 1
+    assert report.warnings[0].startswith("bad-quote.log:8: line cannot be read as CSV")
+    row = report.log_sessions.iloc[0]
+    assert str(row["client_cert"]) == "empty"  # the banner is lost, the rest is not
+    assert set(report.findings["id"]) == {"W6", "X3"}
+    assert row["line_tls"] == "bad-quote.log:13"

@@ -9,7 +9,9 @@ information (certificates, TLS results).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -53,10 +55,10 @@ _BLOCK_FIELDS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     ref: LogRef
-    time: pd.Timestamp | None
+    time: dt.datetime | None
     connector: str | None
     session: str
     sequence: int
@@ -82,56 +84,92 @@ def _role_from_header(value: str) -> LogRole | None:
     return None
 
 
-def _time(text: str) -> pd.Timestamp | None:
+def _time(text: str) -> dt.datetime | None:
+    """UTC time of an ISO 8601 stamp (``2026-03-02T09:15:01.250Z``); None when unreadable."""
     try:
-        stamp = pd.Timestamp(text.strip())
-    except (ValueError, TypeError):
-        return None
-    if pd.isna(stamp):
-        return None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        stamp = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        try:
+            parsed = pd.Timestamp(text.strip())
+        except (ValueError, TypeError):
+            return None
+        if pd.isna(parsed):
+            return None
+        stamp = parsed.to_pydatetime()
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
 
 
-def read_rows(log: LogText, warnings: list[LogWarning]) -> tuple[list[_Row], LogRole | None]:
-    """The data rows of one file, with the role its ``#Log-type:`` header names."""
-    rows: list[_Row] = []
-    role: LogRole | None = None
-    fields: list[str] | None = None
-    skipping = False  # inside a layout we cannot read
-    assumed = False
-    bad_times = 0
-    last_number = 0
+class _Layout:
+    """The header state while a file is read: role, columns, and whether to skip."""
+
+    def __init__(self) -> None:
+        self.role: LogRole | None = None
+        self.fields: list[str] | None = None
+        self.skipping = False
+        self.assumed = False
+        self.numbers: list[int] = []  # file line number of every line given to the reader
+        self.last_number = 0
+
+
+def _data_lines(log: LogText, layout: _Layout, warnings: list[LogWarning]) -> Iterator[str]:
+    """The data lines for the CSV reader; header lines update ``layout`` on the way."""
     for number, line in numbered_lines(log.text):
-        last_number = number
+        layout.last_number = number
         if not line.strip():
             continue
         if line.startswith("#"):
             key, _, value = line[1:].partition(":")
             key = key.strip().lower()
             if key == "log-type":
-                role = _role_from_header(value) or role
+                layout.role = _role_from_header(value) or layout.role
             elif key == "fields":
-                fields = [f.strip().lower() for f in value.split(",")]
-                missing = [f for f in REQUIRED if f not in fields]
-                skipping = bool(missing)
-                if skipping:
+                layout.fields = [f.strip().lower() for f in value.split(",")]
+                missing = [f for f in REQUIRED if f not in layout.fields]
+                layout.skipping = bool(missing)
+                if missing:
                     warnings.append(LogWarning(log.name, number, "unknown #Fields: layout "
                                                f"(no {', '.join(missing)}): the lines under it "
                                                "are skipped"))
             continue
-        if skipping:
+        if layout.skipping:
             continue
-        if fields is None:
-            fields = list(DOCUMENTED_FIELDS)
-            assumed = True
+        if layout.fields is None:
+            layout.fields = list(DOCUMENTED_FIELDS)
+            layout.assumed = True
             warnings.append(LogWarning(log.name, number, "no #Fields: header before the first "
                                        "data line: the documented layout is assumed"))
+        layout.numbers.append(number)
+        yield line
+
+
+def _records(log: LogText, layout: _Layout, warnings: list[LogWarning]
+             ) -> Iterator[tuple[int, list[str]]]:
+    """(line number, values) of every CSV record: one reader for the whole file (a reader
+    per line cost more than the rest of the parsing); a malformed record is skipped."""
+    lines = _data_lines(log, layout, warnings)
+    while True:
+        base = len(layout.numbers)
+        reader = csv.reader(lines, strict=True)
+        consumed = 0
         try:
-            values = next(csv.reader([line], strict=True))
-        except (csv.Error, StopIteration) as exc:
-            warnings.append(LogWarning(log.name, number, f"line cannot be read as CSV ({exc}): "
-                                       "skipped"))
-            continue
+            for values in reader:
+                start = layout.numbers[base + consumed]
+                consumed = reader.line_num
+                yield start, values
+            return
+        except csv.Error as exc:
+            number = layout.numbers[-1] if layout.numbers else layout.last_number
+            warnings.append(LogWarning(log.name, number, f"line cannot be read as CSV ({exc}):"
+                                       " skipped"))
+
+
+def read_rows(log: LogText, warnings: list[LogWarning]) -> tuple[list[_Row], LogRole | None]:
+    """The data rows of one file, with the role its ``#Log-type:`` header names."""
+    rows: list[_Row] = []
+    layout = _Layout()
+    bad_times = 0
+    for number, values in _records(log, layout, warnings):
+        fields = layout.fields or list(DOCUMENTED_FIELDS)
         if len(values) < len(fields):
             if len(values) < fields.index("event") + 1 or len(values) < len(fields) - 2:
                 warnings.append(LogWarning(log.name, number, f"line is cut short "
@@ -142,11 +180,11 @@ def read_rows(log: LogText, warnings: list[LogWarning]) -> tuple[list[_Row], Log
         try:
             sequence = int(record["sequence-number"])
         except ValueError:
-            if assumed and not rows:
+            if layout.assumed and not rows:
                 warnings.append(LogWarning(log.name, number, "not an Exchange protocol log "
                                            "(no #Fields: header, and the lines do not fit the "
                                            "documented layout): skipped"))
-                return [], role
+                return [], layout.role
             warnings.append(LogWarning(log.name, number, "sequence-number "
                                        f"'{record['sequence-number']}' is not a number: line "
                                        "skipped"))
@@ -163,10 +201,10 @@ def read_rows(log: LogText, warnings: list[LogWarning]) -> tuple[list[_Row], Log
                                    "date-time"))
     if rows and not log.text.endswith(("\n", "\r")):
         last = rows[-1]
-        if last.ref.line == last_number:
-            warnings.append(LogWarning(log.name, last_number, "the file ends without a line "
-                                       "end: its last line may be cut short"))
-    return rows, role
+        if last.ref.line == layout.last_number:
+            warnings.append(LogWarning(log.name, layout.last_number, "the file ends without a "
+                                       "line end: its last line may be cut short"))
+    return rows, layout.role
 
 
 def _guess_role(rows: list[_Row], name: str) -> LogRole:
@@ -346,9 +384,10 @@ def _session(session_id: str, rows: list[_Row], role: LogRole, file: str) -> Log
 
 
 def _display(row: _Row) -> str:
-    """One line as the ladder and the HTML show it beside the packets."""
-    parts = [p for p in (row.data.strip(), row.context.strip()) if p]
-    return f"{row.event} {' | '.join(parts)}".strip()
+    """One line as the HTML report shows it beside the packets."""
+    if row.data and row.context:
+        return f"{row.event} {row.data} | {row.context}"
+    return f"{row.event} {row.data or row.context}"
 
 
 def _verdict(s: LogSession, tls_ok: bool) -> None:
