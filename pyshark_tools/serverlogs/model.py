@@ -6,6 +6,7 @@ keeps the log line it came from (``LogRef``), because those lines are the eviden
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -107,8 +108,8 @@ class LogSession:
     client_port: int | None = None
     server_ip: str | None = None
     server_port: int | None = None
-    start_time: pd.Timestamp | None = None
-    end_time: pd.Timestamp | None = None
+    start_time: dt.datetime | None = None  # UTC (pd.Timestamp or datetime)
+    end_time: dt.datetime | None = None
     banner: str | None = None
     server_host: str | None = None
     ehlo: str | None = None
@@ -127,7 +128,7 @@ class LogSession:
     #: "client_certificate", "tls_error", "last_reply" ...
     refs: dict[str, LogRef] = field(default_factory=dict)
     #: every line of the session, (ref, time, text), for showing beside the packets
-    lines: list[tuple[LogRef, pd.Timestamp | None, str]] = field(default_factory=list)
+    lines: list[tuple[LogRef, dt.datetime | None, str]] = field(default_factory=list)
 
     @property
     def first_ref(self) -> LogRef | None:
