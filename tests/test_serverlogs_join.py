@@ -158,28 +158,33 @@ def test_unreadable_log_is_a_warning_and_the_capture_report_stands(tmp_path: Pat
     assert report.capture["server_logs"]["joined"] == 0
 
 
-def test_html_report_shows_the_log_lines_beside_the_ladder() -> None:
+def test_html_report_and_ladder_show_the_log_lines_beside_the_packets() -> None:
     from html.parser import HTMLParser
 
     from pyshark_tools.render.html import render_html
+    from pyshark_tools.render.ladder import LOG_STEP, ladder_steps
 
     report = _joined("tls13-client-cert-empty", "tls13-client-cert-empty.postfix")
-    page = render_html(report)
-    assert 'class="ladder-wrap with-log" id="ladder-0"' in page
-    ladder_at = page.index('id="ladder-0"')
-    table_at = page.index('<table class="log-lines">')
-    assert table_at > ladder_at  # beside the packets of the same conversation
     lines = report.log_lines
     assert list(lines["line"]) == ["tls13-client-cert-empty.postfix.log:1",
                                    "tls13-client-cert-empty.postfix.log:2"]
     skew = report.conversations.iloc[0]["log_skew_s"]
     shift = (lines["time"] - lines["capture_time"]).dt.total_seconds()
     assert shift.round(3).tolist() == [round(skew, 3)] * 2  # shown on the capture's clock
+    steps = ladder_steps(report, 0)
+    notes = [s for s in steps if s.kind == LOG_STEP]
+    assert [s.note for s in notes] == list(lines["line"])
+    assert all(s.sender == "client" for s in notes)  # the sender's log: on the client lane
+    offsets = [s.offset_s for s in steps]
+    assert offsets == sorted(offsets)  # among the packets, in time order
+    page = render_html(report)
     for line in lines["line"]:
-        assert line in page
+        assert f'data-log-line="{line}"' in page
     assert "Evidence: server log tls13-client-cert-empty.postfix.log:2" in page
     assert "Server logs</dt>" in page
-    HTMLParser().feed(page)  # well-formed enough to parse
+    HTMLParser().feed(page)
+    alone = analyze_fixture("tls13-client-cert-empty", False)
+    assert not [s for s in ladder_steps(alone, 0) if s.kind == LOG_STEP]
 
 
 def _joinable() -> list[str]:

@@ -15,8 +15,7 @@ import pandas as pd
 from ..report import Report
 from .labels import verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
-from .loglines import CSS as LOG_CSS
-from .loglines import evidence_html, log_lines_html, logs_summary_html
+from .loglines import evidence_html, logs_summary_html
 
 CSS = """
 .tsr { font-family: "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif; color: #24292f;
@@ -49,7 +48,7 @@ CSS = """
 .tsr .ladder-wrap { overflow-x: auto; margin: 8px 0 18px; }
 .tsr .thumb { word-break: break-all; }
 .tsr .glance span { margin-right: 10px; }
-""" + LOG_CSS
+"""
 
 
 def _e(value: object) -> str:
@@ -277,9 +276,8 @@ def report_body(report: Report, *, ladders: bool = True, certificates: bool = Tr
     if ladders and streams:
         parts.append("<h2>Ladder diagrams of the conversations with a problem</h2>")
         for stream in streams:
-            parts.append(f'<div class="ladder-wrap with-log" id="ladder-{stream}">'
-                         f"<div>{ladder_svg(report, stream)}</div>"
-                         f"{log_lines_html(report, stream)}</div>")
+            parts.append(f'<div class="ladder-wrap" id="ladder-{stream}">'
+                         f"{ladder_svg(report, stream)}</div>")
     if certificates:
         parts += ["<h2>Certificates</h2>", certificates_html(report)]
     return "\n".join(parts)
@@ -319,6 +317,5 @@ def conversation_fragment(report: Report, stream: int) -> str:
              conversations_table(conv)]
     if len(findings):
         parts.append(findings_html(findings, conv.iloc[0:0]))
-    parts.append(f'<div class="ladder-wrap with-log"><div>{ladder_svg(report, stream)}</div>'
-                 f"{log_lines_html(report, stream)}</div>")
+    parts.append(f'<div class="ladder-wrap">{ladder_svg(report, stream)}</div>')
     return f'<div class="tsr"><style>{CSS}</style>{"".join(parts)}</div>'

@@ -1,4 +1,5 @@
-"""HTML: the server log lines of a conversation, beside its ladder of packets."""
+"""HTML pieces for server logs: the summary entry and a finding's log evidence (the log
+lines themselves are drawn in the ladder, ``ladder.py``)."""
 
 from __future__ import annotations
 
@@ -6,38 +7,11 @@ import html
 
 import pandas as pd
 
-from ..report import Report
-
-CSS = """
-.tsr .with-log { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
-.tsr table.log-lines td { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace;
-  font-size: 12px; }
-.tsr table.log-lines td.text { max-width: 520px; overflow-wrap: anywhere; }
-"""
-
 
 def _e(value: object) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
     return html.escape(str(value))
-
-
-def log_lines_html(report: Report, stream: int) -> str:
-    """A table of the joined log lines (capture clock), or "" when no log joined."""
-    lines = report.log_lines
-    if not len(lines):
-        return ""
-    mine = lines[lines["stream"] == stream]
-    if not len(mine):
-        return ""
-    rows = []
-    for _, row in mine.iterrows():
-        when = row["capture_time"]
-        stamp = f"{pd.Timestamp(when):%H:%M:%S.%f}"[:-3] if pd.notna(when) else ""
-        rows.append(f'<tr><td class="num">{stamp}</td><td>{_e(row["line"])}</td>'
-                    f'<td class="text">{_e(row["text"])}</td></tr>')
-    return ('<table class="log-lines"><tr><th>time (capture clock)</th><th>server log line</th>'
-            f"<th>logged</th></tr>{''.join(rows)}</table>")
 
 
 def evidence_html(finding: pd.Series) -> str:
