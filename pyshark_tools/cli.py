@@ -14,6 +14,7 @@ from . import __version__
 from .certificates import TrustStoreError
 from .events import DEFAULT_PORTS
 from .keylog import KeylogError
+from .probe.command import probe_command
 from .report import Report, analyze
 from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
 from .tshark import CaptureError, TsharkError
@@ -26,6 +27,7 @@ Exit codes:
   2  usage error
   3  tshark missing or too old
   4  capture, key log or trust store unreadable (logs: no readable server log)
+  6  probe: could not connect
 """
 
 
@@ -305,6 +307,7 @@ def logs_command(paths: tuple[str, ...], log_format: str | None, expect_cert_nam
 
 
 main.add_command(wireshark)
+main.add_command(probe_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

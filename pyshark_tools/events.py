@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from .schema import EVENT_COLUMNS
+from .smtp_dialogue import DialogueReader, ItemKind, SmtpItem
 from .tls_names import alert_name, cipher_name, handshake_name, version_name
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
@@ -34,6 +35,8 @@ FIELDS: tuple[str, ...] = (
     "tcp.dstport",
     "tcp.flags",
     "tcp.len",
+    "tcp.seq_raw",
+    "tcp.payload",
     "tcp.analysis.lost_segment",
     "_ws.malformed",
     "smtp.command_line",
@@ -166,7 +169,7 @@ def _redact(line: str) -> str:
     return line
 
 
-class _EventSink:
+class EventSink:
     """Collects event rows compactly (column lists, not dicts)."""
 
     def __init__(self) -> None:
@@ -187,6 +190,7 @@ class _EventSink:
         df["stream"] = df["stream"].astype("Int64")
         df["time"] = pd.to_datetime(df["time"], utc=True)
         df["decrypted"] = df["decrypted"].astype("boolean")
+        df["last_frame"] = df["last_frame"].astype("Int64")
         for name in ("sender", "kind"):
             df[name] = df[name].astype("category")
         return df
@@ -214,10 +218,8 @@ def extract(
         options=options,
     )
     run = FieldRun()
-    sink = _EventSink()
+    reader = RowReader(ports)
     streams: dict[int, StreamFacts] = {}
-    certs: list[CertificateMessage] = []
-    appdata_seen: set[tuple[int, str]] = set()
     packets = 0
     first_time = last_time = None
     for row in iter_fields(cmd, FIELDS, run):
@@ -240,8 +242,8 @@ def extract(
                 stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
             )
         _count_tcp(facts, row, frame, when, src)
-        _frame_events(sink, certs, appdata_seen, facts, row, frame, when, src, dst)
-    events = sink.frame()
+        reader.row(facts, row, frame, when, src, dst)
+    events, certs = reader.finish()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
         events=events,
@@ -281,10 +283,104 @@ def _count_tcp(
         facts.malformed += 1
 
 
+class RowReader:
+    """tshark's ``-T fields`` rows -> events and certificate messages, for both engines.
+
+    TLS comes from tshark's per-frame fields; cleartext SMTP from the TCP payload, read as
+    a byte stream by :class:`~pyshark_tools.smtp_dialogue.DialogueReader` (tshark's
+    per-frame ``smtp.*`` fields are used only inside decrypted TLS).
+    """
+
+    def __init__(self, ports: Sequence[int]) -> None:
+        self.sink = EventSink()
+        self.certs: list[CertificateMessage] = []
+        self.appdata_seen: set[tuple[int, str]] = set()
+        self.smtp_ports = frozenset(ports) - frozenset(IMPLICIT_TLS_PORTS)
+        self.dialogues: dict[int, tuple[DialogueReader, str, str]] = {}
+        self.facts: dict[int, StreamFacts] = {}
+        self.syn_from: dict[int, str] = {}
+
+    def row(self, facts: StreamFacts, row: dict[str, str], frame: int, when: datetime,
+            src: str, dst: str) -> None:
+        """One frame's fields."""
+        self.facts[facts.stream] = facts
+        self._clear_text(facts, row, frame, when, src, dst)
+        _frame_events(self, facts, row, frame, when, src, dst)
+
+    def _clear_text(self, facts: StreamFacts, row: dict[str, str], frame: int,
+                    when: datetime, src: str, dst: str) -> None:
+        stream = facts.stream
+        flags = int(row["tcp.flags"], 16) if _is_hex(row["tcp.flags"][2:]) else 0
+        if flags & 0x002 and not flags & 0x010:
+            self.syn_from.setdefault(stream, src)
+        entry = self.dialogues.get(stream)
+        if entry is None:
+            if _port(src) not in self.smtp_ports and _port(dst) not in self.smtp_ports:
+                return
+            if not row["tcp.payload"]:
+                return
+            client = self.syn_from.get(stream) or _client_by_port(src, dst, self.smtp_ports)
+            entry = self.dialogues[stream] = (DialogueReader(), client,
+                                              dst if client == src else src)
+        reader, client, _server = entry
+        sender = "client" if src == client else "server"
+        if not reader.wants(sender) or not row["tcp.payload"]:
+            return
+        try:
+            payload = bytes.fromhex(row["tcp.payload"])
+            declared = int(row["tcp.len"] or len(payload))
+            seq = int(row["tcp.seq_raw"]) if row["tcp.seq_raw"] else None
+        except ValueError:
+            return
+        reader.feed(sender, frame, when, payload, seq, max(declared, len(payload)))
+
+    def finish(self) -> tuple[pd.DataFrame, list[CertificateMessage]]:
+        """The events (frame order) and certificate messages of every row read."""
+        for stream, (reader, client, server) in self.dialogues.items():
+            facts = self.facts[stream]
+            add_dialogue(self.sink, stream, client, server, reader.finish(), facts)
+        events = self.sink.frame()
+        if self.dialogues and len(events):
+            events = events.sort_values("frame", kind="stable").reset_index(drop=True)
+        return events, self.certs
+
+
+def add_dialogue(sink: EventSink, stream: int, client: str, server: str,
+                 items: Sequence[SmtpItem], facts: StreamFacts | None = None) -> dict[str, str]:
+    """A conversation's SMTP items as events; the stream facts they set (also into
+    ``facts`` when given)."""
+    columns: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
+    found: dict[str, str] = {}
+    for item in items:
+        src, dst = (client, server) if item.sender == "client" else (server, client)
+        if item.kind is not ItemKind.GAP:
+            found["has_smtp"] = "1"
+        if item.kind is ItemKind.COMMAND:
+            found.setdefault("first_command_from", src)
+        for name, value in (("frame", item.first_frame), ("time", item.stamp),
+                            ("stream", stream), ("src", src), ("dst", dst), ("sender", None),
+                            ("kind", item.kind.value), ("name", item.name),
+                            ("detail", item.detail), ("decrypted", False),
+                            ("last_frame", item.last_frame)):
+            columns[name].append(value)
+    sink.add_columns(columns)
+    if facts is not None:
+        facts.has_smtp = facts.has_smtp or "has_smtp" in found
+        facts.first_command_from = facts.first_command_from or found.get("first_command_from")
+    return found
+
+
+def _client_by_port(src: str, dst: str, smtp_ports: frozenset[int]) -> str:
+    """Without a SYN: the side talking to the SMTP port is the client."""
+    if _port(dst) in smtp_ports and _port(src) not in smtp_ports:
+        return src
+    if _port(src) in smtp_ports and _port(dst) not in smtp_ports:
+        return dst
+    return dst  # SMTP servers speak first: the first sender of a payload is the server
+
+
 def _frame_events(
-    sink: _EventSink,
-    certs: list[CertificateMessage],
-    appdata_seen: set[tuple[int, str]],
+    reader: RowReader,
     facts: StreamFacts,
     row: dict[str, str],
     frame: int,
@@ -292,7 +388,8 @@ def _frame_events(
     src: str,
     dst: str,
 ) -> None:
-    """Turn one frame's fields into zero or more events."""
+    """Turn one frame's TLS fields (and decrypted SMTP) into zero or more events."""
+    sink, certs, appdata_seen = reader.sink, reader.certs, reader.appdata_seen
     stream = facts.stream
     content_types = _ints(row["tls.record.content_type"])
     opaque = bool(row["tls.record.opaque_type"])
@@ -302,24 +399,11 @@ def _frame_events(
         sink.add(frame=frame, time=when, stream=stream, src=src, dst=dst, sender=None,
                  kind=kind, name=name, detail=detail, decrypted=decrypted)
 
-    for line in _split(row["smtp.command_line"]):
-        text = _redact(_clean_line(line))
-        if text:
-            facts.has_smtp = True
-            add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
-            facts.first_command_from = facts.first_command_from or src
-    codes = _split(row["smtp.response.code"])
-    params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
-    if codes:
-        facts.has_smtp = True
-        groups = _pair_replies(codes, params)
-        for code, lines in groups:
-            add("smtp_reply", code, "\n".join(lines), in_tls)
-
     if not in_tls:
         return
     facts.has_tls = True
     hs_types = _ints(row["tls.handshake.type"])
+    after_ccs: list[tuple[str, str, bool]] = []
     for hs in hs_types:
         detail = ""
         if hs == 1:
@@ -353,9 +437,16 @@ def _frame_events(
                                             opaque))
             detail = f"certificates={len(ders)} length={declared}"
         # Hellos are always clear; later messages in a frame with decrypted records are not.
-        add("tls_handshake", handshake_name(hs), detail, opaque and hs not in (1, 2))
+        decrypted = opaque and hs not in (1, 2)
+        if 20 in content_types and (decrypted or hs == 20):
+            after_ccs.append((handshake_name(hs), detail, decrypted))
+        else:
+            add("tls_handshake", handshake_name(hs), detail, decrypted)
     if 20 in content_types:
+        # wire order: what ChangeCipherSpec protects (Finished, decrypted records) follows it
         add("tls_ccs", "ChangeCipherSpec", "", False)
+        for name, detail, decrypted in after_ccs:
+            add("tls_handshake", name, detail, decrypted)
     if 21 in content_types:
         descs = _split(row["tls.alert_message.desc"])
         levels = _split(row["tls.alert_message.level"])
@@ -368,6 +459,19 @@ def _frame_events(
     if 23 in content_types and (stream, src) not in appdata_seen:
         appdata_seen.add((stream, src))
         add("tls_appdata", "ApplicationData", "first application data", False)
+    # SMTP inside decrypted TLS (tshark's reading of each record) follows its record
+    for line in _split(row["smtp.command_line"]):
+        text = _redact(_clean_line(line))
+        if text:
+            facts.has_smtp = True
+            add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
+            facts.first_command_from = facts.first_command_from or src
+    codes = _split(row["smtp.response.code"])
+    params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
+    if codes:
+        facts.has_smtp = True
+        for code, lines in _pair_replies(codes, params):
+            add("smtp_reply", code, "\n".join(lines), in_tls)
 
 
 def _is_hex(text: str) -> bool:

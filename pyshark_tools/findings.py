@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .certificates import name_matches
+from .invariants import allows
 from .schema import FINDING_COLUMNS, ClientCert, Severity
 from .tables import Record, records, records_by_stream
 
@@ -51,11 +52,21 @@ def _frames(*frames: object) -> str:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    """Finding rows; a finding its conversation's facts contradict is refused (see
+    :mod:`pyshark_tools.invariants`) and named in ``refused`` instead."""
+
+    def __init__(self, guard: bool = True) -> None:
         self.rows: list[dict[str, object]] = []
+        self.refused: list[str] = []
+        self.guard = guard
 
     def add(self, conv: Conv, rule: str, severity: Severity, title: str,
             explanation: str, frames: str, fix: str) -> None:
+        broken = allows(rule, conv) if self.guard else None
+        if broken is not None:
+            self.refused.append(f"stream {conv['stream']}: {rule} not reported: it needs "
+                                f"{broken.says}")
+            return
         self.rows.append({
             "stream": int(conv["stream"]), "id": rule, "severity": severity.value,
             "title": title, "explanation": explanation, "evidence_frames": frames, "fix": fix,
@@ -67,9 +78,16 @@ def diagnose(
     certificates: pd.DataFrame,
     events: pd.DataFrame,
     options: Options = Options(),
+    *,
+    guard: bool = True,
 ) -> pd.DataFrame:
-    """Apply every rule to every conversation; one row per finding."""
-    out = _Collector()
+    """Apply every rule to every conversation; one row per finding.
+
+    ``guard=False`` lets findings through that contradict their conversation (tests use it
+    to show no rule ever needs the guard); ``df.attrs["refused"]`` names what the guard
+    held back.
+    """
+    out = _Collector(guard)
     # Plain records grouped by stream once: pandas operations on per-conversation slices
     # cost about a millisecond each, which dominated large captures.
     certs_by_stream = records_by_stream(certificates)
@@ -94,6 +112,7 @@ def diagnose(
     df = df.sort_values(["stream", "severity", "id"], key=lambda c: c.map(order) if
                         c.name == "severity" else c, kind="stable").reset_index(drop=True)
     df["severity"] = pd.Categorical(df["severity"], categories=[s.value for s in Severity])
+    df.attrs["refused"] = out.refused
     return df
 
 

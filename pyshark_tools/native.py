@@ -4,14 +4,15 @@ Without a key log, all the report needs from an SMTP/TLS conversation is in its 
 packets: the SMTP dialogue up to STARTTLS and the TLS handshake messages up to the first
 application-data record (where :mod:`pyshark_tools.prefilter` cuts). For the conversations
 that take the well-trodden path this module builds the very events, certificate messages and
-stream facts that tshark's row handling (``events._frame_events``) builds, frame by frame.
+stream facts that tshark's row handling (``events.RowReader``) builds. The cleartext SMTP
+dialogue is read by the same byte-stream reader in both engines
+(:mod:`pyshark_tools.smtp_dialogue`).
 
-It is deliberately narrow: whatever it has not been checked to read exactly like tshark 4.x
--- pipelined or split SMTP lines, DATA/AUTH/BDAT in clear, unknown verbs, non-ASCII text,
-handshake messages spanning records, HelloRetryRequest, heartbeats, retransmissions, odd TCP
-options -- raises :class:`Demote`, and the prefilter hands that conversation to tshark (the
-reference engine) instead. Tests compare both engines on every fixture, the peer corpus and
-the benchmark capture.
+The TLS side is deliberately narrow: whatever it has not been checked to read exactly like
+tshark 4.x -- handshake messages spanning records, HelloRetryRequest, heartbeats,
+retransmissions, odd TCP options -- raises :class:`Demote`, and the prefilter hands that
+conversation to tshark (the reference engine) instead. Tests compare both engines on every
+fixture, the peer corpus and the benchmark capture.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .events import CertificateMessage
+from .smtp_dialogue import DialogueReader, ItemKind
 from .tls_names import alert_name, cipher_name, handshake_name, version_name
 
 __all__ = ["Demote", "NativeConversation", "NativeResult"]
@@ -32,11 +34,7 @@ class Demote(Exception):
     """tshark must read this conversation: the native reader is not sure to match it."""
 
 
-# Client commands whose lines tshark shows as plain command lines (no data or auth state).
-_SIMPLE_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "NOOP", "RSET", "QUIT", "MAIL", "RCPT",
-                           "VRFY", "EXPN", "HELP"})
 _PRINTABLE = re.compile(rb"[\x20-\x7e]+")
-_REPLY = re.compile(rb"([0-9]{3})([ -])([\x20-\x7e]*)")
 # ServerHello.random of a HelloRetryRequest (RFC 8446, 4.1.3)
 _HRR_RANDOM = bytes.fromhex(
     "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
@@ -210,9 +208,8 @@ class NativeConversation:
     direction whose destination port is the SMTP port (tshark's "request" side).
     """
 
-    __slots__ = ("certificates", "client_hello_from", "dirs", "ends", "first_command_from",
-                 "has_smtp", "has_tls", "request_dir", "rows", "state", "stream",
-                 "tls13")
+    __slots__ = ("certificates", "client_hello_from", "dialogue", "dirs", "ends", "has_tls",
+                 "implicit", "request_dir", "rows", "stream", "tls13")
 
     def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
                  implicit: bool) -> None:
@@ -220,12 +217,11 @@ class NativeConversation:
         self.ends = ends
         self.request_dir = request_dir
         self.dirs = (_Direction(), _Direction())
-        # SMTP: "cmds" -> (client STARTTLS) "awaiting" -> (server 220) "tls"
-        self.state = "tls" if implicit else "cmds"
+        self.implicit = implicit
+        self.dialogue = DialogueReader()
         self.tls13 = False
-        self.has_smtp = self.has_tls = False
+        self.has_tls = False
         self.client_hello_from: str | None = None
-        self.first_command_from: str | None = None
         self.rows: list[tuple] = []
         self.certificates: list[CertificateMessage] = []
 
@@ -235,47 +231,18 @@ class NativeConversation:
 
     # --- cleartext SMTP -------------------------------------------------------------------
 
-    def clear(self, direction: int, frame: int, ns: int, payload: bytes) -> None:
-        """A segment of cleartext SMTP: exactly one whole command line or one whole reply."""
-        if self.state == "tls" or not payload.endswith(b"\r\n"):
-            raise Demote("SMTP text split across segments or after STARTTLS")
-        lines = payload[:-2].split(b"\r\n")
-        src, dst = self._src_dst(direction)
-        if direction == self.request_dir:
-            if len(lines) != 1 or self.state != "cmds" or not _PRINTABLE.fullmatch(lines[0]):
-                raise Demote("pipelined, unexpected or non-ASCII SMTP command")
-            text = lines[0].decode("ascii").strip()
-            verb = text.split(" ", 1)[0].upper()
-            if verb not in _SIMPLE_VERBS or (verb == "STARTTLS" and text.upper() != verb):
-                raise Demote(f"SMTP command {verb[:12]!r} needs tshark")
-            self.has_smtp = True
-            self.first_command_from = self.first_command_from or src
-            self.rows.append((frame, ns, self.stream, src, dst, "smtp_command", verb, text))
-            if verb == "STARTTLS":
-                self.state = "awaiting"
-            return
-        parsed = [_REPLY.fullmatch(line) for line in lines]
-        if not all(parsed) or len({m.group(1) for m in parsed}) != 1 or any(
-                m.group(2) != (b" " if i == len(parsed) - 1 else b"-")
-                for i, m in enumerate(parsed)):
-            raise Demote("SMTP reply that is not exactly one whole reply")
-        code = parsed[0].group(1).decode()
-        params = [m.group(3).decode("ascii").strip() for m in parsed]
-        if not all(params):
-            raise Demote("SMTP reply line without text")
-        if self.state == "awaiting":
-            if code != "220":
-                raise Demote("STARTTLS refused")
-            self.state = "tls"
-        detail = "\n".join([f"{code}-{p}" for p in params[:-1]] + [f"{code} {params[-1]}"])
-        self.has_smtp = True
-        self.rows.append((frame, ns, self.stream, src, dst, "smtp_reply", code, detail))
+    def clear(self, direction: int, frame: int, ns: int, payload: bytes, seq: int | None = None,
+              declared: int | None = None) -> None:
+        """A segment of cleartext SMTP (any part of a line or several lines): the shared
+        byte-stream reader puts it in order and cuts it into commands and replies."""
+        sender = "client" if direction == self.request_dir else "server"
+        self.dialogue.feed(sender, frame, ns, payload, seq, declared)
 
     # --- TLS --------------------------------------------------------------------------------
 
     def tls(self, direction: int, frame: int, ns: int, payload: bytes) -> None:
         """Bytes of the TLS record layer: the records completing in this frame become events."""
-        if self.state != "tls":
+        if not (self.implicit or self.dialogue.starttls_accepted):
             raise Demote("TLS before the STARTTLS reply")
         d = self.dirs[direction]
         buf = d.buffer + payload if d.buffer else payload
@@ -328,15 +295,16 @@ class NativeConversation:
             # encrypted record (the inner type is hidden), so the reference has no event
         rows = self.rows
         for name, detail in handshakes:
-            rows.append((frame, ns, self.stream, src, dst, "tls_handshake", name, detail))
+            rows.append((frame, ns, self.stream, src, dst, "tls_handshake", name, detail, None))
         if ccs:
-            rows.append((frame, ns, self.stream, src, dst, "tls_ccs", "ChangeCipherSpec", ""))
+            rows.append((frame, ns, self.stream, src, dst, "tls_ccs", "ChangeCipherSpec", "",
+                         None))
         for name, detail in alerts:
-            rows.append((frame, ns, self.stream, src, dst, "tls_alert", name, detail))
+            rows.append((frame, ns, self.stream, src, dst, "tls_alert", name, detail, None))
         if appdata and not d.appdata:
             d.appdata = True
             rows.append((frame, ns, self.stream, src, dst, "tls_appdata", "ApplicationData",
-                         "first application data"))
+                         "first application data", None))
 
     def _handshake(self, record: bytes, frame: int, ns: int, src: str,
                    dst: str) -> list[tuple[str, str]]:
@@ -378,8 +346,18 @@ class NativeConversation:
             out.append((handshake_name(hs), detail))
         return out
 
-    def facts(self) -> dict[str, object]:
-        """The stream facts tshark's rows would have set (see ``parallel._PARTIAL``)."""
-        return {"lost_segments": 0, "malformed": 0, "has_smtp": self.has_smtp,
+    def finish(self) -> dict[str, object]:
+        """Add the SMTP dialogue's rows; the stream facts tshark's rows would have set
+        (see ``parallel._PARTIAL``)."""
+        client, server = self._src_dst(self.request_dir)
+        has_smtp, first_command_from = False, None
+        for item in self.dialogue.finish():
+            src, dst = (client, server) if item.sender == "client" else (server, client)
+            has_smtp = has_smtp or item.kind is not ItemKind.GAP
+            if item.kind is ItemKind.COMMAND and first_command_from is None:
+                first_command_from = src
+            self.rows.append((item.first_frame, item.stamp, self.stream, src, dst,
+                              item.kind.value, item.name, item.detail, item.last_frame))
+        return {"lost_segments": 0, "malformed": 0, "has_smtp": has_smtp,
                 "has_tls": self.has_tls, "client_hello_from": self.client_hello_from,
-                "first_command_from": self.first_command_from}
+                "first_command_from": first_command_from}

@@ -30,10 +30,10 @@ from typing import Any
 from .events import (
     FIELDS,
     CertificateMessage,
+    EventSink,
     Extraction,
+    RowReader,
     StreamFacts,
-    _EventSink,
-    _frame_events,
     assign_roles,
     decode_as_rules,
     display_filter,
@@ -99,14 +99,13 @@ def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
     cmd = shard_command(tshark, shard.path, ports, keylog)
     run = FieldRun()
     rows = iter_fields(cmd, FIELDS, run) if shard.packets else iter(())
-    return _consume(rows, shard, run, cmd)
+    return _consume(rows, shard, run, cmd, ports)
 
 
-def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
-    sink = _EventSink()
+def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str],
+             ports: Sequence[int]) -> ShardResult:
+    reader = RowReader(ports)
     facts: dict[int, StreamFacts] = {}
-    certs: list[CertificateMessage] = []
-    appdata_seen: set[tuple[int, str]] = set()
     frames, streams, post_cut = shard.frames, shard.streams, shard.post_cut
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for row in rows:
@@ -128,9 +127,10 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
             f.lost_segments += 1
         if row["_ws.malformed"]:
             f.malformed += 1
-        _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
+        reader.row(f, row, frame, when, src, dst)
+    events, certs = reader.finish()
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    return ShardResult(sink.frame(), partial, certs, run.warnings, run.truncated, list(cmd))
+    return ShardResult(events, partial, certs, run.warnings, run.truncated, list(cmd))
 
 
 def _run_shard_args(args: tuple) -> ShardResult:
@@ -228,15 +228,16 @@ def _concatenate(shards: Sequence[Shard], path: Path) -> Shard:
 
 def native_shard(found: NativeResult) -> ShardResult:
     """The native reader's conversations in the shape of one tshark shard's result."""
-    sink = _EventSink()
+    sink = EventSink()
     if found.rows:
-        frames, times, streams, srcs, dsts, kinds, names, details = map(list, zip(*found.rows,
-                                                                                strict=True))
+        frames, times, streams, srcs, dsts, kinds, names, details, lasts = map(
+            list, zip(*found.rows, strict=True))
         when: dict[int, object] = {}  # a frame's events share its time: convert it once
         times = [when.get(ns) or when.setdefault(ns, ns_to_datetime(ns)) for ns in times]
         columns = {"frame": frames, "time": times, "stream": streams, "src": srcs,
                    "dst": dsts, "sender": [None] * len(frames), "kind": kinds, "name": names,
-                   "detail": details, "decrypted": [False] * len(frames)}
+                   "detail": details, "decrypted": [False] * len(frames),
+                   "last_frame": lasts}
         sink.add_columns(columns)
     return ShardResult(sink.frame(), found.partial, list(found.certificates),
                        command=["(native reader: cleartext SMTP and TLS handshakes)"])
@@ -278,13 +279,13 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         warnings.extend(w for w in result.warnings if w not in warnings)
         truncated = truncated or result.truncated
     if pre.synthetic:
-        sink = _EventSink()
+        sink = EventSink()
         for ev in pre.synthetic:
             sink.add(frame=ev.frame, time=ev.time, stream=ev.stream, src=ev.src, dst=ev.dst,
                      sender=None, kind=ev.kind, name=ev.name, detail="", decrypted=False)
         parts.append(sink.frame())
     if not parts:
-        events = _EventSink().frame()
+        events = EventSink().frame()
     elif len(parts) == 1:
         events = parts[0]
     else:
@@ -501,4 +502,5 @@ def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], 
         results = map_forked(_tables_chunk_args, work, jobs if forked else 1)
     conversations = pd.concat([r[0] for r in results], ignore_index=True)
     findings = pd.concat([r[1] for r in results], ignore_index=True)
+    findings.attrs["refused"] = [line for r in results for line in r[1].attrs.get("refused", [])]
     return conversations, findings

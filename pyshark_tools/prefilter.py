@@ -601,7 +601,7 @@ class _Pass:
                         raise Demote("TCP options tshark may flag")
                     if seglen:
                         if d.mode == _CLEAR:
-                            conv.native.clear(direction, frame, ns, payload)
+                            conv.native.clear(direction, frame, ns, payload, seq, seglen)
                         else:
                             conv.native.tls(direction, frame, ns, payload)
             except Demote as why:
@@ -985,10 +985,13 @@ def _count(conv: _Conv, direction: int, frame: int, ns: int, orig: int, truncate
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:
     """What the native reader found in the conversations it kept (frame order)."""
-    return NativeResult.combined(
-        NativeResult(conv.native.rows, conv.native.certificates,
-                     {stream: conv.native.facts()})
-        for stream, conv in convs.items() if conv.native is not None)
+    parts = []
+    for stream, conv in convs.items():
+        if conv.native is not None:
+            facts = conv.native.finish()  # adds the SMTP dialogue's rows
+            parts.append(NativeResult(conv.native.rows, conv.native.certificates,
+                                      {stream: facts}))
+    return NativeResult.combined(parts)
 
 
 def _conv_endpoints(conv: _Conv) -> tuple[str, str]:

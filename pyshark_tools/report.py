@@ -265,6 +265,7 @@ def analyze(
         jobs=(jobs or default_jobs()) if engine == "fast" else 1,
         dask_client=dask_client if engine == "fast" else None,
     )
+    refused = list(findings.attrs.get("refused", []))  # findings the invariants held back
 
     wanted = set(streams) if streams is not None else None
     if exo_only:
@@ -279,7 +280,7 @@ def analyze(
     events = extraction.events
     events = events[events["stream"].isin(set(conversations["stream"].astype(int)))]
 
-    warnings = list(extraction.warnings)
+    warnings = list(extraction.warnings) + refused
     if extraction.truncated_file:
         warnings = [w for w in warnings if "cut short" not in w]
     info = {

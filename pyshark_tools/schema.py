@@ -221,10 +221,13 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "src",
     "dst",
     "sender",  # client/server
-    "kind",  # smtp_command, smtp_reply, tls_handshake, tls_alert, tls_ccs, tls_appdata
+    "kind",  # smtp_command, smtp_reply, smtp_gap, tls_handshake, tls_alert, tls_ccs,
+    # tls_appdata
     "name",  # command verb, reply code, handshake message name, alert name
-    "detail",  # full command/reply line, certificate count, version ...
+    "detail",  # full command/reply line(s), certificate count, version ...
     "decrypted",  # seen only thanks to the key log
+    "last_frame",  # cleartext SMTP: the frame that carried the item's last byte (``frame``
+    # the first); null for the other kinds
 )
 
 EXIT_OK = 0  # nothing wrong found

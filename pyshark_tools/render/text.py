@@ -17,7 +17,8 @@ def _s(value: object) -> str:
     return str(value)
 
 
-def render_text(report: Report, console: Console) -> None:
+def render_text(report: Report, console: Console,
+                no_problems: str = "No problems found.") -> None:
     info = report.capture
     console.print(Text(f"Capture: {info['file']}", style="bold"))
     span = ""
@@ -65,7 +66,7 @@ def render_text(report: Report, console: Console) -> None:
     console.print(table)
     findings = report.findings
     if not len(findings):
-        console.print(Text("No problems found.", style="green"))
+        console.print(Text(no_problems, style="green"))
         return
     for stream, group in findings.groupby("stream", sort=True, observed=True):
         c = conv[conv["stream"] == stream].iloc[0]

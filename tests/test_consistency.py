@@ -1,0 +1,140 @@
+"""No finding contradicts the facts of its own conversation, on any capture we have.
+
+The preconditions live once in ``pyshark_tools.invariants``; the findings module refuses a
+finding that breaks one. Here the rules run with that guard off, so a rule that would need
+the guard fails the test instead of being silently held back. Then the SMTP dialogue the
+report read is compared with what the fixture generator said on the wire.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from pyshark_tools import analyze
+from pyshark_tools.findings import diagnose
+from pyshark_tools.invariants import INVARIANTS, violations
+from pyshark_tools.report import Report
+
+from .conftest import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
+from .corpus import CORPUS
+
+CASES = [
+    pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")
+    for name in fixture_scenarios()
+    for keys in (False, True)
+    if not keys or usable_keylog(fixture_truth(name))
+]
+
+CORPUS_CAPTURES = sorted(p for p in CORPUS.rglob("*.pcap*")) if CORPUS.is_dir() else []
+
+
+@cache
+def _fixture_report(name: str, with_keys: bool) -> Report:
+    return analyze_fixture(name, with_keys)
+
+
+def _unguarded(report: Report) -> list[str]:
+    findings = diagnose(report.conversations, report.certificates, report.events,
+                        guard=False)
+    return violations(report.conversations.to_dict("records"),
+                      findings.to_dict("records"))
+
+
+def _refused(report: Report) -> list[str]:
+    return [w for w in report.warnings if " not reported: it needs " in w]
+
+
+@pytest.mark.parametrize(("name", "with_keys"), CASES)
+def test_no_finding_contradicts_its_conversation_on_fixtures(name: str, with_keys: bool):
+    report = _fixture_report(name, with_keys)
+    assert _unguarded(report) == []
+    assert _refused(report) == []
+
+
+def test_the_corpus_is_here():
+    assert len(CORPUS_CAPTURES) >= 20, f"peer corpus missing or thin at {CORPUS}"
+
+
+@pytest.mark.parametrize("capture", CORPUS_CAPTURES, ids=lambda p: p.name)
+def test_no_finding_contradicts_its_conversation_on_the_corpus(capture: Path):
+    report = analyze(capture, all_tls=True, ports=(25, 587, 2525))
+    assert _unguarded(report) == []
+    assert _refused(report) == []
+
+
+def test_every_invariant_can_fail():
+    """Each precondition rejects some conversation (none is vacuous)."""
+    report = _fixture_report("tls12-client-cert-ok", False)
+    row = report.conversations.to_dict("records")[0]
+    plain = _fixture_report("starttls-not-offered", False).conversations.to_dict("records")[0]
+    for inv in INVARIANTS:
+        assert not (inv.holds(row) and inv.holds(plain)), inv.rule
+
+
+def test_the_guard_refuses_a_contradicting_finding_and_says_so():
+    """A conversation whose EHLO reply lists STARTTLS and that negotiated TLS 1.2: if a
+    table claimed STARTTLS was not offered, W1 must not come out, and the refusal is named."""
+    report = _fixture_report("tls12-client-cert-ok", False)
+    conversations = report.conversations.copy()
+    conversations["starttls_offered"] = False  # a contradiction planted in the facts
+    guarded = diagnose(conversations, report.certificates, report.events)
+    assert "W1" not in set(guarded["id"])
+    assert any("W1 not reported" in line for line in guarded.attrs["refused"])
+    unguarded = diagnose(conversations, report.certificates, report.events, guard=False)
+    assert "W1" in set(unguarded["id"])
+
+
+# --- the SMTP dialogue against what the generator wrote -----------------------------------
+
+
+def _smtp_events(report: Report, stream: int, kind: str, decrypted: bool | None = None):
+    ev = report.events
+    mine = ev[(ev["stream"] == stream) & (ev["kind"] == kind)]
+    if decrypted is not None:
+        mine = mine[mine["decrypted"] == decrypted]
+    return mine
+
+
+#: Captures the generator damaged on purpose (snap length, cut file) lose dialogue text by
+#: design; their own tests in test_analyzer_fixtures check what must survive.
+WHOLE_CASES = [case for case in CASES if not fixture_truth(case.values[0]).get("damaged")]
+
+
+@pytest.mark.parametrize(("name", "with_keys"), WHOLE_CASES)
+def test_cleartext_dialogue_is_what_the_generator_sent(name: str, with_keys: bool):
+    truth = fixture_truth(name)
+    report = _fixture_report(name, with_keys)
+    for tc in truth["conversations"]:
+        if tc["server_port"] in (53, 80, 443) or tc["implicit_tls"]:
+            continue
+        conv = report.conversations
+        row = conv[(conv["client_port"] == tc["client_port"])
+                   & (conv["client_ip"] == tc["client_ip"])].iloc[0]
+        replies = _smtp_events(report, int(row["stream"]), "smtp_reply", decrypted=False)
+        clear = [r for r in tc["smtp_replies"] if not r["encrypted"]]
+        got = [(int(code), detail.split("\n")[0]) for code, detail in
+               zip(replies["name"], replies["detail"], strict=True)]
+        assert got == [(r["code"], r["text"]) for r in clear]
+        for reply, detail in zip(clear, replies["detail"], strict=True):
+            if "lines" in reply:
+                assert len(detail.split("\n")) == reply["lines"]
+        commands = list(_smtp_events(report, int(row["stream"]), "smtp_command",
+                                     decrypted=False)["detail"])
+        assert commands == tc["smtp_commands"][:len(commands)]
+        if not tc["starttls_accepted"]:
+            assert commands == tc["smtp_commands"]  # no TLS: every command was in clear
+        assert _smtp_events(report, int(row["stream"]), "smtp_gap").empty
+
+
+def test_multi_segment_reply_keeps_its_first_and_last_frame():
+    report = _fixture_report("smtp-ehlo-line-per-segment", False)
+    ehlo = report.events[(report.events["kind"] == "smtp_reply")
+                         & (report.events["name"] == "250")].iloc[0]
+    assert int(ehlo["last_frame"]) > int(ehlo["frame"])
+    assert "250-STARTTLS" in ehlo["detail"].split("\n")
+    conv = report.conversations.iloc[0]
+    assert bool(conv["starttls_offered"]) is True
+    assert "W1" not in set(report.findings["id"])
