@@ -358,6 +358,7 @@ def attach_logs(report: Report, logs: Iterable[str | os.PathLike], *,
                        log_sessions, log_findings,
                        tolerance=DEFAULT_TOLERANCE_S if tolerance is None else tolerance)
     info["server_logs"] = {"files": files, **joined.summary}
+    warnings += joined.refused
     return Report(capture=info, conversations=_attach_severity(joined.conversations,
                                                                joined.findings),
                   certificates=report.certificates, findings=joined.findings,

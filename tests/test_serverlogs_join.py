@@ -10,6 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pyshark_tools.invariants import violations
+from pyshark_tools.tables import records
+
 from .conftest import FIXTURES, analyze_fixture, fixture_truth
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
@@ -221,3 +224,6 @@ def test_every_log_fixture_joins_its_capture(stem: str) -> None:
         assert ("X3" in log_ids) <= ("X3" in ids)  # the log's rejection is never lost
         assert ("L2" in ids) == stem.endswith(".firewall.SEND")
         assert set(row["finding_ids"].split()) == ids
+    # no finding, the capture's or the log's, contradicts the joined facts
+    assert violations(records(report.conversations), records(report.findings)) == []
+    assert not [w for w in report.warnings if "not reported" in w]

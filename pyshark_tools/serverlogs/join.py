@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..invariants import allows
 from ..schema import (
     CLIENT_CERT_UNKNOWN,
     FINDING_COLUMNS,
@@ -57,6 +58,7 @@ class JoinResult:
     log_lines: pd.DataFrame
     matches: list[Match] = field(default_factory=list)
     summary: dict[str, object] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)  # log findings the invariants held back
 
 
 def log_lines(sessions: list[LogSession], matches: list[Match]) -> pd.DataFrame:
@@ -201,6 +203,15 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
                     **disagreement, "session": m.session}])], ignore_index=True)
         for key, value in updates.items():
             conversations.at[conversations.index[position], key] = value
+    # the log's findings obey the same invariants as the capture's, on the joined facts
+    joined_rows = {int(c["stream"]): c for c in records(conversations)}
+    refused = []
+    for f in list(added):
+        broken = allows(str(f["id"]), joined_rows[int(f["stream"])])
+        if broken is not None:
+            added.remove(f)
+            refused.append(f"stream {f['stream']}: {f['id']} (server log) not reported: it "
+                           f"needs {broken.says}")
     keep = [(int(s), r) not in dropped for s, r in zip(findings["stream"], findings["id"],
                                                         strict=True)]
     findings = findings[pd.Series(keep, index=findings.index, dtype=bool)].copy()
@@ -231,7 +242,7 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
                            for name, values in by_file.items()},
     }
     return JoinResult(conversations, findings, log_sessions, log_findings,
-                      log_lines(sessions, matches), matches, summary)
+                      log_lines(sessions, matches), matches, summary, refused)
 
 
 #: The capture's W6 says what happens "once the IP connector is removed" when it saw no
