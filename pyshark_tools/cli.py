@@ -167,6 +167,8 @@ def main() -> None:
                    "glob, .gz; repeatable) joined to the conversations by endpoints and time.")
 @click.option("--log-tolerance", type=click.FloatRange(0), default=120.0, show_default=True,
               metavar="SECONDS", help="Clock skew allowed between the logs and the capture.")
+@click.option("--log-format", type=click.Choice(["exchange", "postfix", "exim"]),
+              help="Read every --log file as this format (default: recognised per file).")
 def report_command(captures: tuple[str, ...], keylog: str | None,
                    expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
@@ -174,7 +176,8 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
                    output: str | None, color: bool | None, jobs: int | None,
                    no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
-                   quiet: bool, logs: tuple[str, ...], log_tolerance: float) -> None:
+                   quiet: bool, logs: tuple[str, ...], log_tolerance: float,
+                   log_format: str | None) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -188,7 +191,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
         streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
         dask_client=dask_client, progress=False if quiet else None, native=not no_native,
-        logs=list(logs) or None, log_tolerance=log_tolerance,
+        logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
     )
     if dask_client is not None:
         dask_client.close()
