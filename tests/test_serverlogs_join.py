@@ -107,8 +107,15 @@ def test_firewall_rewriting_tls_is_a_finding_of_its_own() -> None:
     assert str(l2["severity"]) == "error"
     assert truth["client_thumbprint"] in l2["explanation"]
     assert f":{truth['lines']['client_certificate']}" in l2["evidence_lines"]
-    capture_frame = int(report.conversations.iloc[0]["frame_client_certificate"])
-    assert l2["evidence_frames"] == str(capture_frame)
+    conv = report.conversations.iloc[0]
+    frames = {int(conv["frame_client_certificate"]), int(conv["frame_server_certificate"])}
+    assert set(map(int, l2["evidence_frames"].split())) == frames
+    # the sender received the firewall's certificate, not Exchange Online's
+    exo = fixture_truth("tls12-client-cert-empty")["conversations"][0]["server_certificates"]
+    firewall = next(c for c in fixture_truth("mixed-traffic")["conversations"]
+                    if not c["exchange_online"])["server_certificates"][0]
+    assert firewall["sha1"] in l2["explanation"] and exo[0]["sha1"] in l2["explanation"]
+    assert f":{truth['lines']['server_certificate']}" in l2["evidence_lines"]
     # the wire is what the receiver got: the verdict stays the capture's
     assert str(report.conversations.iloc[0]["client_cert"]) == "empty"
     assert "L2" in set(report.log_findings["id"])

@@ -129,15 +129,16 @@ def match(sessions: list[LogSession], conversations: pd.DataFrame,
     return sorted(out, key=lambda m: (m.stream, m.role))
 
 
-def _capture_leaf_sha1(certificates: pd.DataFrame, conv: dict) -> str | None:
-    frame = conv["frame_client_certificate"]
-    if not len(certificates) or frame is None or pd.isna(frame):
+def _leaf_sha1(certificates: pd.DataFrame, conv: dict, role: str, frame: int | None
+               ) -> str | None:
+    """The capture's leaf thumbprint of one side's Certificate message."""
+    if not len(certificates) or frame is None:
         return None
     rows = certificates[(certificates["stream"] == conv["stream"])
-                        & (certificates["role"] == "client")
-                        & (certificates["frame"] == int(frame))
+                        & (certificates["role"] == role)
+                        & (certificates["frame"] == frame)
                         & (certificates["position"] == 0)]
-    return str(rows.iloc[0]["sha1"]) if len(rows) else None
+    return str(rows.iloc[0]["sha1"]) if len(rows) and pd.notna(rows.iloc[0]["sha1"]) else None
 
 
 def _source(conv: dict) -> str:
@@ -312,41 +313,83 @@ def _fill(conv: dict, s: LogSession, log_row: pd.Series) -> dict[str, object]:
     return out
 
 
-def _disagreement(conv: dict, s: LogSession, certificates: pd.DataFrame,
-                  stream: int) -> dict[str, object] | None:
+def _frame(value: object) -> int | None:
+    return int(value) if value is not None and not pd.isna(value) else None
+
+
+def _client_disagreement(conv: dict, s: LogSession, certificates: pd.DataFrame
+                         ) -> str | None:
     captured = str(conv["client_cert"])
     logged = s.client_cert.value
     if captured not in DECIDED or logged not in DECIDED:
         return None
     ref = s.refs.get("client_certificate") or s.refs.get("tls")
-    frame = conv["frame_client_certificate"]
-    frame_text = f"frame {int(frame)}" if frame is not None and not pd.isna(frame) else "?"
-    evidence = str(int(frame)) if frame is not None and not pd.isna(frame) else ""
+    frame = _frame(conv["frame_client_certificate"])
+    frame_text = f"frame {frame}" if frame is not None else "?"
     logged_cert = s.client_certificate
     if captured == ClientCert.EMPTY.value and logged == ClientCert.PRESENTED.value:
         thumb = f" (thumbprint {logged_cert.thumbprint})" if logged_cert and (
             logged_cert.thumbprint) else ""
-        text = (f"The sending server's log records that it sent its certificate{thumb} "
+        return (f"The sending server's log records that it sent its certificate{thumb} "
                 f"(server log {ref}), but the capture shows an EMPTY client Certificate "
                 f"message ({frame_text}): something between the sender and the capture point "
                 "rewrites TLS (a TLS-inspecting firewall or proxy) and drops the certificate.")
-    elif captured == ClientCert.PRESENTED.value and logged == ClientCert.EMPTY.value:
-        text = (f"The capture shows a client certificate ({frame_text}) but the log records "
+    if captured == ClientCert.PRESENTED.value and logged == ClientCert.EMPTY.value:
+        return (f"The capture shows a client certificate ({frame_text}) but the log records "
                 f"none (server log {ref}): a device between the two re-originates TLS and "
                 "presents a certificate of its own.")
-    else:
-        captured_sha1 = _capture_leaf_sha1(certificates, conv)
-        if not captured_sha1 or logged_cert is None or not logged_cert.thumbprint or (
-                captured_sha1.upper() == logged_cert.thumbprint.upper()):
-            return None
-        text = (f"The client certificate in the capture (thumbprint {captured_sha1}, "
-                f"{frame_text}) is not the one the log records (thumbprint "
-                f"{logged_cert.thumbprint}, server log {ref}): a device between the two "
-                "re-originates TLS with its own certificate.")
+    captured_sha1 = _leaf_sha1(certificates, conv, "client", frame)
+    if not captured_sha1 or logged_cert is None or not logged_cert.thumbprint or (
+            captured_sha1.upper() == logged_cert.thumbprint.upper()):
+        return None
+    return (f"The client certificate in the capture (thumbprint {captured_sha1}, "
+            f"{frame_text}) is not the one the log records (thumbprint "
+            f"{logged_cert.thumbprint}, server log {ref}): a device between the two "
+            "re-originates TLS with its own certificate.")
+
+
+def _server_disagreement(conv: dict, s: LogSession, certificates: pd.DataFrame
+                         ) -> str | None:
+    """The sender's log names the server certificate it received: a TLS-inspecting device
+    shows the sender its own certificate instead of the receiver's."""
+    logged = s.server_certificate
+    frame = _frame(conv["frame_server_certificate"])
+    captured_sha1 = _leaf_sha1(certificates, conv, "server", frame)
+    if logged is None or not logged.thumbprint or not captured_sha1 or (
+            captured_sha1.upper() == logged.thumbprint.upper()):
+        return None
+    return (f"The server certificate the log records (thumbprint {logged.thumbprint}, "
+            f"'{logged.subject}', server log {logged.ref}) is not the one in the capture "
+            f"(thumbprint {captured_sha1}, frame {frame}): the sender talks TLS to a device in "
+            "between, not to the receiving server.")
+
+
+def _version_disagreement(conv: dict, s: LogSession) -> str | None:
+    version = conv["tls_version"]
+    if not s.tls_version or not isinstance(version, str) or version == s.tls_version:
+        return None
+    return (f"The log records {s.tls_version} (server log {s.refs.get('tls')}) but the "
+            f"capture shows {version} (frame {_frame(conv['frame_server_hello'])}): two "
+            "different TLS sessions, one on each side of a device in between.")
+
+
+def _disagreement(conv: dict, s: LogSession, certificates: pd.DataFrame,
+                  stream: int) -> dict[str, object] | None:
+    """L2: where the log and the capture both saw a TLS fact and disagree."""
+    reasons = [text for text in (_client_disagreement(conv, s, certificates),
+                                 _server_disagreement(conv, s, certificates),
+                                 _version_disagreement(conv, s)) if text]
+    if not reasons:
+        return None
+    frames = sorted({f for f in (_frame(conv["frame_client_certificate"]),
+                                 _frame(conv["frame_server_certificate"])) if f is not None})
+    refs = [s.refs.get("client_certificate") or s.refs.get("tls"),
+            s.server_certificate.ref if s.server_certificate else None]
+    lines = " ".join(dict.fromkeys(str(r) for r in refs if r is not None))
     return {"stream": stream, "id": L_DISAGREE, "severity": Severity.ERROR.value,
-            "title": "The server log and the capture disagree about the client certificate",
-            "explanation": text, "evidence_frames": evidence,
+            "title": "The server log and the capture disagree about the TLS session",
+            "explanation": " ".join(reasons), "evidence_frames": " ".join(map(str, frames)),
             "fix": "Exempt the SMTP route to the receiving server from TLS inspection (SMTP/"
                    "ESMTP inspection, SSL decryption policies on the firewall), or capture on "
                    "the sending server itself to see what leaves it.",
-            "evidence_lines": str(ref) if ref else ""}
+            "evidence_lines": lines}
