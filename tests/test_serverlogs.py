@@ -406,3 +406,27 @@ def test_a_malformed_csv_record_is_skipped_and_the_next_ones_read(tmp_path: Path
     assert str(row["client_cert"]) == "empty"  # the banner is lost, the rest is not
     assert set(report.findings["id"]) == {"W6", "X3"}
     assert row["line_tls"] == "bad-quote.log:13"
+
+
+def test_exim_in_syslog_and_journal_export(tmp_path: Path) -> None:
+    """Exim writing to syslog (no date of its own in the message) and read from the journal."""
+    import pandas as pd
+
+    main = (LOGS / "exim-mainlog.log").read_text().splitlines()
+    syslog, journal = [], []
+    for line in main:
+        day, clock, message = line.split(" ", 2)
+        stamp = f"{day}T{clock}+00:00"
+        syslog.append(f"{stamp} mx2 exim[4711]: {message}")
+        micros = int(pd.Timestamp(stamp).value // 1000)
+        journal.append(f"__REALTIME_TIMESTAMP={micros}\nSYSLOG_IDENTIFIER=exim4\n_PID=4711\n"
+                       f"MESSAGE={message}\n")
+    (tmp_path / "syslog").write_text("\n".join(syslog) + "\n")
+    (tmp_path / "journal.export").write_text("\n".join(journal) + "\n")
+    expected = read_logs(LOGS / "exim-mainlog.log").log_sessions
+    for name in ("syslog", "journal.export"):
+        report = read_logs(tmp_path / name)
+        assert report.warnings == [], name
+        got = report.log_sessions
+        assert list(got["client_cert"].astype(str)) == list(expected["client_cert"].astype(str))
+        assert list(got["start_time"]) == list(expected["start_time"])

@@ -46,6 +46,7 @@ def looks_like_exim(text: str) -> bool:
     return (re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})?(?: \[\d+\])? "
                       + _MSGID + r" (?:<=|=>|\*\*|==|Completed)", head, re.MULTILINE) is not None
             or re.search(r"\bexim4?\[\d+\]: " + _MSGID, head) is not None
+            or re.search(r"SYSLOG_IDENTIFIER\W+exim4?\b", head) is not None
             or re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})?(?: \[\d+\])? "
                          r"(?:.*TLS error on connection|exim \d+\.\d+ daemon started|SMTP "
                          r"connection from |H=.* rejected )", head, re.MULTILINE) is not None)
