@@ -198,21 +198,13 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
             if verdict_from_log:
                 dropped |= {(stream, rule) for rule in CANNOT_SEE_RULES}
             disagreement = _disagreement(conv, s, certificates, stream)
-            if disagreement is not None:
+            if disagreement is not None and L_DISAGREE not in have:
                 added.append(disagreement)
                 log_findings = pd.concat([log_findings, pd.DataFrame([{
                     **disagreement, "session": m.session}])], ignore_index=True)
         for key, value in updates.items():
             conversations.at[conversations.index[position], key] = value
-    # the log's findings obey the same invariants as the capture's, on the joined facts
-    joined_rows = {int(c["stream"]): c for c in records(conversations)}
-    refused = []
-    for f in list(added):
-        broken = allows(str(f["id"]), joined_rows[int(f["stream"])])
-        if broken is not None:
-            added.remove(f)
-            refused.append(f"stream {f['stream']}: {f['id']} (server log) not reported: it "
-                           f"needs {broken.says}")
+    added, refused = _guarded(added, conversations)
     keep = [(int(s), r) not in dropped for s, r in zip(findings["stream"], findings["id"],
                                                         strict=True)]
     findings = findings[pd.Series(keep, index=findings.index, dtype=bool)].copy()
@@ -228,11 +220,35 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
     findings = _sorted(findings)
     log_findings["session"] = log_findings["session"].astype("Int64")
     log_findings["stream"] = log_findings["stream"].astype("Int64")
+    return JoinResult(conversations, findings, log_sessions, log_findings,
+                      log_lines(sessions, matches), matches,
+                      _summary(sessions, matches, tolerance), refused)
+
+
+def _guarded(added: list[dict[str, object]], conversations: pd.DataFrame
+             ) -> tuple[list[dict[str, object]], list[str]]:
+    """(kept, refusals): the log's findings obey the capture's invariants, on the joined
+    facts (``pyshark_tools.invariants``)."""
+    joined = {int(c["stream"]): c for c in records(conversations)}
+    kept, refused = [], []
+    for f in added:
+        broken = allows(str(f["id"]), joined[int(f["stream"])])
+        if broken is None:
+            kept.append(f)
+        else:
+            refused.append(f"stream {f['stream']}: {f['id']} (server log) not reported: it "
+                           f"needs {broken.says}")
+    return kept, refused
+
+
+def _summary(sessions: list[LogSession], matches: list[Match], tolerance: float
+             ) -> dict[str, object]:
+    """How many sessions joined, and the clock skew found (overall and per log file)."""
     skews = [m.skew_s for m in matches]
     by_file: dict[str, list[float]] = {}
     for m in matches:
         by_file.setdefault(sessions[m.session].file, []).append(m.skew_s)
-    summary = {
+    return {
         "sessions": len(sessions), "joined": len(matches),
         "exact_endpoints": sum(m.exact for m in matches),
         "tolerance_s": tolerance,
@@ -242,8 +258,6 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
         "skew_s_by_file": {name: round(float(pd.Series(values).median()), 3)
                            for name, values in by_file.items()},
     }
-    return JoinResult(conversations, findings, log_sessions, log_findings,
-                      log_lines(sessions, matches), matches, summary, refused)
 
 
 #: The capture's W6 says what happens "once the IP connector is removed" when it saw no
