@@ -113,3 +113,12 @@ def test_report_with_an_unreadable_log_warns_and_goes_on(tmp_path: Path) -> None
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "warning: server log junk.log: is not a text log" in done.stderr
     assert json.loads(done.stdout)["findings"][0]["id"] == "W6"
+
+
+@needs_tshark
+def test_report_with_log_markdown_names_the_log_lines() -> None:
+    done = run(FIXTURES / "tls13-client-cert-empty.pcapng", "--log",
+               LOGS / "tls13-client-cert-empty.postfix.log", "--format", "markdown")
+    assert done.returncode == 1, done.stderr
+    assert "- Evidence: server log tls13-client-cert-empty.postfix.log:2" in done.stdout
+    assert "W4" not in done.stdout  # the log answered what TLS 1.3 hid

@@ -129,7 +129,11 @@ def to_markdown(report: Report) -> str:
     if not len(report.findings):
         lines.append("No findings.")
     for _, f in report.findings.iterrows():
+        log_lines = f.get("evidence_lines")  # present with --log
+        evidence = (f"- Evidence: server log {log_lines}" if isinstance(log_lines, str)
+                    and log_lines and not f["evidence_frames"]
+                    else f"- Evidence frames: {f['evidence_frames']}")
         lines += [f"### Stream {f['stream']}: {f['id']} {f['title']} ({f['severity']})", "",
                   f"{f['explanation']}", "",
-                  f"- Evidence frames: {f['evidence_frames']}", f"- Fix: {f['fix']}", ""]
+                  evidence, f"- Fix: {f['fix']}", ""]
     return "\n".join(lines).rstrip() + "\n"
