@@ -173,6 +173,7 @@ def _certificate_list(body: bytes) -> tuple[int, tuple[bytes, ...]]:
 @dataclass
 class _Direction:
     buffer: bytes = b""  # the start of a record still incomplete
+    messages: bytes = b""  # the start of a handshake message that continues in a later record
     ccs: bool = False  # sent ChangeCipherSpec: its later handshake records are encrypted
     appdata: bool = False
 
@@ -277,7 +278,12 @@ class NativeConversation:
                     continue  # encrypted Finished: tshark shows no message type
                 if self.tls13 and direction != self.request_dir:
                     raise Demote("cleartext handshake after a TLS 1.3 ServerHello")
-                handshakes.extend(self._handshake(body, frame, ns, src, dst))
+                # a message spanning records is read where its last record ends (as tshark
+                # shows it: in the frame that completes it)
+                data = d.messages + body if d.messages else body
+                used, found = self._handshake(data, frame, ns, src, dst)
+                d.messages = data[used:]
+                handshakes.extend(found)
             elif rtype == 20:
                 ccs = True
                 d.ccs = True
@@ -307,17 +313,21 @@ class NativeConversation:
                          "first application data", None))
 
     def _handshake(self, record: bytes, frame: int, ns: int, src: str,
-                   dst: str) -> list[tuple[str, str]]:
+                   dst: str) -> tuple[int, list[tuple[str, str]]]:
+        """(bytes used, messages) of the whole handshake messages at the start of
+        ``record``; a message cut at its end waits for the next record."""
         out = []
         pos = 0
         while pos < len(record):
             if pos + 4 > len(record):
-                raise Demote("a handshake message spans TLS records")
+                break
             hs = record[pos]
             length = int.from_bytes(record[pos + 1:pos + 4], "big")
+            if length > 1 << 15:  # tshark's own reassembly limits decide those
+                raise Demote("a handshake message longer than 32 KiB")
             body = record[pos + 4:pos + 4 + length]
             if len(body) != length:
-                raise Demote("a handshake message spans TLS records")
+                break
             pos += 4 + length
             detail = ""
             if hs == 1:
@@ -344,7 +354,7 @@ class NativeConversation:
             elif hs not in (0, 4, 12, 13, 14, 15, 16, 22):  # 22: CertificateStatus (OCSP)
                 raise Demote(f"cleartext handshake message {hs}")
             out.append((handshake_name(hs), detail))
-        return out
+        return pos, out
 
     def finish(self) -> dict[str, object]:
         """Add the SMTP dialogue's rows; the stream facts tshark's rows would have set

@@ -138,3 +138,19 @@ def test_multi_segment_reply_keeps_its_first_and_last_frame():
     conv = report.conversations.iloc[0]
     assert bool(conv["starttls_offered"]) is True
     assert "W1" not in set(report.findings["id"])
+
+
+@pytest.mark.parametrize(("name", "with_keys"), CASES)
+def test_events_are_in_wire_order_within_a_frame(name: str, with_keys: bool):
+    """ChangeCipherSpec comes before the Finished it protects; a decrypted SMTP line comes
+    after the first application-data record that carries it."""
+    report = _fixture_report(name, with_keys)
+    for (_frame, _sender), ev in report.events.groupby(["frame", "sender"], observed=True):
+        kinds = list(ev["kind"].astype(str))
+        names = list(ev["name"])
+        if "tls_ccs" in kinds and "Finished" in names:
+            assert kinds.index("tls_ccs") < names.index("Finished"), (name, _frame)
+        if "tls_appdata" in kinds:
+            decrypted = [i for i, d in enumerate(ev["decrypted"]) if d and
+                         kinds[i].startswith("smtp_")]
+            assert all(i > kinds.index("tls_appdata") for i in decrypted), (name, _frame)
