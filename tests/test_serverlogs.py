@@ -430,3 +430,37 @@ def test_exim_in_syslog_and_journal_export(tmp_path: Path) -> None:
         got = report.log_sessions
         assert list(got["client_cert"].astype(str)) == list(expected["client_cert"].astype(str))
         assert list(got["start_time"]) == list(expected["start_time"])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_damaged_logs_never_raise(tmp_path: Path, seed: int) -> None:
+    """Cut, spliced and sprinkled logs of every format: warnings at most, never an exception
+    other than 'nothing readable'."""
+    import random
+
+    rng = random.Random(seed)
+    sources = [SEED_LOG, LOGS / "exchange-failures.SEND.log", LOGS / "exim-mainlog.log",
+               LOGS / "mixed-traffic.mx.postfix.log", LOGS / "tls13-client-cert-ok.postfix.log"]
+    data = bytearray(rng.choice(sources).read_bytes())
+    for _ in range(rng.randint(1, 6)):
+        action = rng.choice(["cut", "insert", "flip", "dup"])
+        if not data:
+            break
+        at = rng.randrange(len(data))
+        if action == "cut":
+            del data[at:at + rng.randint(1, 200)]
+        elif action == "insert":
+            data[at:at] = rng.choice([b'"', b",", b"\n", b"\x00", b"\xff\xfe", b"#Fields: x,y\n",
+                                      bytes(rng.randrange(256) for _ in range(20))])
+        elif action == "flip":
+            data[at] = rng.randrange(256)
+        else:
+            data[at:at] = data[max(0, at - 300):at]
+    path = tmp_path / f"damaged-{seed}.log"
+    path.write_bytes(bytes(data))
+    try:
+        report = read_logs(path)
+    except LogsUnreadable:
+        return
+    assert list(report.log_sessions.columns) == list(LOG_SESSION_COLUMNS)
+    assert all(isinstance(w, str) and "\n" not in w for w in report.warnings)
