@@ -26,7 +26,7 @@ Exit codes:
   1  problems found (a finding of severity error or warning)
   2  usage error
   3  tshark missing or too old
-  4  capture, key log or trust store unreadable
+  4  capture, key log or trust store unreadable (logs: no readable server log)
   6  probe: could not connect
 """
 
@@ -145,7 +145,7 @@ def main() -> None:
                                                         "html"]),
               default="text", show_default=True)
 @click.option("--table", type=click.Choice(["conversations", "certificates", "findings",
-                                             "events"]),
+                                             "events", "log_sessions", "log_findings"]),
               default="conversations", show_default=True, help="Which table --format csv writes.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of the terminal.")
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
@@ -161,6 +161,14 @@ def main() -> None:
               help="Run the conversation shards on a Dask cluster (e.g. tcp://host:8786); "
                    "workers must see the same temporary folder (TMPDIR).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--log", "logs", multiple=True, metavar="PATH",
+              type=click.Path(dir_okay=True, path_type=str),
+              help="A mail server log (Exchange protocol log, Postfix, Exim; file, folder, "
+                   "glob, .gz; repeatable) joined to the conversations by endpoints and time.")
+@click.option("--log-tolerance", type=click.FloatRange(0), default=120.0, show_default=True,
+              metavar="SECONDS", help="Clock skew allowed between the logs and the capture.")
+@click.option("--log-format", type=click.Choice(["exchange", "postfix", "exim"]),
+              help="Read every --log file as this format (default: recognised per file).")
 def report_command(captures: tuple[str, ...], keylog: str | None,
                    expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
@@ -168,7 +176,8 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
                    output: str | None, color: bool | None, jobs: int | None,
                    no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
-                   quiet: bool) -> None:
+                   quiet: bool, logs: tuple[str, ...], log_tolerance: float,
+                   log_format: str | None) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -182,6 +191,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
         streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
         dask_client=dask_client, progress=False if quiet else None, native=not no_native,
+        logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
     )
     if dask_client is not None:
         dask_client.close()
@@ -254,6 +264,49 @@ def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[i
 
     click.echo(_render_console(lambda console: render_follow(result, stream, console), None,
                                color), nl=False)
+
+
+@main.command("logs", epilog=EXIT_CODES_HELP)
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...",
+                type=click.Path(dir_okay=True, path_type=str))
+@click.option("--log-format", type=click.Choice(["exchange", "postfix", "exim"]),
+              help="Read every file as this format (default: recognised per file).")
+@click.option("--expect-cert-name", metavar="NAME",
+              help="The inbound connector's TlsSenderCertificateName: check the logged "
+                   "certificate carries it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+              show_default=True)
+@click.option("--table", type=click.Choice(["sessions", "findings"]), default="sessions",
+              show_default=True, help="Which table --format csv writes.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of the terminal.")
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
+def logs_command(paths: tuple[str, ...], log_format: str | None, expect_cert_name: str | None,
+                 fmt: str, table: str, output: str | None, color: bool | None) -> None:
+    """Read mail server logs alone: Exchange SMTP protocol logs (SmtpSend, SmtpReceive),
+    Postfix (syslog, journal) and Exim main logs; files, folders, globs, .gz.
+
+    One row per SMTP session in the conversations' vocabulary, with findings whose evidence
+    is the log's own file:line.
+    """
+    from .render import logs as render_logs
+    from .serverlogs import LogsUnreadable, read_logs
+
+    target = _output_target(output)
+    try:
+        result = read_logs(list(paths), log_format=log_format,
+                           expect_cert_name=expect_cert_name)
+    except LogsUnreadable as exc:
+        raise _Failure(f"no SMTP session in the given logs: {exc}", EXIT_UNREADABLE) from None
+    if fmt == "text":
+        text = _render_console(lambda console: render_logs.render_text(result, console),
+                               target, color)
+    else:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        text = render_logs.to_json(result) if fmt == "json" else render_logs.to_csv(result,
+                                                                                    table)
+    _write(target, text)
+    sys.exit(result.exit_code())
 
 
 main.add_command(wireshark)

@@ -39,6 +39,10 @@ class Report:
     findings: pd.DataFrame
     events: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    #: Sessions from mail server logs (``analyze(..., logs=[...])``) and their findings.
+    log_sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    log_findings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    log_lines: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def problems(self) -> pd.DataFrame:
@@ -61,13 +65,18 @@ class Report:
         return report_fragment(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document: capture, conversations, certificates, findings."""
-        return {
+        """The JSON document: capture, conversations, certificates, findings (and the server
+        logs' log_sessions and log_findings when logs were given)."""
+        doc = {
             "capture": _jsonable(self.capture),
             "conversations": _records(self.conversations),
             "certificates": _records(self.certificates),
             "findings": _records(self.findings),
         }
+        if len(self.log_sessions):
+            doc["log_sessions"] = _records(self.log_sessions)
+            doc["log_findings"] = _records(self.log_findings)
+        return doc
 
 
 def _jsonable(value: Any) -> Any:
@@ -195,6 +204,9 @@ def analyze(
     dask_client: Any = None,
     progress: bool | None = None,
     native: bool = True,
+    logs: Iterable[str | os.PathLike] | None = None,
+    log_format: str | None = None,
+    log_tolerance: float | None = None,
 ) -> Report:
     """Analyse one capture. Raises TsharkError, CaptureError, KeylogError, TrustStoreError.
 
@@ -206,10 +218,21 @@ def analyze(
     reference engine (one tshark pass), with identical results. ``native`` (default, fast engine
     only, never with a key log): conversations whose cleartext SMTP and TLS handshake
     ``pyshark_tools.native`` reads exactly skip tshark. ``progress``: a bar of bytes read on a
-    terminal (None: when stderr is a terminal).
+    terminal (None: when stderr is a terminal). ``logs``: mail server logs (Exchange protocol
+    logs, Postfix, Exim; files, folders, globs) joined to the conversations by endpoints and time
+    within ``log_tolerance`` seconds of clock skew (``pyshark_tools.serverlogs``).
     """
     from .parallel import analyze_many, is_many
 
+    if logs:
+        report = analyze(
+            capture, keylog=keylog, ports=ports, expect_cert_name=expect_cert_name,
+            accepted_domains=accepted_domains, sender_ips=sender_ips, trust_store=trust_store,
+            all_tls=all_tls, streams=streams, exo_only=exo_only, tshark=tshark, jobs=jobs,
+            prefilter=prefilter, dask_client=dask_client, progress=progress, native=native,
+        )
+        return attach_logs(report, logs, log_format=log_format, tolerance=log_tolerance,
+                           single_capture=not is_many(capture))
     if is_many(capture):
         return analyze_many(
             capture, keylog=keylog, ports=ports, expect_cert_name=expect_cert_name,
@@ -304,3 +327,40 @@ def _attach_severity(conversations: pd.DataFrame, findings: pd.DataFrame) -> pd.
     conversations["severity"] = [worst(severities.get(s, [])) for s in streams]
     conversations["finding_ids"] = [" ".join(dict.fromkeys(ids.get(s, []))) for s in streams]
     return conversations
+
+
+def attach_logs(report: Report, logs: Iterable[str | os.PathLike], *,
+                log_format: str | None = None, tolerance: float | None = None,
+                single_capture: bool = True) -> Report:
+    """Join mail server log sessions to the report's conversations (``serverlogs.join``)."""
+    from .serverlogs.join import DEFAULT_TOLERANCE_S, join_logs
+    from .serverlogs.reader import read_sessions
+    from .serverlogs.rows import build
+
+    first = report.capture.get("first_packet_time")
+    year = pd.Timestamp(first).year if first is not None else None
+    files, sessions, log_warnings = read_sessions(list(logs), log_format=log_format, year=year)
+    warnings = [*report.warnings, *(f"server log {w}" for w in log_warnings)]
+    options = Options(expect_cert_name=report.capture.get("expect_cert_name"),
+                      accepted_domains=tuple(report.capture.get("accepted_domains") or ()))
+    log_sessions, log_findings = build(sessions, options)
+    info = {**report.capture, "warnings": warnings}
+    if not sessions or not single_capture:
+        if sessions:
+            warnings.append("server logs are joined to one capture at a time: give one capture "
+                            "with --log")
+        info["server_logs"] = {"files": files, "sessions": len(sessions), "joined": 0}
+        return Report(capture=info, conversations=report.conversations,
+                      certificates=report.certificates, findings=report.findings,
+                      events=report.events, warnings=warnings, log_sessions=log_sessions,
+                      log_findings=log_findings)
+    joined = join_logs(report.conversations, report.findings, report.certificates, sessions,
+                       log_sessions, log_findings,
+                       tolerance=DEFAULT_TOLERANCE_S if tolerance is None else tolerance)
+    info["server_logs"] = {"files": files, **joined.summary}
+    warnings += joined.refused
+    return Report(capture=info, conversations=_attach_severity(joined.conversations,
+                                                               joined.findings),
+                  certificates=report.certificates, findings=joined.findings,
+                  events=report.events, warnings=warnings, log_sessions=joined.log_sessions,
+                  log_findings=joined.log_findings, log_lines=joined.log_lines)

@@ -24,13 +24,16 @@ class ClientCert(StrEnum):
     NO_TLS = "no_tls"  # the conversation never started TLS
     HANDSHAKE_FAILED = "handshake_failed"  # handshake ended before the client's Certificate
     NOT_CAPTURED = "not_captured"  # packets missing or cut: the capture cannot tell
+    # Server logs only (pyshark_tools.serverlogs): the session is in the log, but its logging
+    # level (or format) does not record whether a client certificate was sent.
+    NOT_LOGGED = "not_logged"
 
 
 #: Verdicts that say "the client did not send a certificate" (as opposed to "unknown").
 CLIENT_CERT_ABSENT = frozenset({ClientCert.EMPTY, ClientCert.NOT_REQUESTED})
 #: Verdicts that mean "the capture cannot tell" (never report these as absent).
 CLIENT_CERT_UNKNOWN = frozenset(
-    {ClientCert.HIDDEN_TLS13, ClientCert.RESUMED, ClientCert.NOT_CAPTURED}
+    {ClientCert.HIDDEN_TLS13, ClientCert.RESUMED, ClientCert.NOT_CAPTURED, ClientCert.NOT_LOGGED}
 )
 
 
@@ -133,6 +136,82 @@ FINDING_COLUMNS: tuple[str, ...] = (
     "explanation",
     "evidence_frames",  # frame numbers to open in Wireshark, space separated
     "fix",
+)
+
+#: One row per session a mail server's log recorded (``pyshark_tools.serverlogs``): the
+#: conversations' vocabulary where the log knows the same fact, plus where it came from.
+LOG_SESSION_COLUMNS: tuple[str, ...] = (
+    "session",  # row number in this table (findings refer to it)
+    "log_format",  # exchange / postfix / exim
+    "role",  # which end wrote the log: client (sending side) / server
+    "file",  # the log file's name
+    "session_id",  # Exchange session-id, Postfix program[pid]@line, Exim message id@line
+    "connector",  # Exchange connector-id
+    "client",
+    "server",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "start_time",  # UTC, the log's clock
+    "end_time",
+    "duration_s",
+    "banner",
+    "server_host",
+    "exchange_online",
+    "ehlo",
+    "starttls_offered",
+    "starttls_requested",
+    "starttls_accepted",
+    "tls_version",
+    "cipher",  # as the log names it (Schannel CALG_* names for Exchange)
+    "tls_error",  # NoCredentials, UnknownCredentials, SocketError, or the logged text
+    "client_cert",  # ClientCert vocabulary (not_logged: the log level cannot tell)
+    "client_leaf_subject",
+    "client_leaf_issuer",
+    "client_leaf_serial",
+    "client_leaf_sha1",  # the logged thumbprint
+    "client_leaf_not_before",
+    "client_leaf_not_after",
+    "client_leaf_sans",  # "; " separated
+    "server_leaf_subject",
+    "reply_codes",
+    "last_reply",
+    "verdict_reason",
+    "severity",
+    "finding_ids",
+    # Evidence: "file:line" of the log lines that show each fact (empty when not logged).
+    "line_first",
+    "line_banner",
+    "line_ehlo_reply",
+    "line_starttls",
+    "line_tls",
+    "line_client_certificate",
+    "line_tls_error",
+    "line_last_reply",
+    "stream",  # the capture conversation this session was joined to (--log), else empty
+    "skew_s",  # log clock minus capture clock for that conversation, seconds
+)
+
+LOG_FINDING_COLUMNS: tuple[str, ...] = (
+    "session",
+    "stream",  # joined capture conversation, else empty
+    "id",
+    "severity",
+    "title",
+    "explanation",
+    "evidence_lines",  # "file:line" of the log lines, space separated
+    "fix",
+)
+
+#: Every line of the log sessions joined to a conversation, for showing beside its packets.
+LOG_LINE_COLUMNS: tuple[str, ...] = (
+    "session",
+    "stream",
+    "line",  # "file:line"
+    "time",  # UTC, the log's clock
+    "capture_time",  # the same moment on the capture's clock (log time minus the skew)
+    "text",  # the event and its data/context as the log has them
 )
 
 EVENT_COLUMNS: tuple[str, ...] = (

@@ -18,6 +18,8 @@ TABLES = ("conversations", "certificates", "findings", "events")
 
 #: Keys of ``Report.to_dict`` after "capture", in order.
 JSON_TABLES = ("conversations", "certificates", "findings")
+#: Added after them when server logs were given (``--log``).
+LOG_TABLES = ("log_sessions", "log_findings")
 
 #: What ``json.dumps(..., ensure_ascii=False)`` uses for strings (the C version when built).
 _encode_str = json.encoder.encode_basestring
@@ -35,11 +37,12 @@ def to_json(report: Report) -> str:
     json's indented encoder is pure Python and took seconds on big captures, so the tables
     are written a column at a time from ``_columns``; only unusual cells go through json.
     """
-    tables = [getattr(report, name) for name in JSON_TABLES]
+    names = JSON_TABLES + (LOG_TABLES if len(report.log_sessions) else ())
+    tables = [getattr(report, name) for name in names]
     if not all(_plain_columns(df) for df in tables):
         return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     pieces = ['{\n  "capture": ', _dumps(_jsonable(report.capture), 1)]
-    for name, df in zip(JSON_TABLES, tables, strict=True):
+    for name, df in zip(names, tables, strict=True):
         pieces += [f",\n  {_encode_str(name)}: ", _json_table(df)]
     pieces.append("\n}\n")
     return "".join(pieces)
@@ -126,7 +129,11 @@ def to_markdown(report: Report) -> str:
     if not len(report.findings):
         lines.append("No findings.")
     for _, f in report.findings.iterrows():
+        log_lines = f.get("evidence_lines")  # present with --log
+        evidence = (f"- Evidence: server log {log_lines}" if isinstance(log_lines, str)
+                    and log_lines and not f["evidence_frames"]
+                    else f"- Evidence frames: {f['evidence_frames']}")
         lines += [f"### Stream {f['stream']}: {f['id']} {f['title']} ({f['severity']})", "",
                   f"{f['explanation']}", "",
-                  f"- Evidence frames: {f['evidence_frames']}", f"- Fix: {f['fix']}", ""]
+                  evidence, f"- Fix: {f['fix']}", ""]
     return "\n".join(lines).rstrip() + "\n"

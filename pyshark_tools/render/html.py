@@ -15,6 +15,7 @@ import pandas as pd
 from ..report import Report
 from .labels import verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
+from .loglines import evidence_html, logs_summary_html
 
 CSS = """
 .tsr { font-family: "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif; color: #24292f;
@@ -97,6 +98,8 @@ def _capture_summary(report: Report) -> str:
     if info.get("expect_cert_name"):
         rows.append(("Expected certificate name", f"<code>{_e(info['expect_cert_name'])}"
                                                   "</code>"))
+    if info.get("server_logs"):
+        rows.append(("Server logs", logs_summary_html(info["server_logs"])))
     rows.append(("Tools", f"tls-smtp-report {_e(info.get('tool_version'))}, tshark "
                           f"{_e(info.get('tshark_version'))}"))
     body = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
@@ -169,7 +172,7 @@ def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
             out.append(
                 f'<div class="finding" style="border-color:{fg}">'
                 f'<h4>{severity_badge(f["severity"])} {_e(f["id"])} {_e(f["title"])}</h4>'
-                f"<p>{_e(f['explanation'])}</p>{evidence}"
+                f"<p>{_e(f['explanation'])}</p>{evidence}{evidence_html(f)}"
                 f'<p><span class="fix">Fix:</span> {_e(f["fix"])}</p></div>')
     return "\n".join(out)
 

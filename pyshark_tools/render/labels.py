@@ -13,6 +13,7 @@ VERDICT_LABELS: dict[str, str] = {
     ClientCert.NO_TLS: "no TLS",
     ClientCert.HANDSHAKE_FAILED: "handshake failed first",
     ClientCert.NOT_CAPTURED: "cannot see (not captured)",
+    ClientCert.NOT_LOGGED: "cannot see (not logged)",
 }
 
 VERDICT_STYLES: dict[str, str] = {
@@ -24,6 +25,7 @@ VERDICT_STYLES: dict[str, str] = {
     ClientCert.NO_TLS: "red",
     ClientCert.HANDSHAKE_FAILED: "red",
     ClientCert.NOT_CAPTURED: "cyan",
+    ClientCert.NOT_LOGGED: "cyan",
 }
 
 SEVERITY_STYLES: dict[str, str] = {"error": "bold red", "warning": "yellow", "info": "cyan"}

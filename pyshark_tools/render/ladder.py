@@ -167,7 +167,39 @@ def ladder_steps(report: Report, stream: int) -> list[Step]:
         else:
             continue
         steps.append(Step(frame, offset, sender, kind, label, note, tone, phase, decrypted, full))
-    return steps
+    return _with_log_lines(report, stream, steps, start)
+
+
+#: Step kind of a server log line (no arrow: a note on the lane of the side that logged it).
+LOG_STEP = "server_log"
+
+
+def _with_log_lines(report: Report, stream: int, steps: list[Step], start) -> list[Step]:
+    """The joined server log lines (``--log``) among the packets, by time on the capture's
+    clock; each takes the phase of the packet before it."""
+    lines = getattr(report, "log_lines", None)
+    if lines is None or not len(lines) or start is None:
+        return steps
+    mine = lines[lines["stream"] == stream]
+    sessions = report.log_sessions.set_index("session")["role"] if len(mine) else None
+    notes = []
+    for row in mine.itertuples(index=False):
+        if pd.isna(row.capture_time):
+            continue
+        role = str(sessions.get(row.session, "client")) if sessions is not None else "client"
+        notes.append(Step(0, (row.capture_time - start).total_seconds(), role, LOG_STEP,
+                          str(row.text), str(row.line), "log", "clear", False,
+                          f"{row.line}: {row.text}"))
+    merged = sorted([(s.offset_s, 0, i, s) for i, s in enumerate(steps)]
+                    + [(n.offset_s, 1, i, n) for i, n in enumerate(notes)])
+    out: list[Step] = []
+    for _, _, _, step in merged:
+        if step.kind == LOG_STEP:
+            phase = out[-1].phase if out else "clear"
+            step = Step(step.frame, step.offset_s, step.sender, step.kind, step.label,
+                        step.note, step.tone, phase, step.decrypted, step.full_text)
+        out.append(step)
+    return out
 
 
 def _handshake(name: str, detail: str, sender: str, frame: int,
@@ -245,7 +277,7 @@ def ladder_svg(report: Report, stream: int, *, title: bool = True) -> str:
                    f'Stream {stream}: {_e(conv["client"])} \u2192 {_e(conv["server"])}</text>')
         out.append(f'<text x="14" y="{y + 32}" font-size="12" fill="#57606a">'
                    f'{_e(when)}  \u00b7  Wireshark filter: tcp.stream == {stream}  \u00b7  '
-                   f'{len(steps)} messages</text>')
+                   f'{sum(s.kind != LOG_STEP for s in steps)} messages</text>')
         y += 46
     # Lane heads
     head_h = 58
@@ -306,6 +338,9 @@ def ladder_svg(report: Report, stream: int, *, title: bool = True) -> str:
 
     previous_frame = None
     for step, ay, height in rows:
+        if step.kind == LOG_STEP:
+            out.append(_log_note(step, ay))
+            continue
         line_colour, text_colour, weight = _TONES.get(step.tone, _TONES["smtp"])
         x1, x2 = (_CLIENT_X, _SERVER_X) if step.sender == "client" else (_SERVER_X, _CLIENT_X)
         tip = x2 - 9 if x2 > x1 else x2 + 9
@@ -376,6 +411,22 @@ def ladder_svg(report: Report, stream: int, *, title: bool = True) -> str:
             f'height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="{_SANS}" '
             f'role="img" aria-label="Ladder diagram of tcp.stream {stream}">\n'
             f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>\n{body}\n</svg>\n')
+
+
+def _log_note(step: Step, ay: int) -> str:
+    """A server log line: a dashed note box at the lane of the side that wrote the log."""
+    x = _CLIENT_X + 12 if step.sender == "client" else _SERVER_X - 12 - 420
+    return (f'<g class="step tone-log" data-log-line="{_e(step.note)}">'
+            f"<title>{_e(step.full_text)}</title>"
+            f'<text x="14" y="{ay + 4}" font-size="10.5" fill="#8250df">log</text>'
+            f'<text x="{_GUTTER - 8}" y="{ay + 4}" text-anchor="end" font-size="11" '
+            f'font-family="{_MONO}" fill="#8250df">+{step.offset_s:.3f}s</text>'
+            f'<rect x="{x}" y="{ay - 17}" width="420" height="34" rx="4" fill="#fbefff" '
+            f'stroke="#8250df" stroke-width="1" stroke-dasharray="3 2"/>'
+            f'<text x="{x + 8}" y="{ay - 3}" font-size="11" font-family="{_MONO}" '
+            f'fill="#24292f">{_e(_fit(step.label, 64))}</text>'
+            f'<text x="{x + 8}" y="{ay + 11}" font-size="10" fill="#8250df">server log '
+            f"{_e(_fit(step.note, 60))}</text></g>")
 
 
 class Ladder:

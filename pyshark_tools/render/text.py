@@ -29,6 +29,14 @@ def render_text(report: Report, console: Console,
     console.print(f"{info['packets_analysed']} packets on ports "
                   f"{', '.join(map(str, info['ports']))}{span}; tshark {info['tshark_version']}"
                   f"{keys}")
+    logs = info.get("server_logs")
+    if logs:
+        skews = ", ".join(f"{skew:+.2f} s in {name}" for name, skew in
+                          (logs.get("skew_s_by_file") or {}).items())
+        console.print(f"Server logs: {', '.join(logs['files']) or 'none readable'}; "
+                      f"{logs['sessions']} session(s), {logs['joined']} joined to a conversation"
+                      + (f" (clock skew {skews}; tolerance ±{logs['tolerance_s']:g} s)"
+                         if skews else ""))
     for warning in report.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
     conv = report.conversations
@@ -75,6 +83,11 @@ def render_text(report: Report, console: Console,
         if _s(c["client_leaf_subject"]):
             console.print(f"  client leaf: {c['client_leaf_subject']} "
                           f"(trust: {_s(c['client_chain_trust']) or 'unknown'})")
+        if _s(c.get("log_session")):
+            console.print(f"  server log: {c['log_session']} (clock skew "
+                          f"{float(c['log_skew_s']):+.2f} s); client certificate from the "
+                          f"{c['client_cert_source']}; replies from the "
+                          f"{_s(c['reply_source']) or 'capture'}", highlight=False)
         for _, f in group.iterrows():
             sev = str(f["severity"])
             console.print(Text(f"  [{sev.upper()}] {f['id']} {f['title']}",
@@ -84,6 +97,8 @@ def render_text(report: Report, console: Console,
                 frames = f["evidence_frames"].split()
                 console.print(f"    Evidence: frame {', '.join(frames)} (Wireshark filter: "
                               f"tcp.stream == {stream})", highlight=False)
+            if _s(f.get("evidence_lines")):
+                console.print(f"    Evidence: server log {f['evidence_lines']}", highlight=False)
             console.print(f"    Fix: {f['fix']}", highlight=False)
     counts = findings["severity"].astype(str).value_counts()
     console.print()
