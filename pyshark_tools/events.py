@@ -54,6 +54,10 @@ FIELDS: tuple[str, ...] = (
     "tls.handshake.ja3s",
 )
 
+#: tshark preferences of every fields pass: segments that arrive out of order are reassembled
+#: (real networks reorder; without it tshark drops the early segment's TLS records).
+TCP_PREFERENCES: tuple[str, ...] = ("tcp.reassemble_out_of_order:TRUE",)
+
 # Commands whose arguments carry credentials: the report keeps the verb only.
 _SECRET_COMMANDS = {"AUTH"}
 
@@ -202,7 +206,7 @@ def extract(
     stream_filter: Iterable[int] | None = None,
 ) -> Extraction:
     """Run the single tshark pass and turn its rows into events and stream facts."""
-    options = []
+    options = list(TCP_PREFERENCES)
     if keylog is not None:
         options.append(f"tls.keylog_file:{os.fspath(keylog)}")
     dfilter = display_filter(ports, all_tls)

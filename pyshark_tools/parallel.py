@@ -29,6 +29,7 @@ from typing import Any
 
 from .events import (
     FIELDS,
+    TCP_PREFERENCES,
     CertificateMessage,
     Extraction,
     StreamFacts,
@@ -83,7 +84,7 @@ class ShardResult:
 def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int],
                   keylog: str | None = None) -> list[str]:
     """The reference engine's fields pass over one reduced capture (``-`` = stdin)."""
-    options = [f"tls.keylog_file:{keylog}"] if keylog is not None else []
+    options = [*TCP_PREFERENCES, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
     cmd = field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
                         decode_as=decode_as_rules(ports), options=options)
     if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
