@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -118,6 +118,7 @@ class Extraction:
     last_time: datetime | None
     tshark_command: list[str]
     native_streams: int = 0  # conversations the native reader took (no tshark)
+    native_demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
 
 
 def endpoint(ip: str, port: str | int) -> str:

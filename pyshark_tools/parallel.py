@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -307,7 +307,16 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         last_time=pre.last_time,
         tshark_command=results[0].command if results else [],
         native_streams=len(pre.native.partial) if pre.native is not None else 0,
+        native_demoted=dict(sorted(pre.demoted.items())),
     )
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in counts:
+        for why, n in one.items():
+            out[why] = out.get(why, 0) + n
+    return dict(sorted(out.items()))
 
 
 # --- engine choice ------------------------------------------------------------------------
@@ -434,6 +443,7 @@ def analyze_many(capture: Any, **kwargs: Any):
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),
         "native_conversations": sum(i.get("native_conversations", 0) for i in infos),
+        "native_demoted": _sum_counts(i.get("native_demoted") or {} for i in infos),
         "warnings": warnings,
         "captures": infos,
     })
