@@ -159,6 +159,9 @@ def main() -> None:
               help="Run the conversation shards on a Dask cluster (e.g. tcp://host:8786); "
                    "workers must see the same temporary folder (TMPDIR).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--details", is_flag=True,
+              help="Text: every conversation and finding, also when there are more than 20 "
+                   "(findings are then grouped by rule).")
 def report_command(captures: tuple[str, ...], keylog: str | None,
                    expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
@@ -166,7 +169,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
                    output: str | None, color: bool | None, jobs: int | None,
                    no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
-                   quiet: bool) -> None:
+                   quiet: bool, details: bool = False) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -187,7 +190,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         if fmt != "text":
             click.echo(f"warning: {warning}", err=True)
     if fmt == "text":
-        text = _render_console(lambda console: _text(result, console), target, color)
+        text = _render_console(lambda console: _text(result, console, details), target, color)
     elif fmt == "html":  # one self-contained page; -o FILE, or stdout
         from .render.html import render_html
 
@@ -214,10 +217,10 @@ def _dask_client(address: str):
                        EXIT_USAGE) from None
 
 
-def _text(report: Report, console: Console) -> None:
+def _text(report: Report, console: Console, details: bool = False) -> None:
     from .render.text import render_text
 
-    render_text(report, console)
+    render_text(report, console, details)
 
 
 def _render_console(draw, target: Path | None, color: bool | None) -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from .schema import EVENT_COLUMNS
+from .tcpgaps import SequenceGaps
 from .tls_names import alert_name, cipher_name, handshake_name, version_name
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
@@ -35,6 +36,7 @@ FIELDS: tuple[str, ...] = (
     "tcp.flags",
     "tcp.len",
     "tcp.analysis.lost_segment",
+    "tcp.seq_raw",
     "_ws.malformed",
     "smtp.command_line",
     "smtp.response.code",
@@ -225,6 +227,7 @@ def extract(
     appdata_seen: set[tuple[int, str]] = set()
     packets = 0
     first_time = last_time = None
+    gaps = SequenceGaps()
     for row in iter_fields(cmd, FIELDS, run):
         packets += 1
         try:
@@ -245,7 +248,10 @@ def extract(
                 stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
             )
         _count_tcp(facts, row, frame, when, src)
+        gaps.add(stream, src, row)
         _frame_events(sink, certs, appdata_seen, facts, row, frame, when, src, dst)
+    for stream, facts in streams.items():
+        facts.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     events = sink.frame()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
@@ -280,8 +286,6 @@ def _count_tcp(
         facts.fin = True
     if flags & 0x004:
         facts.rst = True
-    if row["tcp.analysis.lost_segment"]:
-        facts.lost_segments += 1
     if row["_ws.malformed"]:
         facts.malformed += 1
 

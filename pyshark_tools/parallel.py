@@ -43,6 +43,7 @@ from .events import (
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
+from .tcpgaps import SequenceGaps
 from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
 
 __all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
@@ -110,6 +111,7 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
     appdata_seen: set[tuple[int, str]] = set()
     frames, streams, post_cut = shard.frames, shard.streams, shard.post_cut
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    gaps = SequenceGaps()
     for row in rows:
         try:
             reduced = int(row["frame.number"]) - 1
@@ -125,11 +127,12 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
         if f is None:
             f = facts[stream] = StreamFacts(stream=stream, first_src=src, first_dst=dst,
                                             first_frame=frame, first_time=epoch)
-        if row["tcp.analysis.lost_segment"]:
-            f.lost_segments += 1
+        gaps.add(stream, src, row)
         if row["_ws.malformed"]:
             f.malformed += 1
         _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
+    for stream, f in facts.items():
+        f.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
     return ShardResult(sink.frame(), partial, certs, run.warnings, run.truncated, list(cmd))
 
