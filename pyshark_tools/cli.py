@@ -6,18 +6,21 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from . import __version__
-from .certificates import TrustStoreError
-from .events import DEFAULT_PORTS
-from .keylog import KeylogError
-from .report import Report, analyze
 from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
-from .tshark import CaptureError, TsharkError
 from .wireshark_cli import wireshark
+
+if TYPE_CHECKING:  # imported where used: --help starts without pandas, numpy, cryptography
+    from rich.console import Console
+
+    from .report import Report
+
+#: the analyzer's default ports (``events.DEFAULT_PORTS``; tests check they agree)
+DEFAULT_PORTS: tuple[int, ...] = (25, 587)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -78,6 +81,11 @@ def _write(target: Path | None, text: str) -> None:
 
 
 def _run_analysis(**kwargs: object) -> Report:
+    from .certificates import TrustStoreError
+    from .keylog import KeylogError
+    from .report import analyze
+    from .tshark import CaptureError, TsharkError
+
     try:
         return analyze(**kwargs)  # type: ignore[arg-type]
     except TsharkError as exc:
@@ -225,6 +233,8 @@ def _text(report: Report, console: Console, details: bool = False) -> None:
 
 def _render_console(draw, target: Path | None, color: bool | None) -> str:
     """Render with rich; colours only on a terminal (or when forced)."""
+    from rich.console import Console
+
     is_tty = target is None and sys.stdout.isatty()
     use_color = is_tty if color is None else color
     console = Console(record=True, force_terminal=use_color, no_color=not use_color,
