@@ -185,31 +185,41 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
     capture: str | list[str] = captures[0] if len(captures) == 1 else list(captures)
     target = _output_target(output)
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
-    result = _run_analysis(
-        capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
-        expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
-        sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
-        streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
-        dask_client=dask_client, progress=False if quiet else None, native=not no_native,
-    )
-    if dask_client is not None:
-        dask_client.close()
+    from .progress import ByteProgress
+
+    # one bar from reading to the rendered output (it is gone before the output is written)
+    label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"
+    with ByteProgress(label, enabled=False if quiet else None) as bar:
+        result = _run_analysis(
+            capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
+            expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
+            sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
+            streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
+            dask_client=dask_client, progress=bar, native=not no_native,
+        )
+        if dask_client is not None:
+            dask_client.close()
+        bar.phase(f"writing the {fmt} report")
+        text = _render(result, fmt, table, target, color, details)
     for warning in result.warnings:
         if fmt != "text":
             click.echo(f"warning: {warning}", err=True)
-    if fmt == "text":
-        text = _render_console(lambda console: _text(result, console, details), target, color)
-    elif fmt == "html":  # one self-contained page; -o FILE, or stdout
-        from .render.html import render_html
-
-        text = render_html(result)
-    else:
-        from .render import data
-
-        text = {"json": data.to_json, "markdown": data.to_markdown}.get(
-            fmt, lambda r: data.to_csv(r, table))(result)
     _write(target, text)
     sys.exit(result.exit_code())
+
+
+def _render(result: Report, fmt: str, table: str, target: Path | None, color: bool | None,
+            details: bool) -> str:
+    if fmt == "text":
+        return _render_console(lambda console: _text(result, console, details), target, color)
+    if fmt == "html":  # one self-contained page; -o FILE, or stdout
+        from .render.html import render_html
+
+        return render_html(result)
+    from .render import data
+
+    return {"json": data.to_json, "markdown": data.to_markdown}.get(
+        fmt, lambda r: data.to_csv(r, table))(result)
 
 
 def _dask_client(address: str):

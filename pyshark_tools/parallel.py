@@ -17,6 +17,7 @@ kept and the shards collapse into one (TLS session resumption may span conversat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from array import array
@@ -351,10 +352,15 @@ def extract_with_engine(
         return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
                 "reference", "--all-tls needs every TLS conversation: one tshark pass")
 
-    with ByteProgress(path.name, enabled=progress) as bar:
+    # a bar the caller owns (the command line's, kept through rendering) is not closed here
+    owned = isinstance(progress, ByteProgress)
+    with (contextlib.nullcontext(progress) if owned
+          else ByteProgress(path.name, enabled=progress)) as bar:
         try:
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
                                       dask_client=dask_client, progress=bar, native=native)
+            if owned:
+                bar.phase("conversations, certificates, findings")
             return extraction, "fast", ""
         except (Unsupported, CaptureError) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the
