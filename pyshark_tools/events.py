@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from .schema import EVENT_COLUMNS
-from .tcpgaps import SequenceGaps
+from .tcpgaps import SequenceGaps, tcp_preferences
 from .tls_names import alert_name, cipher_name, handshake_name, version_name
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
@@ -55,10 +55,6 @@ FIELDS: tuple[str, ...] = (
     "tls.handshake.ja3",
     "tls.handshake.ja3s",
 )
-
-#: tshark preferences of every fields pass: segments that arrive out of order are reassembled
-#: (real networks reorder; without it tshark drops the early segment's TLS records).
-TCP_PREFERENCES: tuple[str, ...] = ("tcp.reassemble_out_of_order:TRUE",)
 
 # Commands whose arguments carry credentials: the report keeps the verb only.
 _SECRET_COMMANDS = {"AUTH"}
@@ -209,7 +205,7 @@ def extract(
     stream_filter: Iterable[int] | None = None,
 ) -> Extraction:
     """Run the single tshark pass and turn its rows into events and stream facts."""
-    options = list(TCP_PREFERENCES)
+    options = list(tcp_preferences(capture))  # out-of-order reassembly (tcpgaps.py)
     if keylog is not None:
         options.append(f"tls.keylog_file:{os.fspath(keylog)}")
     dfilter = display_filter(ports, all_tls)

@@ -30,7 +30,6 @@ from typing import Any
 
 from .events import (
     FIELDS,
-    TCP_PREFERENCES,
     CertificateMessage,
     Extraction,
     StreamFacts,
@@ -44,7 +43,7 @@ from .events import (
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
-from .tcpgaps import SequenceGaps
+from .tcpgaps import SequenceGaps, tcp_preferences
 from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
 
 __all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
@@ -84,9 +83,10 @@ class ShardResult:
 
 
 def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int],
-                  keylog: str | None = None) -> list[str]:
-    """The reference engine's fields pass over one reduced capture (``-`` = stdin)."""
-    options = [*TCP_PREFERENCES, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
+                  keylog: str | None = None, preferences: Sequence[str] = ()) -> list[str]:
+    """The reference engine's fields pass over one reduced capture (``-`` = stdin), with the
+    original capture's TCP ``preferences`` (``tcpgaps.tcp_preferences``)."""
+    options = [*preferences, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
     cmd = field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
                         decode_as=decode_as_rules(ports), options=options)
     if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
@@ -96,10 +96,10 @@ def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int
 
 
 def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
-              keylog: str | None = None) -> ShardResult:
+              keylog: str | None = None, preferences: Sequence[str] = ()) -> ShardResult:
     """The reference engine's tshark pass and row handling over one reduced capture,
     with frame numbers and stream indices mapped back to the original capture."""
-    cmd = shard_command(tshark, shard.path, ports, keylog)
+    cmd = shard_command(tshark, shard.path, ports, keylog, preferences)
     run = FieldRun()
     rows = iter_fields(cmd, FIELDS, run) if shard.packets else iter(())
     return _consume(rows, shard, run, cmd)
@@ -185,7 +185,8 @@ def fast_extract(
         if pre.native is not None and len(shards) > 1 and \
                 sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS:
             shards = [_concatenate(shards, Path(tmp) / "residue.pcapng")]
-        work = [(tshark, s, tuple(ports), keylog_text) for s in shards]
+        prefs = tcp_preferences(capture)
+        work = [(tshark, s, tuple(ports), keylog_text, prefs) for s in shards]
         if hasattr(progress, "phase"):
             progress.phase(f"tshark over {len(work)} shard(s)")
         native_part = []

@@ -10,6 +10,8 @@ sender had got.
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Mapping
 
 _SYN_FIN = 0x003
@@ -54,3 +56,46 @@ class SequenceGaps:
                 if end > reach:
                     reach = end
         return count
+
+
+#: tshark reassembles segments that arrive out of order (real networks reorder; without it
+#: the early segment's TLS records are dropped) ...
+OUT_OF_ORDER = "tcp.reassemble_out_of_order:TRUE"
+#: ... unless packets may be cut by a snap length: tshark then reads the cut bytes as missing
+#: data still to come and loses the replies after them.
+FULL_SNAPLEN = 65535
+
+
+def tcp_preferences(capture: str | os.PathLike) -> tuple[str, ...]:
+    """The TCP preferences of every tshark pass over ``capture`` (and over its shards): out
+    of order reassembly when no interface described before the first packet cuts packets
+    (pcap: the header's snap length; pcapng: the interface blocks before the first packet).
+    Both engines decide from the same bytes, so they always agree."""
+    try:
+        with open(capture, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return ()
+    snaplens = _snaplens(head)
+    if snaplens and all(s == 0 or s >= FULL_SNAPLEN for s in snaplens):
+        return (OUT_OF_ORDER,)
+    return ()
+
+
+def _snaplens(head: bytes) -> list[int]:
+    if len(head) >= 24 and head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        return [struct.unpack_from("<I", head, 16)[0]]
+    if len(head) >= 24 and head[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        return [struct.unpack_from(">I", head, 16)[0]]
+    if head[:4] != b"\x0a\x0d\x0d\x0a" or len(head) < 12:
+        return []
+    endian = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+    out, pos = [], 0
+    while pos + 16 <= len(head):
+        btype, blen = struct.unpack_from(endian + "II", head, pos)
+        if btype in (2, 3, 6) or blen < 12:
+            break
+        if btype == 1:
+            out.append(struct.unpack_from(endian + "I", head, pos + 12)[0])
+        pos += blen
+    return out

@@ -124,7 +124,9 @@ _EMPTY_CONFIG = tempfile.mkdtemp(prefix="fixtures-wireshark-config-")
 def tshark(name: str, keys: bool) -> Run:
     truth = fixture_truth(name)
     args = [TSHARK or "tshark", "-n", "-r", str(fixture_path(name)),
-            "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "tcp.reassemble_out_of_order:TRUE"]
+            "-o", "tcp.desegment_tcp_streams:TRUE"]
+    if truth["damaged"] != "snaplen":  # as the analyzer does (tcpgaps.tcp_preferences)
+        args += ["-o", "tcp.reassemble_out_of_order:TRUE"]
     for c in truth["conversations"]:
         if c["server_port"] not in (25, 465, 587):
             args += ["-d", f"tcp.port=={c['server_port']},smtp"]

@@ -91,3 +91,18 @@ def test_gaps_count_only_bytes_never_captured() -> None:
     gaps.add(2, "c", _row(509, 0, 0x010))  # a keep-alive: one byte back, no gap
     assert gaps.holes(2) == 1
     assert gaps.holes(3) == 0
+
+
+def test_out_of_order_reassembly_unless_packets_may_be_cut(tmp_path) -> None:
+    from fixtures.factory import pcapng
+    from pyshark_tools.tcpgaps import OUT_OF_ORDER, tcp_preferences
+
+    from .conftest import fixture_path
+
+    assert tcp_preferences(fixture_path("truncated-snaplen")) == ()  # IDB snaplen 200
+    assert tcp_preferences(fixture_path("tcp-duplicates-reordered")) == (OUT_OF_ORDER,)
+    assert tcp_preferences(fixture_path("linux-cooked-sll")) == (OUT_OF_ORDER,)  # pcap
+    small = tmp_path / "small.pcap"
+    small.write_bytes(pcapng.write_pcap([(10**9, b"\x00" * 60)], 1, False, snaplen=96))
+    assert tcp_preferences(small) == ()
+    assert tcp_preferences(tmp_path / "missing.pcap") == ()
