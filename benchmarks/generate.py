@@ -1,12 +1,19 @@
 """Build the large benchmark capture from the fixture scenarios, reproducibly from a seed.
 
-``python -m benchmarks.generate OUT.pcapng [--scale 1.0] [--seed 7]``
+``python -m benchmarks.generate OUT.pcapng [--scale 1.0] [--seed 7] [--impair 0.005]
+[--link ethernet|vlan|sll2]``
 
 Scale 1.0 is the size of the issue's field capture: ~13,000 SMTP sessions (every SMTP
 conversation of every fixture scenario, each copy with its own client address and port,
 some with an encrypted mail body of up to ~90 KB), DNS lookups and bulk TCP traffic on 80,
 443 and 8080 -> about 1.2 M packets and 800 MB. Addresses are rewritten in place (checksums
 are not recomputed: tshark does not check them by default). Takes about a minute at 1.0.
+
+``--impair R``: a realistic capture: each packet of the SMTP sessions is, with probability R,
+retransmitted (a copy 3 ms later), duplicated (a copy 1 µs later), delivered after the next
+packet of its direction, or lost (not in the file) -- inside the handshake as well as after.
+``--link vlan`` writes every frame with an 802.1Q tag, ``--link sll2`` as ``tcpdump -i any``
+does (Linux cooked capture v2).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fixtures.factory import pcapng
+from fixtures.factory import link, pcapng
 from pyshark_tools.prefilter import _l3, _packets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +54,8 @@ def load_templates() -> list[Template]:
 
     out: list[Template] = []
     for path in sorted(FIXTURES.glob("*.pcapng")):
+        if _variant(path):
+            continue
         convs: dict[bytes, list] = {}
         with path.open("rb") as handle:
             mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -80,6 +89,45 @@ def load_templates() -> list[Template]:
             out.append(Template(path.stem, version == 6, csrc, cport,
                                 [(p[0] - t0, p[1], p[2]) for p in pkts], tls_client))
     return out
+
+
+def _variant(path: Path) -> bool:
+    """A fixture of another link layer or with TCP impairments: the benchmark makes its own
+    variants (``--impair``, ``--link``) of the plain conversations."""
+    import json
+
+    truth_path = path.with_suffix(".json")
+    if not truth_path.exists():
+        return False
+    truth = json.loads(truth_path.read_text())
+    return "link" in truth or any("tcp_impairments" in c for c in truth["conversations"])
+
+
+IMPAIRMENTS = ("retransmit", "duplicate", "reorder", "lost")
+
+
+def impaired(flow: Iterator[tuple[int, bytes, int]], rng: random.Random, rate: float,
+             counts: dict[str, int]) -> Iterator[tuple[int, bytes, int]]:
+    """One session's packets after the network: see the module's ``--impair``."""
+    packets = list(flow)
+    out: list[tuple[int, bytes, int]] = []
+    for k, (t, frame, orig) in enumerate(packets):
+        if rng.random() >= rate:
+            out.append((t, frame, orig))
+            continue
+        kind = rng.choice(IMPAIRMENTS)
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "retransmit":
+            out += [(t, frame, orig), (t + 3000, frame, orig)]
+        elif kind == "duplicate":
+            out += [(t, frame, orig), (t + 1, frame, orig)]
+        elif kind == "reorder":
+            so, n, _l4, _e = _addr_offsets(frame)
+            later = next((p for p in packets[k + 1:] if p[1][so:so + n] == frame[so:so + n]),
+                         None)
+            out.append((later[0] + 1 if later else t, frame, orig))
+    out.sort(key=lambda p: p[0])
+    yield from out
 
 
 def _payload(p: tuple) -> bytes:
@@ -232,9 +280,12 @@ def dns_pair(rng: random.Random, t: int, idx: int) -> Iterator[tuple[int, bytes,
         yield t + dt, f, len(f)
 
 
-def generate(out: Path, *, scale: float = 1.0, seed: int = 7) -> dict:
+def generate(out: Path, *, scale: float = 1.0, seed: int = 7, impair: float = 0.0,
+             link_layer: str = "ethernet") -> dict:
     """Write the capture; return its vital statistics."""
     rng = random.Random(seed)
+    damage = random.Random(seed * 1000 + 1)  # the same sessions whatever the impairments
+    impairments: dict[str, int] = {}
     templates = load_templates()
     sessions = max(1, int(13_000 * scale))
     bulk = max(1, int(700 * scale))
@@ -248,8 +299,9 @@ def generate(out: Path, *, scale: float = 1.0, seed: int = 7) -> dict:
         else:
             cip = bytes([100, 64 + (i >> 16) % 64, (i >> 8) & 255, i & 255])
         body = rng.choice((0, 0, 8, 20, 60)) if tpl.tls_client else 0
-        flows.append(session(tpl, BASE_US + rng.randrange(span_us), cip,
-                             1024 + rng.randrange(60000), body, rng))
+        one = session(tpl, BASE_US + rng.randrange(span_us), cip, 1024 + rng.randrange(60000),
+                      body, rng)
+        flows.append(impaired(one, damage, impair, impairments) if impair else one)
     for i in range(bulk):
         flows.append(bulk_flow(rng, BASE_US + rng.randrange(span_us), i,
                                rng.choice((120, 300, 500, 800))))
@@ -257,8 +309,14 @@ def generate(out: Path, *, scale: float = 1.0, seed: int = 7) -> dict:
         flows.append(dns_pair(rng, BASE_US + rng.randrange(span_us), i))
     packets = size = 0
     with out.open("wb") as handle:
-        buf = bytearray(pcapng.shb("benchmarks/generate.py") + pcapng.idb(262144))
+        linktype = link.LINKTYPES[link_layer]
+        buf = bytearray(pcapng.shb("benchmarks/generate.py") +
+                        pcapng.idb(262144, "any" if link_layer == "sll2" else "eth0", linktype))
+        grow = {"ethernet": 0, "vlan": 4, "qinq": 8, "sll": 2, "sll2": 6}[link_layer]
         for ts, frame, orig in heapq.merge(*flows, key=lambda p: p[0]):
+            if link_layer != "ethernet":
+                frame = link.rewrite(frame, link_layer, False)
+                orig = orig + grow if orig else 0
             cap = len(frame)
             body = struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, cap, orig or cap)
             pad = -cap % 4
@@ -274,7 +332,7 @@ def generate(out: Path, *, scale: float = 1.0, seed: int = 7) -> dict:
         size += len(buf)
     return {"file": str(out), "packets": packets, "bytes": size, "smtp_sessions": sessions,
             "bulk_flows": bulk, "dns_lookups": dns, "templates": len(templates), "seed": seed,
-            "scale": scale}
+            "scale": scale, "impair": impair, "impairments": impairments, "link": link_layer}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,9 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--impair", type=float, default=0.0,
+                        help="share of the SMTP sessions' packets retransmitted, duplicated, "
+                             "reordered or lost")
+    parser.add_argument("--link", choices=("ethernet", "vlan", "sll2"), default="ethernet")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    stats = generate(args.out, scale=args.scale, seed=args.seed)
+    stats = generate(args.out, scale=args.scale, seed=args.seed, impair=args.impair,
+                     link_layer=args.link)
     stats["seconds"] = round(time.monotonic() - started, 1)
     print(stats)
     return 0

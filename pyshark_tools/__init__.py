@@ -5,9 +5,28 @@
 >>> report.conversations[["stream", "server_host", "client_cert"]]
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .report import Report, analyze
-from .schema import ClientCert, Severity
+if TYPE_CHECKING:
+    from .report import Report, analyze
+    from .schema import ClientCert, Severity
 
 __all__ = ["ClientCert", "Report", "Severity", "__version__", "analyze"]
+
+#: name -> module, imported on first use: the command line's --help needs none of pandas,
+#: numpy or cryptography
+_LAZY = {"Report": "report", "analyze": "report", "ClientCert": "schema", "Severity": "schema"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,19 +6,21 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import click
-from rich.console import Console
 
 from . import __version__
-from .certificates import TrustStoreError
-from .events import DEFAULT_PORTS
-from .keylog import KeylogError
-from .probe.command import probe_command
-from .report import Report, analyze
 from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
-from .tshark import CaptureError, TsharkError
 from .wireshark_cli import wireshark
+
+if TYPE_CHECKING:  # imported where used: --help starts without pandas, numpy, cryptography
+    from rich.console import Console
+
+    from .report import Report
+
+#: the analyzer's default ports (``events.DEFAULT_PORTS``; tests check they agree)
+DEFAULT_PORTS: tuple[int, ...] = (25, 587)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -42,11 +44,26 @@ class _Failure(click.ClickException):
 class _DefaultGroup(click.Group):
     """``tls-smtp-report CAPTURE`` runs ``report``; ``follow`` and ``wireshark`` are named."""
 
+    #: commands whose modules are imported only when named (start-up stays light)
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "probe": ("pyshark_tools.probe.command", "probe_command")}
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h",
-                                                                      "--version"):
+        if args and args[0] not in self.commands and args[0] not in self.lazy and \
+                args[0] not in ("--help", "-h", "--version"):
             args = ["report", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            import importlib
+
+            module, attribute = self.lazy[name]
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
 
 def _output_target(output: str | None) -> Path | None:
@@ -80,6 +97,11 @@ def _write(target: Path | None, text: str) -> None:
 
 
 def _run_analysis(**kwargs: object) -> Report:
+    from .certificates import TrustStoreError
+    from .keylog import KeylogError
+    from .report import analyze
+    from .tshark import CaptureError, TsharkError
+
     try:
         return analyze(**kwargs)  # type: ignore[arg-type]
     except TsharkError as exc:
@@ -169,6 +191,9 @@ def main() -> None:
               metavar="SECONDS", help="Clock skew allowed between the logs and the capture.")
 @click.option("--log-format", type=click.Choice(["exchange", "postfix", "exim"]),
               help="Read every --log file as this format (default: recognised per file).")
+@click.option("--details", is_flag=True,
+              help="Text: every conversation and finding, also when there are more than 20 "
+                   "(findings are then grouped by rule).")
 def report_command(captures: tuple[str, ...], keylog: str | None,
                    expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
@@ -177,7 +202,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    output: str | None, color: bool | None, jobs: int | None,
                    no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
                    quiet: bool, logs: tuple[str, ...], log_tolerance: float,
-                   log_format: str | None) -> None:
+                   log_format: str | None, details: bool = False) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -185,32 +210,42 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
     capture: str | list[str] = captures[0] if len(captures) == 1 else list(captures)
     target = _output_target(output)
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
-    result = _run_analysis(
-        capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
-        expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
-        sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
-        streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
-        dask_client=dask_client, progress=False if quiet else None, native=not no_native,
-        logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
-    )
-    if dask_client is not None:
-        dask_client.close()
+    from .progress import ByteProgress
+
+    # one bar from reading to the rendered output (it is gone before the output is written)
+    label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"
+    with ByteProgress(label, enabled=False if quiet else None) as bar:
+        result = _run_analysis(
+            capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
+            expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
+            sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
+            streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
+            dask_client=dask_client, progress=bar, native=not no_native,
+            logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
+        )
+        if dask_client is not None:
+            dask_client.close()
+        bar.phase(f"writing the {fmt} report")
+        text = _render(result, fmt, table, target, color, details)
     for warning in result.warnings:
         if fmt != "text":
             click.echo(f"warning: {warning}", err=True)
-    if fmt == "text":
-        text = _render_console(lambda console: _text(result, console), target, color)
-    elif fmt == "html":  # one self-contained page; -o FILE, or stdout
-        from .render.html import render_html
-
-        text = render_html(result)
-    else:
-        from .render import data
-
-        text = {"json": data.to_json, "markdown": data.to_markdown}.get(
-            fmt, lambda r: data.to_csv(r, table))(result)
     _write(target, text)
     sys.exit(result.exit_code())
+
+
+def _render(result: Report, fmt: str, table: str, target: Path | None, color: bool | None,
+            details: bool) -> str:
+    if fmt == "text":
+        return _render_console(lambda console: _text(result, console, details), target, color)
+    if fmt == "html":  # one self-contained page; -o FILE, or stdout
+        from .render.html import render_html
+
+        return render_html(result)
+    from .render import data
+
+    return {"json": data.to_json, "markdown": data.to_markdown}.get(
+        fmt, lambda r: data.to_csv(r, table))(result)
 
 
 def _dask_client(address: str):
@@ -226,14 +261,16 @@ def _dask_client(address: str):
                        EXIT_USAGE) from None
 
 
-def _text(report: Report, console: Console) -> None:
+def _text(report: Report, console: Console, details: bool = False) -> None:
     from .render.text import render_text
 
-    render_text(report, console)
+    render_text(report, console, details)
 
 
 def _render_console(draw, target: Path | None, color: bool | None) -> str:
     """Render with rich; colours only on a terminal (or when forced)."""
+    from rich.console import Console
+
     is_tty = target is None and sys.stdout.isatty()
     use_color = is_tty if color is None else color
     console = Console(record=True, force_terminal=use_color, no_color=not use_color,
@@ -310,7 +347,6 @@ def logs_command(paths: tuple[str, ...], log_format: str | None, expect_cert_nam
 
 
 main.add_command(wireshark)
-main.add_command(probe_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

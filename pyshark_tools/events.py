@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from .schema import EVENT_COLUMNS
 from .smtp_dialogue import DialogueReader, ItemKind, SmtpItem
+from .tcpgaps import SequenceGaps, tcp_preferences
 from .tls_names import alert_name, cipher_name, handshake_name, version_name
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
@@ -122,6 +123,7 @@ class Extraction:
     last_time: datetime | None
     tshark_command: list[str]
     native_streams: int = 0  # conversations the native reader took (no tshark)
+    native_demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
 
 
 def endpoint(ip: str, port: str | int) -> str:
@@ -211,7 +213,7 @@ def extract(
     stream_filter: Iterable[int] | None = None,
 ) -> Extraction:
     """Run the single tshark pass and turn its rows into events and stream facts."""
-    options = []
+    options = list(tcp_preferences(capture))  # out-of-order reassembly (tcpgaps.py)
     if keylog is not None:
         options.append(f"tls.keylog_file:{os.fspath(keylog)}")
     dfilter = display_filter(ports, all_tls)
@@ -227,6 +229,7 @@ def extract(
     streams: dict[int, StreamFacts] = {}
     packets = 0
     first_time = last_time = None
+    gaps = SequenceGaps()
     for row in iter_fields(cmd, FIELDS, run):
         packets += 1
         try:
@@ -247,7 +250,10 @@ def extract(
                 stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
             )
         _count_tcp(facts, row, frame, when, src)
+        gaps.add(stream, src, row)
         reader.row(facts, row, frame, when, src, dst)
+    for stream, facts in streams.items():
+        facts.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     events, certs = reader.finish()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
@@ -282,8 +288,6 @@ def _count_tcp(
         facts.fin = True
     if flags & 0x004:
         facts.rst = True
-    if row["tcp.analysis.lost_segment"]:
-        facts.lost_segments += 1
     if row["_ws.malformed"]:
         facts.malformed += 1
 

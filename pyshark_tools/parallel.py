@@ -17,10 +17,11 @@ kept and the shards collapse into one (TLS session resumption may span conversat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from .events import (
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
+from .tcpgaps import SequenceGaps, tcp_preferences
 from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
 
 __all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
@@ -81,9 +83,10 @@ class ShardResult:
 
 
 def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int],
-                  keylog: str | None = None) -> list[str]:
-    """The reference engine's fields pass over one reduced capture (``-`` = stdin)."""
-    options = [f"tls.keylog_file:{keylog}"] if keylog is not None else []
+                  keylog: str | None = None, preferences: Sequence[str] = ()) -> list[str]:
+    """The reference engine's fields pass over one reduced capture (``-`` = stdin), with the
+    original capture's TCP ``preferences`` (``tcpgaps.tcp_preferences``)."""
+    options = [*preferences, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
     cmd = field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
                         decode_as=decode_as_rules(ports), options=options)
     if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
@@ -93,10 +96,10 @@ def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int
 
 
 def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
-              keylog: str | None = None) -> ShardResult:
+              keylog: str | None = None, preferences: Sequence[str] = ()) -> ShardResult:
     """The reference engine's tshark pass and row handling over one reduced capture,
     with frame numbers and stream indices mapped back to the original capture."""
-    cmd = shard_command(tshark, shard.path, ports, keylog)
+    cmd = shard_command(tshark, shard.path, ports, keylog, preferences)
     run = FieldRun()
     rows = iter_fields(cmd, FIELDS, run) if shard.packets else iter(())
     return _consume(rows, shard, run, cmd, ports)
@@ -108,6 +111,7 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str],
     facts: dict[int, StreamFacts] = {}
     frames, streams, post_cut = shard.frames, shard.streams, shard.post_cut
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    gaps = SequenceGaps()
     for row in rows:
         try:
             reduced = int(row["frame.number"]) - 1
@@ -123,11 +127,12 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str],
         if f is None:
             f = facts[stream] = StreamFacts(stream=stream, first_src=src, first_dst=dst,
                                             first_frame=frame, first_time=epoch)
-        if row["tcp.analysis.lost_segment"]:
-            f.lost_segments += 1
+        gaps.add(stream, src, row)
         if row["_ws.malformed"]:
             f.malformed += 1
         reader.row(f, row, frame, when, src, dst)
+    for stream, f in facts.items():
+        f.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     events, certs = reader.finish()
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
     return ShardResult(events, partial, certs, run.warnings, run.truncated, list(cmd))
@@ -180,7 +185,8 @@ def fast_extract(
         if pre.native is not None and len(shards) > 1 and \
                 sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS:
             shards = [_concatenate(shards, Path(tmp) / "residue.pcapng")]
-        work = [(tshark, s, tuple(ports), keylog_text) for s in shards]
+        prefs = tcp_preferences(capture)
+        work = [(tshark, s, tuple(ports), keylog_text, prefs) for s in shards]
         if hasattr(progress, "phase"):
             progress.phase(f"tshark over {len(work)} shard(s)")
         native_part = []
@@ -307,7 +313,16 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         last_time=pre.last_time,
         tshark_command=results[0].command if results else [],
         native_streams=len(pre.native.partial) if pre.native is not None else 0,
+        native_demoted=dict(sorted(pre.demoted.items())),
     )
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in counts:
+        for why, n in one.items():
+            out[why] = out.get(why, 0) + n
+    return dict(sorted(out.items()))
 
 
 # --- engine choice ------------------------------------------------------------------------
@@ -339,10 +354,15 @@ def extract_with_engine(
         return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
                 "reference", "--all-tls needs every TLS conversation: one tshark pass")
 
-    with ByteProgress(path.name, enabled=progress) as bar:
+    # a bar the caller owns (the command line's, kept through rendering) is not closed here
+    owned = isinstance(progress, ByteProgress)
+    with (contextlib.nullcontext(progress) if owned
+          else ByteProgress(path.name, enabled=progress)) as bar:
         try:
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
                                       dask_client=dask_client, progress=bar, native=native)
+            if owned:
+                bar.phase("conversations, certificates, findings")
             return extraction, "fast", ""
         except (Unsupported, CaptureError) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the
@@ -434,6 +454,7 @@ def analyze_many(capture: Any, **kwargs: Any):
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),
         "native_conversations": sum(i.get("native_conversations", 0) for i in infos),
+        "native_demoted": _sum_counts(i.get("native_demoted") or {} for i in infos),
         "warnings": warnings,
         "captures": infos,
     })

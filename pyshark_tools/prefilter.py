@@ -18,10 +18,14 @@ appearance of an address/port pair, a new conversation when a SYN reuses the por
 another initial sequence number), so every frame number and stream index in the report is
 the original capture's. Every kept packet carries a comment naming its original frame.
 
-Whatever the reader is not sure to reproduce exactly raises :class:`Unsupported`; the caller
-then runs the reference engine (one tshark pass over the whole capture) instead: other link
-types, tunnels, IP fragments, ICMP errors quoting TCP, damaged or compressed files, and
-retransmitted or missing segments after a cut.
+Whatever the reader is not sure to reproduce exactly for the whole capture raises
+:class:`Unsupported`; the caller then runs the reference engine (one tshark pass over the
+whole capture) instead: other link types, tunnels, IP fragments, ICMP errors quoting TCP,
+damaged or compressed files. What concerns one conversation only (a retransmitted,
+duplicated, reordered or missing segment, a snap-length cut, records it does not follow after
+the handshake) never does: that conversation is *kept whole* (every packet goes to tshark,
+nothing is cut or read natively), found ahead by :func:`irregular_streams` on the index, or,
+when only the reading finds it, by reading the capture once more with it kept whole.
 """
 
 from __future__ import annotations
@@ -128,6 +132,8 @@ class Prefiltered:
     secrets_embedded: bool = False
     native: NativeResult | None = None  # conversations read without tshark
     demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
+    kept_whole: dict[int, str] = field(default_factory=dict)  # stream -> why (see module doc)
+    redo: dict[int, str] = field(default_factory=dict)  # found while reading: read again
 
 
 def _ip_text(raw: bytes) -> str:
@@ -187,12 +193,21 @@ class _Dir:
         self.records: _Records | None = None
 
 
+class _KeepWhole(Exception):
+    """This conversation must go to tshark whole (the reason): read the capture again."""
+
+
+#: Why a conversation is kept whole (the reasons the report counts).
+IRREGULAR = "retransmitted, duplicated, reordered or missing TCP segments"
+SNAPLEN_CUT = "packets cut by the snap length"
+
+
 class _Conv:
     """State of one SMTP-port conversation."""
 
     __slots__ = ("bytes", "cut", "dirs", "fin", "first_frame", "first_ns", "frames",
                  "implicit", "key", "last_frame", "last_ns", "native", "retained", "rst",
-                 "shard", "starttls", "stream", "syn_dir", "trunc")
+                 "shard", "starttls", "stream", "syn_dir", "trunc", "whole")
 
     def __init__(self, stream: int, key: bytes, shard: int, implicit: bool) -> None:
         self.stream = stream
@@ -211,6 +226,7 @@ class _Conv:
         # ``retained`` until the native reader is sure (or gives the conversation to tshark)
         self.native: NativeConversation | None = None
         self.retained: list[tuple] | None = None
+        self.whole = False  # every packet goes to tshark (see _Pass.whole)
 
 
 class _Writer:
@@ -474,29 +490,78 @@ def prefilter(
     if size == 0:
         raise Unsupported("empty file")
     portset = frozenset(ports) | frozenset(implicit_tls_ports)
-    state = _Pass(Path(out_dir), max(1, shards), portset, frozenset(implicit_tls_ports),
-                  keep_all_tls, native)
     index = None
+    whole: dict[int, str] = {}
     if use_index and not keep_all_tls:
         from .scan import index_capture
 
         index = index_capture(path, tuple(portset), progress)
+        if index is not None:
+            whole = irregular_streams(index)
+    with path.open("rb") as handle:
+        mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        with path.open("rb") as handle:
-            mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        for _attempt in range(3):
+            state = _Pass(Path(out_dir), max(1, shards), portset,
+                          frozenset(implicit_tls_ports), keep_all_tls, native, whole=whole)
             try:
                 if index is not None:
                     if progress is not None:
                         progress(size, size)
                     if hasattr(progress, "phase"):
                         progress.phase("SMTP conversations")
-                    return _indexed(state, index, mm, size, workers)
-                return _walk_all(state, mm, size, progress)
+                    result = _indexed(state, index, mm, size, workers)
+                else:
+                    result = _walk_all(state, mm, size, progress)
             finally:
-                with contextlib.suppress(BufferError):
-                    mm.close()
+                state.close()
+            if not result.redo:
+                return result
+            # conversations only the reading found irregular: read again, kept whole
+            whole = {**whole, **result.redo}
+        raise Unsupported("conversations kept whole changed on every reading")  # never seen
     finally:
-        state.close()
+        with contextlib.suppress(BufferError):
+            mm.close()
+
+
+def irregular_streams(index) -> dict[int, str]:
+    """The conversations of ``index`` to keep whole, found ahead of the reading: those with a
+    data segment that is not the next expected one of its direction (retransmitted,
+    duplicated, reordered, after a gap), a segment without data beyond it (tshark flags a
+    lost segment there), or a packet cut by the snap length. It may name more than the
+    reading would (keeping whole is always exact); it names every one the reading would."""
+    import numpy as np
+
+    n = len(index)
+    if not n:
+        return {}
+    out: dict[int, str] = {}
+    cut = np.unique(index.stream[index.caplen < index.origlen])
+    for stream in cut.tolist():
+        out[stream] = SNAPLEN_CUT
+    group = index.stream * 2 + index.direction
+    order = np.argsort(group, kind="stable")  # capture order inside each direction
+    g = group[order]
+    seq = index.seq[order].astype(np.int64)
+    seglen = index.seglen[order].astype(np.int64)
+    flags = index.flags[order]
+    ends = seq + seglen + ((flags & _SYN) != 0) + ((flags & _FIN) != 0)
+    # the next expected byte: from the direction's last packet that moved it (data, SYN, FIN)
+    moves = (seglen > 0) | ((flags & (_SYN | _FIN)) != 0)
+    pos = np.arange(n)
+    last = np.maximum.accumulate(np.where(moves, pos, -1))
+    prev = np.empty(n, np.int64)
+    prev[0] = -1
+    prev[1:] = last[:-1]
+    has = (prev >= 0) & (g == g[np.maximum(prev, 0)])
+    expected = ends[np.maximum(prev, 0)] & 0xFFFFFFFF
+    delta = (seq - expected) & 0xFFFFFFFF
+    odd = has & (((seglen > 0) & (delta != 0)) | ((seglen == 0) & (delta > 0)
+                                                  & (delta < 0x80000000)))
+    for stream in np.unique(g[odd] // 2).tolist():
+        out.setdefault(stream, IRREGULAR)
+    return out
 
 
 class _Pass:
@@ -504,8 +569,13 @@ class _Pass:
 
     def __init__(self, out: Path, shards: int, portset: frozenset[int],
                  implicit_set: frozenset[int], keep_all_tls: bool, native: bool,
-                 shard_ids: Sequence[int] | None = None) -> None:
+                 shard_ids: Sequence[int] | None = None,
+                 whole: dict[int, str] | None = None) -> None:
         ids = list(shard_ids) if shard_ids is not None else list(range(shards))
+        #: conversations kept whole from their first packet (stream -> why)
+        self.whole: dict[int, str] = whole or {}
+        #: conversations found to need keeping whole while reading: read again
+        self.redo: dict[int, str] = {}
         self.writers = [_Writer(out / f"shard-{i:03d}.pcapng") for i in ids]
         self.portset = portset
         self.implicit_set = implicit_set
@@ -525,6 +595,13 @@ class _Pass:
                      dport in implicit_set or sport in implicit_set)
         conv.first_frame, conv.first_ns = frame, ns
         self.convs[stream] = conv
+        why = self.whole.get(stream)
+        if why is not None:
+            conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
+            conv.whole = True
+            if self.native and not self.keep_all_tls:
+                self.demoted[why] = self.demoted.get(why, 0) + 1
+            return conv
         if self.native and not self.keep_all_tls:
             request_dir = 0 if dport in portset and sport not in portset \
                 else 1 if sport in portset and dport not in portset else -1
@@ -540,10 +617,29 @@ class _Pass:
         """One packet of an SMTP-port conversation (in capture order)."""
         truncated = len(data) < orig
         _count(conv, direction, frame, ns, orig, truncated, flags)
+        if conv.whole:  # every packet to tshark (pure ACKs too: it flags gaps on them)
+            w = self.writers[conv.shard]
+            w.packet(w.interface(ifkey, linktype, snaplen, tsres), units, data, orig, frame,
+                     conv.stream, False)
+            self.wrote_packet = True
+            self.kept += 1
+            self.kept_bytes += len(data)
+            return
+        if conv.stream in self.redo:
+            return  # read again, kept whole
         d = conv.dirs[direction]
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
+        try:
+            self._packet(conv, d, direction, frame, ns, units, ifkey, linktype, snaplen,
+                         tsres, data, orig, l4, thl, seglen, seq, flags, truncated)
+        except _KeepWhole as why:
+            self.redo[conv.stream] = str(why)
+
+    def _packet(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int, units: int,
+                ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
+                l4: int, thl: int, seglen: int, seq: int, flags: int, truncated: bool) -> None:
         if d.mode == _CUT:
             was_cut = True
             payload = b""
@@ -561,8 +657,7 @@ class _Pass:
                 payload = data[l4 + thl:l4 + thl + seglen]
                 if truncated or len(payload) < seglen:
                     if conv.dirs[1 - direction].mode == _CUT:
-                        raise Unsupported(
-                            f"tcp.stream {conv.stream}: cut packets after the handshake")
+                        raise _KeepWhole(SNAPLEN_CUT)
                     conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
                     payload = b""
                     seglen = 0
@@ -640,18 +735,15 @@ class _Pass:
         the conversation)."""
         conv.cut = True
         if truncated:
-            raise Unsupported(f"tcp.stream {conv.stream}: cut packets after the handshake")
+            raise _KeepWhole(SNAPLEN_CUT)
         nextseq = d.nextseq
         if nextseq is None or seq == nextseq:
             d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
                          + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
-        elif seglen:
-            raise Unsupported(f"tcp.stream {conv.stream}: retransmitted or missing "
-                              "segments after the handshake")
-        elif 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
-            # beyond the next expected byte: tshark flags a lost segment on it
-            raise Unsupported(f"tcp.stream {conv.stream}: missing segments after the "
-                              "handshake")
+        elif seglen or 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
+            # a segment again or out of order, or beyond the next expected byte (tshark
+            # flags a lost segment on it)
+            raise _KeepWhole(IRREGULAR)
         if seglen:
             records = d.records
             if records.need > seglen:
@@ -666,14 +758,13 @@ class _Pass:
         """TLS records completing after the cut: application data, or an encrypted alert
         (an event the reference reports); anything else needs tshark's view."""
         if done is None:
-            raise Unsupported(f"tcp.stream {conv.stream}: not TLS after the handshake")
+            raise _KeepWhole("not TLS after the handshake")
         alert = False
         for rtype, rlen in done:
             if rtype == 21 and rlen != 2:
                 alert = True
             elif rtype != 23:
-                raise Unsupported(f"tcp.stream {conv.stream}: TLS record type {rtype} after "
-                                  "the handshake")
+                raise _KeepWhole("TLS records other than data or alerts after the handshake")
         if alert:
             self.synthetic.append(_synthetic(conv, direction, frame, ns))
 
@@ -684,6 +775,8 @@ class _Pass:
 
     def result(self, **capture_facts: object) -> Prefiltered:
         return Prefiltered(
+            kept_whole=dict(self.whole),
+            redo=dict(self.redo),
             shards=self.close(),
             streams={s: _totals(c) for s, c in self.convs.items()},
             synthetic=self.synthetic,
@@ -892,7 +985,7 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
 
     def read_part(k: int) -> Prefiltered:
         part = _Pass(out_dir, nshards, state.portset, state.implicit_set, state.keep_all_tls,
-                     state.native, shard_ids=range(k, nshards, workers))
+                     state.native, shard_ids=range(k, nshards, workers), whole=state.whole)
         try:
             _indexed_part(part, columns, (k, workers), ifaces, mm)
             return part.result(packets_total=0, packets_matched=0, first_time=None,
@@ -908,6 +1001,8 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
         merged.synthetic.extend(part.synthetic)
         merged.kept_packets += part.kept_packets
         merged.kept_bytes += part.kept_bytes
+        merged.kept_whole.update(part.kept_whole)
+        merged.redo.update(part.redo)
         for why, count in part.demoted.items():
             merged.demoted[why] = merged.demoted.get(why, 0) + count
     merged.shards.sort(key=lambda shard: shard.path.name)

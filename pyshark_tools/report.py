@@ -302,6 +302,7 @@ def analyze(
         "engine": engine,
         "engine_note": engine_note,
         "native_conversations": extraction.native_streams,
+        "native_demoted": extraction.native_demoted,
         "warnings": warnings,
     }
     return Report(

@@ -42,11 +42,30 @@ class Tshark:
         return ".".join(map(str, self.version))
 
 
+#: tshark found so far: (path, size, mtime) -> its version (asked once per process)
+_FOUND: dict[tuple[str, int, int], Tshark] = {}
+
+
 def find_tshark(explicit: str | None = None) -> Tshark:
-    """Locate tshark (``$TSHARK`` or PATH) and check that it is new enough."""
+    """Locate tshark (``$TSHARK`` or PATH) and check that it is new enough; its version is
+    asked once per process (again if the file changes)."""
     candidate = explicit or os.environ.get("TSHARK") or shutil.which("tshark") or _pyshark_path()
     if not candidate or not (Path(candidate).is_file() or shutil.which(candidate)):
         raise TsharkError(f"tshark was not found: {INSTALL_HINT}")
+    try:
+        found = Path(shutil.which(candidate) or candidate).stat()
+        key = (candidate, found.st_size, found.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _FOUND:
+        return _FOUND[key]
+    tshark = _ask_version(candidate)
+    if key is not None:
+        _FOUND[key] = tshark
+    return tshark
+
+
+def _ask_version(candidate: str) -> Tshark:
     try:
         done = subprocess.run(
             [candidate, "--version"], capture_output=True, text=True, timeout=60, check=False

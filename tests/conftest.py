@@ -21,7 +21,10 @@ def fixture_truth(name: str, folder: Path = FIXTURES) -> dict:
 
 
 def fixture_path(name: str, folder: Path = FIXTURES) -> Path:
-    """The capture file of one scenario."""
+    """The capture file of one scenario (pcapng, or pcap for the link-layer variants)."""
+    truth = folder / f"{name}.json"
+    if truth.exists():
+        return folder / json.loads(truth.read_text())["capture"]
     return folder / f"{name}.pcapng"
 
 

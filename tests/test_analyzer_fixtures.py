@@ -88,7 +88,8 @@ def test_conversations_match_ground_truth(name: str, with_keys: bool) -> None:
         if expected not in ("not_captured",) and not truth.get("damaged"):
             assert [c for c in shown][: len(clear)] == clear or with_keys
             if with_keys or truth.get("embedded_secrets"):
-                assert shown == [str(r["code"]) for r in tc["smtp_replies"]]
+                assert shown == [str(r["code"]) for r in tc["smtp_replies"]
+                                 if r.get("readable_with_keylog", True)]
 
 
 @pytest.mark.parametrize(("name", "with_keys"), CASES)

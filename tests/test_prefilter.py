@@ -1,8 +1,9 @@
 """The prefilter: Wireshark's stream numbers, original frame numbers, honest refusals.
 
-Whatever the prefilter cannot read exactly (damaged, compressed, tunnelled, odd link types,
-retransmissions after the cut) must make ``analyze`` fall back to the reference engine with
-the same report, never a traceback.
+Whatever the prefilter cannot read exactly for the whole capture (damaged, compressed,
+tunnelled, odd link types) must make ``analyze`` fall back to the reference engine with the
+same report, never a traceback; what concerns one conversation (a retransmission after the
+cut) keeps that conversation whole, in the fast engine.
 """
 
 from __future__ import annotations
@@ -152,13 +153,28 @@ def _rewrite(path: Path, frames: list[tuple[int, bytes, int]]) -> Path:
     return path
 
 
-def test_retransmission_after_the_cut_falls_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("use_index", [True, False])
+def test_retransmission_after_the_cut_keeps_the_conversation_whole(
+        tmp_path: Path, use_index: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     frames = _frames(fixture_path("tls12-client-cert-ok"))
     # retransmit the second-to-last data segment of the capture after its original
     data_frames = [i for i, (_t, d, _o) in enumerate(frames) if len(d) > 80]
     i = data_frames[-1]
     frames.insert(i + 1, (frames[i][0] + 5, frames[i][1], frames[i][2]))
-    _fallback(_rewrite(tmp_path / "retrans.pcapng", frames))
+    capture = _rewrite(tmp_path / "retrans.pcapng", frames)
+    if not use_index:  # the reading finds it (no index ahead): read again, kept whole
+        import pyshark_tools.scan as scan_module
+
+        monkeypatch.setattr(scan_module, "index_capture", lambda *_args, **_kw: None)
+    out = tmp_path / "out"
+    out.mkdir()
+    pre = prefilter(capture, out, ports=PORTS, native=True, use_index=use_index)
+    assert pre.kept_whole == {0: "retransmitted, duplicated, reordered or missing TCP segments"}
+    assert pre.native is None or 0 not in pre.native.partial
+    assert sum(s.packets for s in pre.shards) == len(frames)  # every packet, pure ACKs too
+    fast = analyze(capture, progress=False)
+    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    assert_same_report(analyze(capture, prefilter=False, progress=False), fast)
 
 
 def test_gre_tunnel_falls_back(tmp_path: Path) -> None:

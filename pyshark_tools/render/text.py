@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..report import Report
+from .grouped import GROUP_ABOVE, render_grouped
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
 
@@ -17,8 +18,10 @@ def _s(value: object) -> str:
     return str(value)
 
 
-def render_text(report: Report, console: Console,
+def render_text(report: Report, console: Console, details: bool = False,
                 no_problems: str = "No problems found.") -> None:
+    """The header, then every conversation and finding; above ``GROUP_ABOVE`` conversations
+    (unless ``details``), verdict counts and findings grouped by rule instead."""
     info = report.capture
     console.print(Text(f"Capture: {info['file']}", style="bold"))
     span = ""
@@ -45,6 +48,9 @@ def render_text(report: Report, console: Console,
         console.print(Text(f"No SMTP conversations on ports {ports}.", style="yellow"))
         console.print("Hint: mail on another port? Add it with --port N (e.g. --port 2525); "
                       "--all-tls also reports TLS conversations that are not SMTP.")
+        return
+    if len(conv) > GROUP_ABOVE and not details:
+        render_grouped(report, console)
         return
     table = Table(title="Conversations", show_lines=False, header_style="bold")
     for name in ("stream", "client", "server", "TLS", "client certificate", "findings"):

@@ -1,0 +1,45 @@
+"""Start-up: ``--help`` imports none of the heavy libraries; tshark's version is asked once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("pandas", "numpy", "cryptography", "rich", "pyshark")
+
+
+def test_command_line_imports_nothing_heavy() -> None:
+    code = ("import sys, pyshark_tools.cli\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+    helped = subprocess.run([sys.executable, "-m", "pyshark_tools.cli", "--help"],
+                            capture_output=True, text=True, check=False)
+    assert helped.returncode == 0 and "CAPTURE" in helped.stdout
+
+
+def test_default_ports_agree() -> None:
+    from pyshark_tools import cli, events
+
+    assert cli.DEFAULT_PORTS == events.DEFAULT_PORTS
+
+
+def test_tshark_version_asked_once(tmp_path: Path, monkeypatch) -> None:
+    from pyshark_tools import tshark
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "tshark"
+    fake.write_text(f"#!/bin/sh\necho run >> {calls}\n"
+                    "echo 'TShark (Wireshark) 4.0.17 (Git v4.0.17)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TSHARK", str(fake))
+    first = tshark.find_tshark()
+    assert tshark.find_tshark() == first and first.version == (4, 0, 17)
+    assert calls.read_text().count("run") == 1
+    fake.write_text(fake.read_text().replace("4.0.17", "4.2.9"))  # another tshark there
+    os.utime(fake, ns=(1, 10**9))
+    assert tshark.find_tshark().version == (4, 2, 9)
+    assert calls.read_text().count("run") == 2

@@ -1,0 +1,108 @@
+"""TCP as real networks deliver it, on the link layers real captures come with.
+
+The fixtures (``fixtures/tcp-*``, ``vlan-8021q``, ``linux-cooked-*``, ``pktmon-*``,
+``pcap-nanosecond``, ``ipv6-extension-headers``) are checked against their ground truth by
+``test_analyzer_fixtures`` and lever by lever by ``test_levers_identical``. Here: which
+engine and reader took each one (nothing of them goes to the reference engine, a
+conversation with an irregular segment alone is kept whole for tshark), the same on
+generated captures with impairments and other link layers, and the gap counting.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyshark_tools import analyze
+from pyshark_tools.prefilter import IRREGULAR
+from pyshark_tools.tcpgaps import SequenceGaps
+
+from .conftest import analyze_fixture, fixture_truth
+from .test_levers_identical import assert_same_report
+
+#: fixture -> conversations the native reader reads (the others are kept whole for tshark)
+NATIVE = {
+    "tcp-retransmissions": 0, "tcp-duplicates-reordered": 0, "tcp-lost-in-handshake": 1,
+    "tcp-lost-after-handshake": 0, "tcp-zero-window-keepalive": 0, "vlan-8021q": 1,
+    "linux-cooked-sll": 1, "linux-cooked-sll2": 0, "pktmon-multi-interface": 1,
+    "pcap-nanosecond": 1, "ipv6-extension-headers": 1,
+}
+
+
+def _irregular(truth: dict) -> int:
+    return sum(1 for c in truth["conversations"] if c.get("tcp_impairments")
+               and any(i["kind"] != "keepalive" for i in c["tcp_impairments"]))
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE))
+def test_fast_engine_reads_each_variant(name: str) -> None:
+    truth = fixture_truth(name)
+    fast = analyze_fixture(name, False, progress=False, jobs=2)
+    cap = fast.capture
+    assert cap["engine"] == "fast", cap["engine_note"]
+    assert cap["native_conversations"] == NATIVE[name]
+    whole = cap["native_demoted"].get(IRREGULAR, 0)
+    logged_twice = 1 if truth["scenario"] == "pktmon-multi-interface" else 0
+    assert whole == _irregular(truth) + logged_twice
+
+
+@pytest.fixture(scope="module", params=[{"impair": 0.005}, {"impair": 0.005, "link_layer": "sll2"},
+                                        {"link_layer": "vlan"}],
+                ids=["impaired", "impaired-sll2", "vlan"])
+def variant_capture(request, tmp_path_factory):
+    from benchmarks.generate import generate
+
+    path = tmp_path_factory.mktemp("variant") / "capture.pcapng"
+    meta = generate(path, scale=0.01, seed=5, **request.param)
+    return path, meta
+
+
+def test_generated_variants_same_report_with_every_lever(variant_capture) -> None:
+    path, meta = variant_capture
+    reference = analyze(path, prefilter=False, progress=False)
+    assert len(reference.conversations) >= 100
+    fast = analyze(path, jobs=2, progress=False)
+    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    assert_same_report(reference, fast)
+    assert_same_report(reference, analyze(path, jobs=2, progress=False, native=False))
+    whole = fast.capture["native_demoted"].get(IRREGULAR, 0)
+    if meta["impair"]:
+        assert sum(meta["impairments"].values()) > 0 and whole > 0
+        assert fast.capture["native_conversations"] > len(reference.conversations) // 2
+    else:
+        assert whole == 0
+
+
+def _row(seq: int, length: int, flags: int = 0x010) -> dict[str, str]:
+    return {"tcp.seq_raw": str(seq), "tcp.len": str(length), "tcp.flags": f"0x{flags:03x}"}
+
+
+def test_gaps_count_only_bytes_never_captured() -> None:
+    gaps = SequenceGaps()
+    for seq, n, flags in ((100, 0, 0x002), (101, 50, 0x018), (251, 50, 0x018),
+                          (151, 100, 0x018), (151, 100, 0x018), (301, 0, 0x011)):
+        gaps.add(0, "a", _row(seq, n, flags))  # reordered and retransmitted: no gap
+    assert gaps.holes(0) == 0
+    for seq, n in ((2**32 - 10, 20), (40, 10), (50, 0)):
+        gaps.add(1, "b", _row(seq, n))  # a hole of 30 bytes across the wrap, then an ACK
+    assert gaps.holes(1) == 1
+    gaps.add(2, "c", _row(500, 10))
+    gaps.add(2, "c", _row(530, 0, 0x011))  # the last data lost: the FIN is beyond
+    gaps.add(2, "d", _row(9, 0, 0x010))
+    gaps.add(2, "c", _row(509, 0, 0x010))  # a keep-alive: one byte back, no gap
+    assert gaps.holes(2) == 1
+    assert gaps.holes(3) == 0
+
+
+def test_out_of_order_reassembly_unless_packets_may_be_cut(tmp_path) -> None:
+    from fixtures.factory import pcapng
+    from pyshark_tools.tcpgaps import OUT_OF_ORDER, tcp_preferences
+
+    from .conftest import fixture_path
+
+    assert tcp_preferences(fixture_path("truncated-snaplen")) == ()  # IDB snaplen 200
+    assert tcp_preferences(fixture_path("tcp-duplicates-reordered")) == (OUT_OF_ORDER,)
+    assert tcp_preferences(fixture_path("linux-cooked-sll")) == (OUT_OF_ORDER,)  # pcap
+    small = tmp_path / "small.pcap"
+    small.write_bytes(pcapng.write_pcap([(10**9, b"\x00" * 60)], 1, False, snaplen=96))
+    assert tcp_preferences(small) == ()
+    assert tcp_preferences(tmp_path / "missing.pcap") == ()
