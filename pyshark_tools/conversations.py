@@ -78,6 +78,7 @@ class _Smtp:
     starttls_frame: int | None = None
     starttls_reply: str | None = None
     commands_after_starttls_in_clear: bool = False
+    gap_frame: int | None = None  # the SMTP text is incomplete from this frame on
     replies: list[tuple[int, str, str]] = field(default_factory=list)  # frame, code, first line
 
 
@@ -133,6 +134,8 @@ def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
             tls.alerts.append((frame, sender, name, level))
         elif kind == "tls_appdata":
             tls.app_data = True
+        elif kind == "smtp_gap" and smtp.gap_frame is None:
+            smtp.gap_frame = frame
     return smtp, tls, decrypted_any
 
 
@@ -215,6 +218,15 @@ def decide_client_cert(
             return Verdict(
                 ClientCert.HANDSHAKE_FAILED,
                 "STARTTLS was accepted, then the connection closed before any TLS handshake",
+            )
+        if smtp.gap_frame is not None and not (
+                smtp.starttls_reply and not smtp.starttls_reply.startswith("220")):
+            # the SMTP text breaks off (a lost segment, a cut packet): whatever followed,
+            # STARTTLS and a handshake included, may be in what the capture lacks
+            return Verdict(
+                ClientCert.NOT_CAPTURED,
+                f"the SMTP dialogue is incomplete from frame {smtp.gap_frame} on: "
+                f"{damage_note if damaged else 'segments are missing from the capture'}",
             )
         if smtp.starttls_frame is not None:
             return Verdict(

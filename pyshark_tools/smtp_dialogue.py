@@ -126,7 +126,7 @@ class _Lines:
             self.take(len(self.buffer))
             self.overflow = True
 
-    def _frame_at(self, offset: int) -> tuple[int, object]:
+    def frame_at(self, offset: int) -> tuple[int, object]:
         for end, frame, stamp in self.marks:
             if end > offset:
                 return frame, stamp
@@ -138,8 +138,8 @@ class _Lines:
         end = self.buffer.find(b"\n")
         if end < 0:
             return None
-        first, stamp = self._frame_at(self.start)
-        last, _stamp = self._frame_at(self.start + end)
+        first, stamp = self.frame_at(self.start)
+        last, _stamp = self.frame_at(self.start + end)
         line = bytes(self.buffer[:end])
         self.take(end + 1)
         return (line[:-1] if line.endswith(b"\r") else line), first, last, stamp
@@ -228,6 +228,14 @@ class DialogueReader:
                 self._gap(sender, frame, stamp,
                           "a segment before this one is missing from the capture")
                 stream.waiting.clear()
+        held = self.lines["client"]
+        if self.mode["client"] is _Mode.HOLD and held.buffer and self.mode["server"] is not \
+                _Mode.TLS:
+            # the client went on as if answered: the server's reply is what the capture lacks
+            frame, stamp = held.frame_at(held.start)
+            self._gap("server", frame, stamp, "the server's reply to "
+                      f"{self.pending[-1] if self.pending else 'the client'} is missing from "
+                      "the capture, yet the client went on")
         return self.items
 
     # --- reading ---------------------------------------------------------------------------

@@ -223,3 +223,26 @@ def test_ja3_leaves_grease_out() -> None:
     assert len(ja3) == 32
     with pytest.raises(Demote):
         _client_hello(_client_hello_bytes()[4:-3])  # cut inside the extensions
+
+
+def test_a_lost_starttls_reply_is_not_captured_not_refused(tmp_path: Path) -> None:
+    """The segment with the server's 220 to STARTTLS is missing (and the client's TLS
+    after it): the capture cannot tell what happened, so neither 'refused' nor 'no TLS'."""
+    flow = TcpFlow("192.0.2.10", 50000, "198.51.100.20", 25, start_us=1_700_000_000_000_000)
+    at = flow.start_us + 50_000
+    steps = [*STARTTLS_PATH, ("c2s", _record(22, _client_hello_bytes()))]
+    for tag, (direction, data) in enumerate(steps):
+        flow.add(at, direction, data, tag)
+        at += 30_000
+    lost = len(STARTTLS_PATH) - 1  # the 220 reply to STARTTLS
+    packets = [p for p in flow.packets() if p.tag != lost]
+    data, _offsets = write(packets)
+    path = tmp_path / "lost-220.pcapng"
+    path.write_bytes(data)
+    reference = analyze(path, prefilter=False, progress=False)
+    fast = analyze(path, jobs=1, progress=False)
+    assert_same_report(reference, fast)
+    row = reference.conversations.iloc[0]
+    assert row["client_cert"] == "not_captured", row["verdict_reason"]
+    assert "incomplete" in row["verdict_reason"]
+    assert not {"W1", "W2"} & set(reference.findings["id"])

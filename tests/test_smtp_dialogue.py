@@ -218,3 +218,14 @@ def test_code_without_text_ends_a_reply():
     w = Wire()
     w.send("server", b"220-first\r\n220\r\n")
     assert w.replies() == [("220", "220-first\n220")]
+
+
+def test_a_missing_reply_the_client_went_on_without_is_a_gap():
+    w = Wire()
+    starttls_start(w, [EHLO_REPLY])
+    w.send("client", b"STARTTLS\r\n")
+    # the server's 220 never reached the capture; the client's ClientHello did
+    w.send("client", b"\x16\x03\x01\x00\x05hello")
+    last = w.items()[-1]
+    assert last[:3] == ("smtp_gap", "server", "incomplete")
+    assert "STARTTLS" in last[3]
