@@ -49,10 +49,24 @@ class Report:
     def exit_code(self) -> int:
         return EXIT_PROBLEMS if len(self.problems) else EXIT_OK
 
-    def conversation(self, stream: int) -> ConversationView:
-        """One conversation: ``.follow()``, ``.ladder()``, ``.certificates``, ``.packets()``."""
+    def conversation(self, stream: int, capture: str | None = None) -> ConversationView:
+        """One conversation: ``.follow()``, ``.ladder()``, ``.certificates``, ``.packets()``.
+
+        In a report of several captures a conversation is (capture, stream): ``capture``
+        (its path or file name) may be left out only when one capture has that stream.
+        """
+        from .merged import captures_with_stream, is_merged, one_capture
         from .views import ConversationView
 
+        if is_merged(self):
+            if capture is None:
+                holders = captures_with_stream(self, stream)
+                if len(holders) > 1:
+                    raise KeyError(f"tcp.stream == {stream} is in {len(holders)} captures: "
+                                   f"say which (capture=...; one of {', '.join(holders)})")
+                capture = holders[0] if holders else None
+            if capture is not None:
+                return ConversationView(one_capture(self, capture), stream)
         return ConversationView(self, stream)
 
     def _repr_html_(self) -> str:

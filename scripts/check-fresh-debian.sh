@@ -79,11 +79,15 @@ in_root apt-get update -qq
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     python3 git >/dev/null
 # A machine behind an intercepting proxy or a package mirror needs its CA bundle and pip config.
+# The copy under /usr/local/share/ca-certificates survives the ca-certificates package
+# rebuilding the bundle when setup.sh's apt-get pulls it in.
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    mkdir -p "$root/etc/ssl/certs"
+    mkdir -p "$root/etc/ssl/certs" "$root/usr/local/share/ca-certificates"
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+    cp /etc/ssl/certs/ca-certificates.crt "$root/usr/local/share/ca-certificates/host-bundle.crt"
 fi
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
+[ -d /etc/xdg/pip ] && mkdir -p "$root/etc/xdg" && cp -r /etc/xdg/pip "$root/etc/xdg/pip"
 if in_root python3 -c 'import ensurepip' 2>/dev/null; then
     echo "check-fresh-debian: python3-venv is present; the check would not be a fresh machine" >&2
     exit 1

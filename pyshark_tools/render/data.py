@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..report import Report, _columns, _iso_strings, _jsonable
+from ..merged import is_merged, per_capture
 from .labels import verdict_label
 
 TABLES = ("conversations", "certificates", "findings", "events")
@@ -112,6 +113,8 @@ def _md_cell(value: object) -> str:
 
 
 def to_markdown(report: Report) -> str:
+    if is_merged(report):
+        return _merged_markdown(report)
     lines = [f"# tls-smtp-report: {report.capture['file']}", ""]
     for warning in report.warnings:
         lines.append(f"> Warning: {warning}")
@@ -129,4 +132,15 @@ def to_markdown(report: Report) -> str:
         lines += [f"### Stream {f['stream']}: {f['id']} {f['title']} ({f['severity']})", "",
                   f"{f['explanation']}", "",
                   f"- Evidence frames: {f['evidence_frames']}", f"- Fix: {f['fix']}", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _merged_markdown(report: Report) -> str:
+    """Several captures: one section per capture, each with its own streams."""
+    parts = per_capture(report)
+    lines = [f"# tls-smtp-report: {len(parts)} captures", ""]
+    for part in parts:
+        for line in to_markdown(part).splitlines():
+            lines.append("#" + line if line.startswith("#") else line)
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"

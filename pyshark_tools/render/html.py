@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from ..merged import capture_files, is_merged, per_capture
 from ..report import Report
 from .labels import verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
@@ -258,6 +259,8 @@ def _problem_streams(report: Report) -> Iterable[int]:
 
 
 def report_body(report: Report, *, ladders: bool = True, certificates: bool = True) -> str:
+    if is_merged(report):
+        return _merged_body(report, ladders=ladders, certificates=certificates)
     parts = [f"<h1>tls-smtp-report: {_e(report.capture['file'])}</h1>",
              '<p class="muted">Did the sending mail server present its TLS client certificate?'
              "</p>", _capture_summary(report)]
@@ -280,9 +283,30 @@ def report_body(report: Report, *, ladders: bool = True, certificates: bool = Tr
     return "\n".join(parts)
 
 
+def _merged_body(report: Report, *, ladders: bool, certificates: bool) -> str:
+    """Several captures: a list of them, then one section per capture (its own streams)."""
+    parts = per_capture(report)
+    items = "".join(f'<li><a href="#capture-{i}"><code>{_e(path)}</code></a></li>'
+                    for i, path in enumerate(capture_files(report)))
+    out = [f"<h1>tls-smtp-report: {len(parts)} captures</h1>", f"<ul>{items}</ul>"]
+    for i, part in enumerate(parts):
+        body = report_body(part, ladders=ladders, certificates=certificates)
+        # element ids are per document: the same stream number recurs in every capture
+        body = body.replace('id="conv-', f'id="capture-{i}-conv-').replace(
+            'id="ladder-', f'id="capture-{i}-ladder-')
+        out.append(f'<section class="capture" id="capture-{i}">{body}</section>')
+    return "\n".join(out)
+
+
+def _title(report: Report) -> str:
+    if is_merged(report):
+        return f"tls-smtp-report: {len(capture_files(report))} captures"
+    return f"tls-smtp-report: {report.capture['file']}"
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document (no script, no external resources)."""
-    title = f"tls-smtp-report: {report.capture['file']}"
+    title = _title(report)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '

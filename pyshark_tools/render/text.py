@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..report import Report
+from ..merged import is_merged, per_capture
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
 
@@ -18,6 +19,9 @@ def _s(value: object) -> str:
 
 
 def render_text(report: Report, console: Console) -> None:
+    if is_merged(report):
+        render_merged_text(report, console)
+        return
     info = report.capture
     console.print(Text(f"Capture: {info['file']}", style="bold"))
     span = ""
@@ -88,3 +92,21 @@ def render_text(report: Report, console: Console) -> None:
     console.print()
     console.print(f"{len(conv)} conversation(s); findings: "
                   + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("error", "warning", "info")))
+
+
+def render_merged_text(report: Report, console: Console) -> None:
+    """Several captures: one section per capture (its own streams, table and findings),
+    then the totals. A conversation is (capture, stream): stream numbers restart per file."""
+    parts = per_capture(report)
+    named = report.capture["file"]
+    named = ", ".join(map(str, named)) if isinstance(named, list) else str(named)
+    console.print(Text(f"{len(parts)} captures: {named}", style="bold"))
+    for part in parts:
+        console.print()
+        render_text(part, console)
+    findings = report.findings
+    counts = findings["severity"].astype(str).value_counts() if len(findings) else {}
+    console.print()
+    console.print(f"All {len(parts)} captures: {len(report.conversations)} conversation(s); "
+                  "findings: " + ", ".join(f"{counts.get(s, 0)} {s}"
+                                           for s in ("error", "warning", "info")))
