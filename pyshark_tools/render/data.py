@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..report import Report, _columns, _iso_strings, _jsonable
 from ..merged import is_merged, per_capture
+from ..report import Report, _columns, _iso_strings, _jsonable
 from .labels import verdict_label
 
 TABLES = ("conversations", "certificates", "findings", "events")

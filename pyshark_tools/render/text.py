@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..report import Report
 from ..merged import is_merged, per_capture
+from ..report import Report
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
 
