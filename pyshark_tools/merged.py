@@ -10,6 +10,7 @@ stream 0.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,8 +66,6 @@ def captures_with_stream(report: Report, stream: int) -> list[str]:
 
 def one_capture(report: Report, capture: str) -> Report:
     """The part of a merged report that comes from one capture, as a report of its own."""
-    from .report import Report
-
     if not is_merged(report):
         return report
     files = capture_files(report)
@@ -83,7 +82,7 @@ def one_capture(report: Report, capture: str) -> Report:
             df = df[df[CAPTURE_COLUMN].astype(str) == path]
             df = df.drop(columns=[CAPTURE_COLUMN]).reset_index(drop=True)
         tables[name] = df
-    return Report(capture=info, warnings=list(info.get("warnings") or []), **tables)
+    return replace(report, capture=info, warnings=list(info.get("warnings") or []), **tables)
 
 
 def per_capture(report: Report) -> list[Report]:
