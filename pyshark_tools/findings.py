@@ -20,17 +20,59 @@ from .tables import Record, records, records_by_stream
 #: One conversation row (a dict from ``conversations.to_dict("records")``).
 Conv = Mapping[str, Any]
 
-FIX_PRESENT_CERT = (
-    "Make the sending server present its certificate. Exchange Server: check the certificate "
-    "with Get-ExchangeCertificate | fl Thumbprint,Subject,Issuer,NotAfter,Services; enable it "
-    "for SMTP with Enable-ExchangeCertificate -Thumbprint <thumbprint> -Services SMTP; point "
-    "the send connector to Office 365 at it with Set-SendConnector \"<connector>\" "
-    "-TlsCertificateName \"<I><issuer><S><subject>\" (and -RequireTLS $true), then restart "
-    "MSExchangeTransport. Postfix: smtp_tls_chain_files = /etc/postfix/<name>.pem (key, "
-    "certificate, intermediates) with smtp_tls_security_level = encrypt for the Exchange "
-    "Online destination. Exim: tls_certificate and tls_privatekey on the remote_smtp "
-    "transport. Sendmail: confCLIENT_CERT and confCLIENT_KEY."
-)
+def fix_present_cert(ehlo: str = "") -> str:
+    """W6's fix; commands in backticks (code spans in Markdown, ``<code>`` in HTML), the
+    certificate looked up by the EHLO name when the capture shows one."""
+    lookup = (f"Get-ExchangeCertificate -DomainName {ehlo}" if _plain_name(ehlo)
+              else "Get-ExchangeCertificate")
+    return (
+        "Make the sending server present its certificate. Exchange Server: find the "
+        f"certificate with `{lookup} | fl Thumbprint,Subject,Issuer,NotAfter,Services`; "
+        "enable it for SMTP with `Enable-ExchangeCertificate -Thumbprint <thumbprint> "
+        "-Services SMTP`; point the send connector to Office 365 at it with "
+        "`Set-SendConnector \"<connector>\" -TlsCertificateName \"<I><issuer><S><subject>\" "
+        "-RequireTLS $true` (issuer and subject as Get-ExchangeCertificate shows them), then "
+        "`Restart-Service MSExchangeTransport`. Postfix: `smtp_tls_chain_files = "
+        "/etc/postfix/<name>.pem` (key, certificate, intermediates) with "
+        "`smtp_tls_security_level = encrypt` for the Exchange Online destination. Exim: "
+        "`tls_certificate` and `tls_privatekey` on the remote_smtp transport. Sendmail: "
+        "`confCLIENT_CERT` and `confCLIENT_KEY`."
+    )
+
+
+def _plain_name(name: object) -> bool:
+    """A host name that can go into a command line as it is (no quoting needed)."""
+    return (isinstance(name, str) and "." in name and not name.startswith("[")
+            and all(ch.isalnum() or ch in ".-_" for ch in name))
+
+
+def windows_name(rfc4514: object) -> str:
+    """An RFC 4514 name the way Windows and Get-ExchangeCertificate write it: the same order
+    (CN first), RDNs separated by ", " (escaped commas stay)."""
+    text = rfc4514 if isinstance(rfc4514, str) else ""
+    out, escaped = [], False
+    for ch in text:
+        if ch == "," and not escaped:
+            out.append(", ")
+        else:
+            out.append(ch)
+        escaped = ch == "\\" and not escaped
+    return "".join(out)
+
+
+def _connector_name(names: Sequence[str]) -> str:
+    """The name a certificate-scoped connector would match: its first DNS-looking name."""
+    plain = [n for n in names if _plain_name(n) or (n.startswith("*.") and _plain_name(n[2:]))]
+    return plain[0] if plain else "<name on the certificate>"
+
+
+def tls_certificate_name(leaf: Record) -> str:
+    """The send connector's TlsCertificateName for this certificate: <I>issuer<S>subject."""
+    return f"<I>{windows_name(leaf['issuer'])}<S>{windows_name(leaf['subject'])}"
+
+
+#: W6's fix when the capture shows no EHLO name.
+FIX_PRESENT_CERT = fix_present_cert()
 
 
 @dataclass(frozen=True)
@@ -128,10 +170,10 @@ def _smtp_rules(out: _Collector, conv: Conv) -> None:
                 f"{_who(conv)} offered STARTTLS (frame {conv['frame_ehlo_reply']}) but the "
                 "sending server went on without TLS, so it presented no certificate.",
                 _frames(conv["frame_ehlo_reply"]),
-                "Turn TLS on for this route. Exchange Server: Set-SendConnector "
+                "Turn TLS on for this route. Exchange Server: `Set-SendConnector "
                 "\"<connector>\" -RequireTLS $true -TlsAuthLevel DomainValidation "
-                "-TlsDomain mail.protection.outlook.com. Postfix: smtp_tls_security_level = "
-                "encrypt.")
+                "-TlsDomain mail.protection.outlook.com`. Postfix: `smtp_tls_security_level = "
+                "encrypt`.")
 
 
 def _true(value: object) -> bool:
@@ -169,7 +211,7 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                    "this sender's mail to Exchange Online would fail the same way."),
                 _frames(conv["frame_client_hello"], conv["frame_alert"]),
                 "Enable TLS 1.2 on the sending server (Windows: SchUseStrongCrypto and the "
-                "SCHANNEL TLS 1.2 client keys; Postfix: smtp_tls_protocols = >=TLSv1.2).")
+                "SCHANNEL TLS 1.2 client keys; Postfix: `smtp_tls_protocols = >=TLSv1.2`).")
     elif "handshake_failure" in alerts and pd.isna(conv["frame_server_hello"]):
         out.add(conv, "W16", Severity.ERROR, "No shared cipher suite",
                 "The server ended the handshake with a handshake_failure alert right after "
@@ -214,7 +256,7 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                    if exo else "")
                 + (consequence if exo else ""),
                 _frames(conv["frame_certificate_request"], conv["frame_client_certificate"]),
-                FIX_PRESENT_CERT)
+                fix_present_cert(conv["ehlo"] if isinstance(conv["ehlo"], str) else ""))
         ehlo = conv["ehlo"] if isinstance(conv["ehlo"], str) else ""
         if exo and _looks_internal(ehlo):
             out.add(conv, "W6b", Severity.WARNING, "EHLO name is not a public certificate name",
@@ -223,7 +265,8 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                     "no public certificate, so it found none to present.",
                     _frames(conv["frame_ehlo_reply"], conv["frame_client_certificate"]),
                     "Set the send connector's Fqdn to a name on the certificate "
-                    "(Set-SendConnector -Fqdn mail.contoso.com) and set TlsCertificateName.")
+                    "(`Set-SendConnector \"<connector>\" -Fqdn mail.contoso.com`) and set "
+                    "TlsCertificateName.")
     elif verdict == ClientCert.NOT_REQUESTED:
         tls12 = conv["tls_version"] in ("TLS 1.2", "TLS 1.1", "TLS 1.0", "SSL 3.0")
         if tls12:
@@ -294,9 +337,12 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 f"The certificate '{bad['subject']}' (thumbprint {bad['sha1']}) {when} "
                 f"{date:%Y-%m-%d %H:%M UTC}, and the capture was taken on "
                 f"{conv['start_time']:%Y-%m-%d %H:%M UTC}.",
-                frame, "Renew the certificate, enable the new one for SMTP "
-                "(Enable-ExchangeCertificate -Services SMTP) and re-point the send connector "
-                "(Set-SendConnector -TlsCertificateName) at it.")
+                frame, "Renew the certificate (the one presented: `Get-ExchangeCertificate "
+                f"-Thumbprint {leaf['sha1']} | fl Subject,Issuer,NotAfter,Services`), enable the "
+                "new one for SMTP (`Enable-ExchangeCertificate -Thumbprint <new thumbprint> "
+                "-Services SMTP`) and re-point the send connector at it (`Set-SendConnector "
+                f"\"<connector>\" -TlsCertificateName \"{tls_certificate_name(leaf)}\"` when "
+                "the renewed certificate keeps this issuer and subject).")
     weak = [c for c in chain if c["signature_hash"] in ("sha1", "md5") and not c["self_signed"]]
     if trust == "missing_intermediate":
         out.add(conv, "W8", sev, "Client sent its certificate without the intermediate CA",
@@ -305,7 +351,7 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 "a chain to a trusted root (450 4.4.317 or 550 5.7.64).",
                 frame, "Install the issuing CA's intermediate certificate on the sending "
                 "server (Exchange: import it into the Local Computer Intermediate Certification "
-                "Authorities store; Postfix: append it to the file in smtp_tls_chain_files).")
+                "Authorities store; Postfix: append it to the file in `smtp_tls_chain_files`).")
     elif trust in ("self_signed", "untrusted"):
         what = "self-signed" if trust == "self_signed" else "issued by a CA that is not publicly"\
             " trusted"
@@ -314,7 +360,10 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 "Exchange Online only accepts certificates from public CAs for connector "
                 "attribution.",
                 frame, "Use a certificate issued by a public CA (the name must be on it: CN or "
-                "SAN), then point the send connector at it.")
+                "SAN), then point the send connector at it (`Enable-ExchangeCertificate "
+                "-Thumbprint <new thumbprint> -Services SMTP`, `Set-SendConnector \"<connector>\" "
+                "-TlsCertificateName \"<I><issuer><S><subject>\"`). The one presented now: "
+                f"`Get-ExchangeCertificate -Thumbprint {leaf['sha1']}`.")
     elif trust == "weak_signature" or weak:
         hashes = sorted({c["signature_hash"] for c in weak} or {"sha1"})
         out.add(conv, "W13", sev, "SHA-1 signature in the client chain",
@@ -339,16 +388,17 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 "public CAs stop issuing clientAuth in 2026.",
                 frame, "Monitor; prefer a certificate whose EKU includes clientAuth "
                 "(TLS Web Client Authentication).")
-    names = [n for n in [leaf["cn"]] if isinstance(n, str)] + [
-        s.split(":", 1)[-1] for s in (leaf["sans"] or "").split("; ") if s]
+    names = list(dict.fromkeys([n for n in [leaf["cn"]] if isinstance(n, str)] + [
+        s.split(":", 1)[-1] for s in (leaf["sans"] or "").split("; ") if s]))  # CN is a SAN too
     if options.expect_cert_name and not name_matches(options.expect_cert_name, names):
         out.add(conv, "W11", sev, "Certificate name does not match the connector",
                 f"The connector expects '{options.expect_cert_name}' "
                 "(TlsSenderCertificateName) but the certificate's names are "
                 f"{', '.join(names) or 'none'}.",
                 frame, "Set the inbound connector's TlsSenderCertificateName to a name on the "
-                "certificate (Set-InboundConnector -TlsSenderCertificateName), or present a "
-                "certificate carrying the expected name.")
+                "certificate (`Set-InboundConnector \"<connector>\" -TlsSenderCertificateName "
+                f"{_connector_name(names)}`), or present a certificate carrying the expected "
+                "name.")
     if options.accepted_domains:
         matched = options.expect_cert_name or (leaf["cn"] if isinstance(leaf["cn"], str)
                                                else None)

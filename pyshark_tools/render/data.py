@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..merged import is_merged, per_capture
 from ..report import Report, _columns, _iso_strings, _jsonable
+from .inline import markdown_inline, markdown_text
 from .labels import verdict_label
 
 TABLES = ("conversations", "certificates", "findings", "events")
@@ -109,7 +110,7 @@ def to_csv(report: Report, table: str = "conversations") -> str:
 def _md_cell(value: object) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    return str(value).replace("|", "\\|").replace("\n", "<br>")
+    return "<br>".join(markdown_text(line) for line in str(value).split("\n"))
 
 
 def to_markdown(report: Report) -> str:
@@ -117,7 +118,7 @@ def to_markdown(report: Report) -> str:
         return _merged_markdown(report)
     lines = [f"# tls-smtp-report: {report.capture['file']}", ""]
     for warning in report.warnings:
-        lines.append(f"> Warning: {warning}")
+        lines.append(f"> Warning: {markdown_text(warning)}")
     lines += ["", "## Conversations", "",
               "| stream | client | server | host | TLS | client certificate | leaf | findings |",
               "|---|---|---|---|---|---|---|---|"]
@@ -129,9 +130,10 @@ def to_markdown(report: Report) -> str:
     if not len(report.findings):
         lines.append("No findings.")
     for _, f in report.findings.iterrows():
-        lines += [f"### Stream {f['stream']}: {f['id']} {f['title']} ({f['severity']})", "",
-                  f"{f['explanation']}", "",
-                  f"- Evidence frames: {f['evidence_frames']}", f"- Fix: {f['fix']}", ""]
+        lines += [f"### Stream {f['stream']}: {f['id']} {markdown_text(f['title'])} "
+                  f"({f['severity']})", "", markdown_inline(f["explanation"]), "",
+                  f"- Evidence frames: {f['evidence_frames']}",
+                  f"- Fix: {markdown_inline(f['fix'])}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..merged import capture_files, is_merged, per_capture
 from ..report import Report
+from .inline import html_inline
 from .labels import verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
 
@@ -47,6 +48,8 @@ CSS = """
   border-radius: 6px; margin: 6px 0; }
 .tsr .ladder-wrap { overflow-x: auto; margin: 8px 0 18px; }
 .tsr .thumb { word-break: break-all; }
+.tsr code.cmd { background: #eaeef2; border-radius: 4px; padding: 1px 4px; }
+.tsr code.cmd .word { white-space: nowrap; }
 .tsr .glance span { margin-right: 10px; }
 """
 
@@ -170,8 +173,8 @@ def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
             out.append(
                 f'<div class="finding" style="border-color:{fg}">'
                 f'<h4>{severity_badge(f["severity"])} {_e(f["id"])} {_e(f["title"])}</h4>'
-                f"<p>{_e(f['explanation'])}</p>{evidence}"
-                f'<p><span class="fix">Fix:</span> {_e(f["fix"])}</p></div>')
+                f"<p>{html_inline(_s(f['explanation']))}</p>{evidence}"
+                f'<p><span class="fix">Fix:</span> {html_inline(_s(f["fix"]))}</p></div>')
     return "\n".join(out)
 
 
