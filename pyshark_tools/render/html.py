@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..merged import capture_files, is_merged, per_capture
 from ..report import Report
+from .headline import headline
 from .inline import html_inline
 from .labels import verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
@@ -47,6 +48,12 @@ CSS = """
 .tsr .warning { background: #fff8c5; border: 1px solid #d4a72c; padding: 6px 10px;
   border-radius: 6px; margin: 6px 0; }
 .tsr .ladder-wrap { overflow-x: auto; margin: 8px 0 18px; }
+.tsr .ladder-wrap svg.ladder { max-width: 100%; height: auto; }
+.tsr .scroll { overflow-x: auto; max-width: 100%; }
+.tsr .scroll table { margin: 0; }
+.tsr .headline { font-size: 17px; font-weight: 600; border: 1px solid; border-left-width: 6px;
+  border-radius: 6px; padding: 8px 12px; margin: 8px 0 12px; max-width: 60em; }
+.tsr dl.summary dd { overflow-wrap: anywhere; }
 .tsr .thumb { word-break: break-all; }
 .tsr code.cmd { background: #eaeef2; border-radius: 4px; padding: 1px 4px; }
 .tsr code.cmd .word { white-space: nowrap; }
@@ -107,6 +114,14 @@ def _capture_summary(report: Report) -> str:
     return f'<dl class="summary">{body}</dl>'
 
 
+def headline_html(report: Report) -> str:
+    """The report's first sentence, for a reader who does not know TLS."""
+    sentence, tone = headline(report)
+    fg, bg = severity_colours(tone) if tone != "ok" else STYLE_COLOURS["green"]
+    return (f'<p class="headline headline-{_e(tone)}" style="color:{fg};background:{bg};'
+            f'border-color:{fg}">{_e(sentence)}</p>')
+
+
 def _glance(report: Report) -> str:
     conv = report.conversations
     if not len(conv):
@@ -148,7 +163,8 @@ def conversations_table(conv: pd.DataFrame) -> str:
             f'<td class="mono">{_reply_codes(c["reply_codes"])}</td>'
             f'<td style="color:{sev_fg};font-weight:600">{_e(c["finding_ids"])}</td></tr>')
     header = "".join(f"<th>{h}</th>" for h in head)
-    return f'<table class="conversations"><tr>{header}</tr>{"".join(rows)}</table>'
+    return (f'<div class="scroll"><table class="conversations"><tr>{header}</tr>'
+            f'{"".join(rows)}</table></div>')
 
 
 def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
@@ -253,7 +269,8 @@ def certificates_html(report: Report) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("sent by", "subject, SANs, EKU, trust", "issuer",
                                              f"validity (| = capture, {when:%Y-%m-%d})",
                                              "key, signature", "thumbprints"))
-    return f'<table class="certificates"><tr>{head}</tr>{"".join(rows)}</table>'
+    return (f'<div class="scroll"><table class="certificates"><tr>{head}</tr>'
+            f'{"".join(rows)}</table></div>')
 
 
 def _problem_streams(report: Report) -> Iterable[int]:
@@ -264,7 +281,7 @@ def _problem_streams(report: Report) -> Iterable[int]:
 def report_body(report: Report, *, ladders: bool = True, certificates: bool = True) -> str:
     if is_merged(report):
         return _merged_body(report, ladders=ladders, certificates=certificates)
-    parts = [f"<h1>tls-smtp-report: {_e(report.capture['file'])}</h1>",
+    parts = [f"<h1>tls-smtp-report: {_e(report.capture['file'])}</h1>", headline_html(report),
              '<p class="muted">Did the sending mail server present its TLS client certificate?'
              "</p>", _capture_summary(report)]
     parts += [f'<div class="warning">Warning: {_e(w)}</div>' for w in report.warnings]
@@ -291,7 +308,8 @@ def _merged_body(report: Report, *, ladders: bool, certificates: bool) -> str:
     parts = per_capture(report)
     items = "".join(f'<li><a href="#capture-{i}"><code>{_e(path)}</code></a></li>'
                     for i, path in enumerate(capture_files(report)))
-    out = [f"<h1>tls-smtp-report: {len(parts)} captures</h1>", f"<ul>{items}</ul>"]
+    out = [f"<h1>tls-smtp-report: {len(parts)} captures</h1>", headline_html(report),
+           f"<ul>{items}</ul>"]
     for i, part in enumerate(parts):
         body = report_body(part, ladders=ladders, certificates=certificates)
         # element ids are per document: the same stream number recurs in every capture
