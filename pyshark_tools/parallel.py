@@ -433,6 +433,7 @@ def analyze_many(capture: Any, **kwargs: Any):
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),
         "native_conversations": sum(i.get("native_conversations", 0) for i in infos),
+        "conversations_in_capture": sum(i.get("conversations_in_capture", 0) for i in infos),
         "warnings": warnings,
         "captures": infos,
     })

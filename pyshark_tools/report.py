@@ -257,6 +257,7 @@ def analyze(
         dask_client=dask_client if engine == "fast" else None,
     )
 
+    in_capture = len(conversations)  # before --stream/--exo-only: says why a report is empty
     wanted = set(streams) if streams is not None else None
     if exo_only:
         exo = set(conversations.loc[conversations["exchange_online"].fillna(False), "stream"])
@@ -292,6 +293,9 @@ def analyze(
         "engine": engine,
         "engine_note": engine_note,
         "native_conversations": extraction.native_streams,
+        "conversations_in_capture": in_capture,
+        "stream_filter": sorted(set(streams)) if streams is not None else None,
+        "exo_only": exo_only,
         "warnings": warnings,
     }
     return Report(

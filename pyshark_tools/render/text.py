@@ -35,30 +35,18 @@ def render_text(report: Report, console: Console) -> None:
     for warning in report.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
     conv = report.conversations
+    if not len(conv) and info.get("conversations_in_capture"):
+        console.print(Text(f"No conversation matches {filters_text(info)}.", style="yellow"))
+        console.print(f"Hint: the capture holds {info['conversations_in_capture']} "
+                      "conversation(s); without these options the report lists them all.")
+        return
     if not len(conv):
         ports = ", ".join(map(str, info["ports"]))
         console.print(Text(f"No SMTP conversations on ports {ports}.", style="yellow"))
         console.print("Hint: mail on another port? Add it with --port N (e.g. --port 2525); "
                       "--all-tls also reports TLS conversations that are not SMTP.")
         return
-    table = Table(title="Conversations", show_lines=False, header_style="bold")
-    for name in ("stream", "client", "server", "TLS", "client certificate", "findings"):
-        table.add_column(name, overflow="fold")
-    for _, c in conv.iterrows():
-        verdict = _s(c["client_cert"])
-        server = _s(c["server_host"]) or _s(c["server"])
-        if c["exchange_online"]:
-            server += " (Exchange Online)"
-        leaf = _s(c["client_leaf_subject"])
-        label = verdict_label(verdict) + (f"\n{leaf}" if leaf else "")
-        sev = _s(c["severity"])
-        table.add_row(
-            _s(c["stream"]), _s(c["client"]), server,
-            _s(c["tls_version"]) or ("none" if verdict == "no_tls" else ""),
-            Text(label, style=VERDICT_STYLES.get(verdict, "")),
-            Text(_s(c["finding_ids"]) or "-", style=SEVERITY_STYLES.get(sev, "")),
-        )
-    console.print(table)
+    console.print(conversations_renderable(conv, console.width))
     findings = report.findings
     if not len(findings):
         console.print(Text("No problems found.", style="green"))
@@ -73,8 +61,8 @@ def render_text(report: Report, console: Console) -> None:
                            style="bold"))
         console.print(f"  EHLO {_s(c['ehlo']) or '(none seen)'}; {_s(c['tls_version']) or 'no TLS'}"
                       f"{'; cipher ' + _s(c['cipher']) if _s(c['cipher']) else ''}")
-        console.print(f"  client certificate: {verdict_label(c['client_cert'])}: "
-                      f"{_s(c['verdict_reason'])}")
+        paragraph(console, 2, f"client certificate: {verdict_label(c['client_cert'])}: "
+                              f"{_s(c['verdict_reason'])}")
         if _s(c["client_leaf_subject"]):
             console.print(f"  client leaf: {c['client_leaf_subject']} "
                           f"(trust: {_s(c['client_chain_trust']) or 'unknown'})")
@@ -82,12 +70,12 @@ def render_text(report: Report, console: Console) -> None:
             sev = str(f["severity"])
             console.print(Text(f"  [{sev.upper()}] {f['id']} {f['title']}",
                                style=SEVERITY_STYLES.get(sev, "")))
-            console.print(f"    {f['explanation']}", highlight=False)
+            paragraph(console, 4, str(f["explanation"]))
             if f["evidence_frames"]:
                 frames = f["evidence_frames"].split()
                 console.print(f"    Evidence: frame {', '.join(frames)} (Wireshark filter: "
                               f"tcp.stream == {stream})", highlight=False)
-            console.print(f"    Fix: {f['fix']}", highlight=False)
+            paragraph(console, 4, f"Fix: {f['fix']}")
     counts = findings["severity"].astype(str).value_counts()
     console.print()
     console.print(f"{len(conv)} conversation(s); findings: "
@@ -110,3 +98,74 @@ def render_merged_text(report: Report, console: Console) -> None:
     console.print(f"All {len(parts)} captures: {len(report.conversations)} conversation(s); "
                   "findings: " + ", ".join(f"{counts.get(s, 0)} {s}"
                                            for s in ("error", "warning", "info")))
+
+
+#: Columns of the conversations table; the first three hold tokens that must not break.
+_HEADERS = ("stream", "client", "server", "TLS", "client certificate", "findings")
+
+
+def _table_cells(c: pd.Series) -> list[Text]:
+    verdict = _s(c["client_cert"])
+    server = _s(c["server_host"]) or _s(c["server"])
+    if c["exchange_online"]:
+        server += " (Exchange Online)"
+    leaf = _s(c["client_leaf_subject"]).replace(",", ", ")  # breaks between its parts
+    label = verdict_label(verdict) + (f"\n{leaf}" if leaf else "")
+    sev = _s(c["severity"])
+    return [Text(_s(c["stream"])), Text(_s(c["client"])), Text(server),
+            Text(_s(c["tls_version"]) or ("none" if verdict == "no_tls" else "")),
+            Text(label, style=VERDICT_STYLES.get(verdict, "")),
+            Text(_s(c["finding_ids"]) or "-", style=SEVERITY_STYLES.get(sev, ""))]
+
+
+def _longest_word(texts: list[Text]) -> int:
+    return max((len(word) for t in texts for word in t.plain.split()), default=1)
+
+
+def conversations_renderable(conv: pd.DataFrame, width: int) -> Table:
+    """The conversations as a table when its words fit ``width`` unbroken (an address, a
+    host name never splits), else one block per conversation (narrow terminals)."""
+    rows = [_table_cells(c) for _, c in conv.iterrows()]
+    columns = [[Text(h), *(row[i] for row in rows)] for i, h in enumerate(_HEADERS)]
+    words = [_longest_word(col) for col in columns]
+    if sum(words) + 3 * len(_HEADERS) + 1 <= width:
+        table = Table(title="Conversations", show_lines=False, header_style="bold")
+        for i, name in enumerate(_HEADERS):
+            # the token columns get exactly their longest word: never folded, never squeezed
+            table.add_column(name, width=words[i] if i < 3 else None, min_width=words[i],
+                             overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        return table
+    grid = Table.grid(padding=(0, 1))
+    grid.title = "Conversations"
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for row in rows:
+        stream, client, server, tls, label, ids = row
+        grid.add_row(Text(f"stream {stream.plain}", style="bold"),
+                     Text(f"{client.plain} -> ").append_text(server))
+        grid.add_row("", Text(f"{tls.plain or 'no TLS'}; client certificate ")
+                     .append_text(label).append("; findings ").append_text(ids))
+    return grid
+
+
+def paragraph(console: Console, indent: int, text: str, style: str = "") -> None:
+    """A paragraph of ``indent`` spaces that keeps its indent on every wrapped line (on a
+    console that wraps; files and pipes get it on one line)."""
+    if console.soft_wrap:
+        console.print(Text(" " * indent + text, style=style), highlight=False)
+        return
+    grid = Table.grid()
+    grid.add_column(width=indent, no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("", Text(text, style=style))
+    console.print(grid)
+
+
+def filters_text(info: dict) -> str:
+    """The options that narrowed a report, as the user typed them."""
+    parts = [f"--stream {n}" for n in info.get("stream_filter") or ()]
+    if info.get("exo_only"):
+        parts.append("--exo-only (conversations with Exchange Online)")
+    return " ".join(parts) or "the options given"
