@@ -60,10 +60,11 @@ def _output_target(output: str | None) -> Path | None:
     return target
 
 
-def _write(target: Path | None, text: str) -> None:
+def _write(target: Path | None, text: str, styled: bool = False) -> None:
     """Write all or nothing: a temporary file renamed into place."""
     if target is None:
-        click.echo(text, nl=False)
+        # styled: the text renderer decided on colours itself (click would strip them)
+        click.echo(text, nl=False, color=True if styled else None)
         return
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     umask = os.umask(0)
@@ -204,7 +205,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
 
         text = {"json": data.to_json, "markdown": data.to_markdown}.get(
             fmt, lambda r: data.to_csv(r, table))(result)
-    _write(target, text)
+    _write(target, text, styled=fmt == "text")
     sys.exit(result.exit_code())
 
 
@@ -297,7 +298,7 @@ def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[i
     from .render.follow import render_follow
 
     click.echo(_render_console(lambda console: render_follow(result, stream, console), None,
-                               color), nl=False)
+                               color), nl=False, color=True)
     sys.exit(result.exit_code())  # 1 when this conversation has a problem, as its help says
 
 

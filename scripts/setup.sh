@@ -54,9 +54,11 @@ case "$mode" in
         if [ "$#" -gt 0 ]; then
             args=("$@")
         else
-            # The seed's case, with its key log so the 550 5.7.64 inside TLS shows too.
+            # The seed's case, with its key log so the 550 5.7.64 inside TLS shows too, and
+            # the fixtures' test root (their certificates are not from a public CA).
             args=(fixtures/tls12-client-cert-empty.pcapng
                   --keylog fixtures/tls12-client-cert-empty.keys
+                  --trust-store fixtures/pki/test-root-ca.pem
                   --expect-cert-name mail.contoso.com)
         fi
         echo "setup: done. Running: .venv/bin/tls-smtp-report ${args[*]}" >&2
