@@ -147,9 +147,38 @@ def _chain(certs: list[Record], role: str, frame: object) -> list[Record]:
     return sorted(chain, key=lambda c: c["position"])
 
 
+def _smtp(conv: Conv) -> bool:
+    """SMTP (the default) rather than other TLS that --all-tls reports (HTTPS, IMAPS ...)."""
+    return str(conv.get("protocol") or "smtp") == "smtp"
+
+
+def _sender(conv: Conv) -> str:
+    """The connecting side, named inside a sentence."""
+    return "the sending server" if _smtp(conv) else "the client"
+
+
+def _server_fatal_alert(alerts: str) -> str | None:
+    """The first fatal alert the server sent in clear ("handshake_failure(40)"), if any."""
+    for alert in alerts.split():
+        if alert.startswith("server:") and "close_notify" not in alert \
+                and "encrypted_alert" not in alert:
+            return alert.split(":", 1)[1]
+    return None
+
+
+#: W6's fix for TLS that is not SMTP (--all-tls).
+FIX_PRESENT_CERT_TLS = (
+    "Configure the client program to present its certificate and key (for example "
+    "`curl --cert client.pem --key client.key`), with the intermediates the server needs, "
+    "issued by a CA the server trusts."
+)
+
+
 def _who(conv: Conv) -> str:
     """The receiving side, named for the start of a sentence."""
-    return "Exchange Online" if conv["exchange_online"] else "The receiving server"
+    if conv["exchange_online"]:
+        return "Exchange Online"
+    return "The receiving server" if _smtp(conv) else "The server"
 
 
 def _smtp_rules(out: _Collector, conv: Conv) -> None:
@@ -201,17 +230,24 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
         "protocol_version" in alerts and pd.isna(conv["frame_server_hello"])
     ):
         failed = pd.isna(conv["frame_server_hello"])
+        smtp = _smtp(conv)
         out.add(conv, "W3", Severity.ERROR if exo or failed else Severity.WARNING,
                 "Legacy TLS version",
-                f"The sending server's ClientHello (frame {conv['frame_client_hello']}) offers "
-                f"nothing newer than {top or 'TLS 1.1'}; Exchange Online accepts TLS 1.2 and "
-                "newer only, so "
-                + ("the handshake fails (the sender's log shows 'TLS negotiation failed with "
-                   "error SocketError')." if failed or exo else
-                   "this sender's mail to Exchange Online would fail the same way."),
+                (f"The sending server's ClientHello (frame {conv['frame_client_hello']}) offers "
+                 f"nothing newer than {top or 'TLS 1.1'}; Exchange Online accepts TLS 1.2 and "
+                 "newer only, so "
+                 + ("the handshake fails (the sender's log shows 'TLS negotiation failed with "
+                    "error SocketError')." if failed or exo else
+                    "this sender's mail to Exchange Online would fail the same way.")) if smtp
+                else (f"The client's ClientHello (frame {conv['frame_client_hello']}) offers "
+                      f"nothing newer than {top or 'TLS 1.1'}"
+                      + ("; the server refused it." if failed else
+                         "; current servers refuse that.")),
                 _frames(conv["frame_client_hello"], conv["frame_alert"]),
                 "Enable TLS 1.2 on the sending server (Windows: SchUseStrongCrypto and the "
-                "SCHANNEL TLS 1.2 client keys; Postfix: `smtp_tls_protocols = >=TLSv1.2`).")
+                "SCHANNEL TLS 1.2 client keys; Postfix: `smtp_tls_protocols = >=TLSv1.2`)."
+                if smtp else "Enable TLS 1.2 (or newer) in the client program and its TLS "
+                "library.")
     elif "handshake_failure" in alerts and pd.isna(conv["frame_server_hello"]):
         out.add(conv, "W16", Severity.ERROR, "No shared cipher suite",
                 "The server ended the handshake with a handshake_failure alert right after "
@@ -219,7 +255,8 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "cipher suite.",
                 _frames(conv["frame_client_hello"], conv["frame_alert"]),
                 "Enable ECDHE-RSA-AES-GCM suites (TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) on "
-                "the sender; 3DES and RC4 are refused by Exchange Online since 2019.")
+                + ("the sender; 3DES and RC4 are refused by Exchange Online since 2019."
+                   if _smtp(conv) else "the client; servers refuse 3DES and RC4."))
     if verdict == ClientCert.HIDDEN_TLS13:
         out.add(conv, "W4", Severity.INFO, "TLS 1.3: client certificate not visible",
                 f"The server chose TLS 1.3 (frame {conv['frame_server_hello']}). TLS 1.3 "
@@ -228,7 +265,9 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "certificate': it is 'cannot see'.",
                 _frames(conv["frame_server_hello"]),
                 "Re-run with --keylog FILE (an SSLKEYLOGFILE from the sender), or read the "
-                "sender's SMTP send protocol log ('Sending certificate' lines).")
+                "sender's SMTP send protocol log ('Sending certificate' lines)." if _smtp(conv)
+                else "Re-run with --keylog FILE (an SSLKEYLOGFILE written by the client "
+                "program), or read the client's or the server's own log of the handshake.")
     elif verdict == ClientCert.RESUMED:
         out.add(conv, "W5", Severity.INFO, "Resumed TLS session: no certificates exchanged",
                 "This connection resumed an earlier TLS session, so neither side sent "
@@ -236,7 +275,8 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "handshake this session came from.",
                 _frames(conv["frame_server_hello"]),
                 "Look at the earlier full handshake in the capture, or capture a new "
-                "connection after restarting the sender's transport service.")
+                + ("connection after restarting the sender's transport service." if _smtp(conv)
+                   else "connection after restarting the client program."))
     elif verdict == ClientCert.EMPTY:
         replies = conv["reply_codes"] or ""
         seen_550 = " 550" in f" {replies}"
@@ -245,18 +285,23 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
             "As long as an IP-scoped connector still matches, mail flows; once it is removed, "
             "mail is rejected with 550 5.7.64 TenantAttribution; Relay Access Denied."
         )
-        out.add(conv, "W6", Severity.ERROR if exo else Severity.WARNING,
+        refused = _server_fatal_alert(alerts)
+        out.add(conv, "W6", Severity.ERROR if exo or refused else Severity.WARNING,
                 "No client certificate presented (empty Certificate message)",
-                f"{_who(conv)} asked the sending server for its certificate "
-                f"(CertificateRequest, frame {conv['frame_certificate_request']}), and the "
-                f"sending server answered with an EMPTY Certificate message (frame "
+                f"{_who(conv)} asked {_sender(conv)} for its certificate "
+                f"(CertificateRequest, frame {conv['frame_certificate_request']}), and "
+                f"{_sender(conv)} answered with an EMPTY Certificate message (frame "
                 f"{conv['frame_client_certificate']}): it presented no certificate. "
+                + (f"The server then ended the handshake with the fatal alert {refused} (frame "
+                   f"{conv['frame_alert']}): it requires a certificate. " if refused else "")
                 + ("Exchange Online therefore cannot attribute this mail to an inbound "
                    "connector scoped by certificate (TlsSenderCertificateName). "
                    if exo else "")
                 + (consequence if exo else ""),
-                _frames(conv["frame_certificate_request"], conv["frame_client_certificate"]),
-                fix_present_cert(conv["ehlo"] if isinstance(conv["ehlo"], str) else ""))
+                _frames(conv["frame_certificate_request"], conv["frame_client_certificate"],
+                        conv["frame_alert"] if refused else None),
+                fix_present_cert(conv["ehlo"] if isinstance(conv["ehlo"], str) else "")
+                if _smtp(conv) else FIX_PRESENT_CERT_TLS)
         ehlo = conv["ehlo"] if isinstance(conv["ehlo"], str) else ""
         if exo and _looks_internal(ehlo):
             out.add(conv, "W6b", Severity.WARNING, "EHLO name is not a public certificate name",
@@ -288,7 +333,9 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 _frames(conv["first_frame"]),
                 "Capture again with a full snap length (tcpdump -s 0, dumpcap default) and let "
                 "the conversation finish.")
-    if alerts and "handshake_failure" not in alerts and "protocol_version" not in alerts:
+    hello_refused = pd.isna(conv["frame_server_hello"]) and (
+        "handshake_failure" in alerts or "protocol_version" in alerts)  # W16 / W3 above
+    if alerts and not hello_refused and "protocol_version" not in alerts:
         server_alerts = [a for a in alerts.split() if a.startswith("server:")
                          and "close_notify" not in a and "encrypted_alert" not in a]
         if server_alerts and verdict == ClientCert.PRESENTED:
@@ -301,6 +348,16 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                     _frames(conv["frame_client_certificate"], conv["frame_alert"]),
                     "See the certificate findings for this conversation: use a certificate "
                     "from a public CA, send the full chain, and renew it before it expires.")
+        elif server_alerts and verdict != ClientCert.EMPTY:  # EMPTY: W6 names the alert
+            name = server_alerts[0].split(":", 1)[1]
+            out.add(conv, "X7", Severity.ERROR, f"Server ended the TLS handshake ({name})",
+                    f"The server sent the fatal alert {name} (frame {conv['frame_alert']}) "
+                    f"after its ServerHello (frame {conv['frame_server_hello']}): the "
+                    "connection failed before any application data.",
+                    _frames(conv["frame_server_hello"], conv["frame_alert"]),
+                    "Read the server's log for why it refused the handshake (certificate "
+                    "required, unsupported parameters), and the alert's meaning in RFC 5246 "
+                    "section 7.2.")
 
 
 def _looks_internal(name: str) -> bool:
@@ -337,7 +394,10 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 f"The certificate '{bad['subject']}' (thumbprint {bad['sha1']}) {when} "
                 f"{date:%Y-%m-%d %H:%M UTC}, and the capture was taken on "
                 f"{conv['start_time']:%Y-%m-%d %H:%M UTC}.",
-                frame, "Renew the certificate (the one presented: `Get-ExchangeCertificate "
+                frame, "Renew the certificate (thumbprint "
+                f"{leaf['sha1']}) and configure the client program to present the new one."
+                if not _smtp(conv) else
+                "Renew the certificate (the one presented: `Get-ExchangeCertificate "
                 f"-Thumbprint {leaf['sha1']} | fl Subject,Issuer,NotAfter,Services`), enable the "
                 "new one for SMTP (`Enable-ExchangeCertificate -Thumbprint <new thumbprint> "
                 "-Services SMTP`) and re-point the send connector at it (`Set-SendConnector "
@@ -357,9 +417,12 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
             " trusted"
         out.add(conv, "W9", sev, "Client certificate not publicly trusted",
                 f"The client's certificate '{subject}' is {what} ({leaf['trust_detail']}). "
-                "Exchange Online only accepts certificates from public CAs for connector "
-                "attribution.",
-                frame, "Use a certificate issued by a public CA (the name must be on it: CN or "
+                + ("Exchange Online only accepts certificates from public CAs for connector "
+                   "attribution." if _smtp(conv) else
+                   "Only a server that trusts its issuing CA accepts it."),
+                frame, "Use a certificate from a CA the server trusts, or make the server trust "
+                f"this issuer ('{leaf['issuer']}')." if not _smtp(conv) else
+                "Use a certificate issued by a public CA (the name must be on it: CN or "
                 "SAN), then point the send connector at it (`Enable-ExchangeCertificate "
                 "-Thumbprint <new thumbprint> -Services SMTP`, `Set-SendConnector \"<connector>\" "
                 "-TlsCertificateName \"<I><issuer><S><subject>\"`). The one presented now: "

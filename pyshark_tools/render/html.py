@@ -98,7 +98,8 @@ def _capture_summary(report: Report) -> str:
         rows.append(("Time", f"{_e(_ts(info['first_packet_time']))} to "
                              f"{_e(_ts(info['last_packet_time']))}"))
     rows.append(("Packets analysed", f"{info['packets_analysed']:,} packets on ports "
-                 + ", ".join(str(p) for p in info["ports"])))
+                 + ", ".join(str(p) for p in info["ports"])
+                 + (" (SMTP) and TLS on any port (--all-tls)" if info.get("all_tls") else "")))
     entries = int(info.get("keylog_entries") or 0)
     keylog = (f"<code>{_e(info['keylog'])}</code> ({entries} key{'s' if entries != 1 else ''})"
               if info.get("keylog") else "none (TLS 1.3 handshakes and SMTP inside TLS stay "

@@ -29,9 +29,8 @@ def render_text(report: Report, console: Console) -> None:
         span = (f", {pd.Timestamp(info['first_packet_time']):%Y-%m-%d %H:%M:%S} to "
                 f"{pd.Timestamp(info['last_packet_time']):%H:%M:%S} UTC")
     keys = (f"; key log: {info['keylog_entries']} secret(s)" if info.get("keylog") else "")
-    console.print(f"{info['packets_analysed']} packets on ports "
-                  f"{', '.join(map(str, info['ports']))}{span}; tshark {info['tshark_version']}"
-                  f"{keys}")
+    console.print(f"{info['packets_analysed']} packets on {ports_text(info)}{span}; "
+                  f"tshark {info['tshark_version']}{keys}")
     for warning in report.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
     conv = report.conversations
@@ -59,7 +58,9 @@ def render_text(report: Report, console: Console) -> None:
         console.print()
         console.print(Text(f"Stream {stream}: {c['client']} -> {c['server']}{about}",
                            style="bold"))
-        console.print(f"  EHLO {_s(c['ehlo']) or '(none seen)'}; {_s(c['tls_version']) or 'no TLS'}"
+        hello = (f"EHLO {_s(c['ehlo']) or '(none seen)'}" if _s(c["protocol"]) in ("", "smtp")
+                 else f"{_s(c['protocol']).upper()}, server name (SNI) {_s(c['sni']) or 'none'}")
+        console.print(f"  {hello}; {_s(c['tls_version']) or 'no TLS'}"
                       f"{'; cipher ' + _s(c['cipher']) if _s(c['cipher']) else ''}")
         paragraph(console, 2, f"client certificate: {verdict_label(c['client_cert'])}: "
                               f"{_s(c['verdict_reason'])}")
@@ -169,3 +170,9 @@ def filters_text(info: dict) -> str:
     if info.get("exo_only"):
         parts.append("--exo-only (conversations with Exchange Online)")
     return " ".join(parts) or "the options given"
+
+
+def ports_text(info: dict) -> str:
+    """What was read: the SMTP ports, and with --all-tls every other TLS conversation."""
+    ports = f"ports {', '.join(map(str, info['ports']))}"
+    return f"SMTP {ports} and TLS on any port (--all-tls)" if info.get("all_tls") else ports
