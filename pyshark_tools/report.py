@@ -22,7 +22,7 @@ from .certificates import TrustStore, load_trust_store
 from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
 from .findings import Options, worst
 from .keylog import check_keylog
-from .schema import EXIT_OK, EXIT_PROBLEMS, Severity
+from .schema import EXIT_OK, EXIT_PROBLEMS, SCHEMA_VERSION, Severity
 from .tshark import CaptureError, Tshark, find_tshark
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +69,18 @@ class Report:
                 return ConversationView(one_capture(self, capture), stream)
         return ConversationView(self, stream)
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL (the tables themselves are the attributes)."""
+        named = self.capture.get("file")
+        named = f"{len(named)} captures" if isinstance(named, list) else Path(str(named)).name
+        verdicts = self.conversations["client_cert"].astype(str).value_counts()
+        seen = ", ".join(f"{n} {v}" for v, n in verdicts.items())
+        sev = self.findings["severity"].astype(str).value_counts()
+        found = ", ".join(f"{sev.get(s.value, 0)} {s.value}" for s in Severity)
+        return (f"<Report {named}: {len(self.conversations)} conversation(s)"
+                f"{' (' + seen + ')' if seen else ''}; findings {found}; tables: "
+                ".conversations .certificates .findings .events>")
+
     def _repr_html_(self) -> str:
         from .render.html import report_fragment
 
@@ -77,6 +89,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: capture, conversations, certificates, findings."""
         return {
+            "schema_version": SCHEMA_VERSION,
             "capture": _jsonable(self.capture),
             "conversations": _records(self.conversations),
             "certificates": _records(self.certificates),
@@ -298,11 +311,13 @@ def analyze(
         "exo_only": exo_only,
         "warnings": warnings,
     }
+    from .user_tables import for_users
+
     return Report(
         capture=info,
-        conversations=conversations.reset_index(drop=True),
-        certificates=certificates.reset_index(drop=True),
-        findings=findings.reset_index(drop=True),
+        conversations=for_users("conversations", conversations.reset_index(drop=True)),
+        certificates=for_users("certificates", certificates.reset_index(drop=True)),
+        findings=for_users("findings", findings.reset_index(drop=True)),
         events=events.reset_index(drop=True),
         warnings=warnings,
     )

@@ -13,8 +13,10 @@ import pandas as pd
 
 from ..merged import is_merged, per_capture
 from ..report import Report, _columns, _iso_strings, _jsonable
+from ..schema import SCHEMA_VERSION
+from ..user_tables import joined
 from .inline import markdown_inline, markdown_text
-from .labels import verdict_label
+from .labels import items, verdict_label
 
 TABLES = ("conversations", "certificates", "findings", "events")
 
@@ -40,7 +42,8 @@ def to_json(report: Report) -> str:
     tables = [getattr(report, name) for name in JSON_TABLES]
     if not all(_plain_columns(df) for df in tables):
         return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    pieces = ['{\n  "capture": ', _dumps(_jsonable(report.capture), 1)]
+    pieces = [f'{{\n  "schema_version": {SCHEMA_VERSION},\n  "capture": ',
+              _dumps(_jsonable(report.capture), 1)]
     for name, df in zip(JSON_TABLES, tables, strict=True):
         pieces += [f",\n  {_encode_str(name)}: ", _json_table(df)]
     pieces.append("\n}\n")
@@ -97,7 +100,7 @@ def _json_table(df: pd.DataFrame) -> str:
 def to_csv(report: Report, table: str = "conversations") -> str:
     """One table as CSV, zone-aware datetimes as ISO 8601 with Z (converted a column at a
     time: a per-cell map took seconds on the events table)."""
-    df: pd.DataFrame = getattr(report, table)
+    df: pd.DataFrame = joined(table, getattr(report, table))  # lists as separated text
     out = df.copy(deep=False)
     for i, dtype in enumerate(df.dtypes):
         if isinstance(dtype, pd.DatetimeTZDtype):
@@ -125,14 +128,15 @@ def to_markdown(report: Report) -> str:
     for _, c in report.conversations.iterrows():
         lines.append("| " + " | ".join(_md_cell(v) for v in (
             c["stream"], c["client"], c["server"], c["server_host"], c["tls_version"],
-            verdict_label(c["client_cert"]), c["client_leaf_subject"], c["finding_ids"])) + " |")
+            verdict_label(c["client_cert"]), c["client_leaf_subject"],
+            " ".join(items(c["finding_ids"])))) + " |")
     lines += ["", "## Findings", ""]
     if not len(report.findings):
         lines.append("No findings.")
     for _, f in report.findings.iterrows():
         lines += [f"### Stream {f['stream']}: {f['id']} {markdown_text(f['title'])} "
                   f"({f['severity']})", "", markdown_inline(f["explanation"]), "",
-                  f"- Evidence frames: {f['evidence_frames']}",
+                  f"- Evidence frames: {' '.join(items(f['evidence_frames']))}",
                   f"- Fix: {markdown_inline(f['fix'])}", ""]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..report import Report
 from ..schema import CLIENT_CERT_UNKNOWN, ClientCert, Severity
+from .labels import items
 
 #: Verdicts that mean "this conversation presented no client certificate".
 _NO_CERT = {ClientCert.EMPTY.value, ClientCert.NOT_REQUESTED.value, ClientCert.NO_TLS.value,
@@ -32,7 +33,7 @@ def headline(report: Report) -> tuple[str, str]:
     verdicts = conv["client_cert"].astype(str)
     exo = conv["exchange_online"].fillna(False).astype(bool)
     # X3: the capture shows the 550 5.7.64 reply itself (clear text or decrypted)
-    rejected = conv["finding_ids"].fillna("").astype(str).str.split().map(lambda ids: "X3" in ids)
+    rejected = conv["finding_ids"].map(lambda ids: "X3" in items(ids))
     no_cert = exo & verdicts.isin(_NO_CERT)
     if no_cert.any():
         count, n_exo = int(no_cert.sum()), int(exo.sum())

@@ -16,7 +16,7 @@ from ..merged import capture_files, is_merged, per_capture
 from ..report import Report
 from .headline import headline
 from .inline import html_inline
-from .labels import verdict_label
+from .labels import items, verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
 
 CSS = """
@@ -137,7 +137,7 @@ def _glance(report: Report) -> str:
 
 def _reply_codes(codes: object) -> str:
     out = []
-    for code in _s(codes).split():
+    for code in items(codes):
         colour = {"5": "#cf222e", "4": "#9a6700"}.get(code[:1])
         out.append(f'<b style="color:{colour}">{_e(code)}</b>' if colour else _e(code))
     return " ".join(out)
@@ -162,7 +162,8 @@ def conversations_table(conv: pd.DataFrame) -> str:
             f"<td>{host}</td><td>{_e(c['ehlo'])}</td><td>{tls}</td>"
             f"<td>{verdict_badge(c['client_cert'])}</td><td>{leaf}</td>"
             f'<td class="mono">{_reply_codes(c["reply_codes"])}</td>'
-            f'<td style="color:{sev_fg};font-weight:600">{_e(c["finding_ids"])}</td></tr>')
+            f'<td style="color:{sev_fg};font-weight:600">{_e(" ".join(items(c["finding_ids"])))}'
+            "</td></tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
     return (f'<div class="scroll"><table class="conversations"><tr>{header}</tr>'
             f'{"".join(rows)}</table></div>')
@@ -184,7 +185,7 @@ def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
                        f"{_e(c['verdict_reason'])}</p>")
         for _, f in group.iterrows():
             fg, _ = severity_colours(f["severity"])
-            frames = _s(f["evidence_frames"]).split()
+            frames = items(f["evidence_frames"])
             evidence = (f"<p>Evidence: frame {', '.join(frames)} (Wireshark filter "
                         f"<code>tcp.stream == {stream}</code>)</p>" if frames else "")
             out.append(
@@ -262,8 +263,9 @@ def certificates_html(report: Report) -> str:
         rows.append(
             f"<tr><td>{_e(roles)} {kind}<br><span class='muted'>stream(s) {streams}</span></td>"
             f"<td><b>{_e(c['subject'])}</b><br><span class='muted'>SANs:</span> "
-            f"{_e(c['sans']) or '<span class=muted>none</span>'}<br><span class='muted'>"
-            f"EKU:</span> {_e(c['ekus']) or '<span class=muted>none</span>'}{trust_html}</td>"
+            f"{_e('; '.join(items(c['sans']))) or '<span class=muted>none</span>'}<br>"
+            "<span class='muted'>EKU:</span> "
+            f"{_e('; '.join(items(c['ekus']))) or '<span class=muted>none</span>'}{trust_html}</td>"
             f"<td>{_e(c['issuer'])}</td><td>{validity}</td><td>{key}</td>"
             f'<td class="mono thumb">SHA-1 {_e(c["sha1"])}<br>SHA-256 {_e(c["sha256"])}</td>'
             "</tr>")

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..merged import is_merged, per_capture
 from ..report import Report
-from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
+from .labels import SEVERITY_STYLES, VERDICT_STYLES, items, verdict_label
 
 
 def _s(value: object) -> str:
@@ -73,7 +73,7 @@ def render_text(report: Report, console: Console) -> None:
                                style=SEVERITY_STYLES.get(sev, "")))
             paragraph(console, 4, str(f["explanation"]))
             if f["evidence_frames"]:
-                frames = f["evidence_frames"].split()
+                frames = items(f["evidence_frames"])
                 console.print(f"    Evidence: frame {', '.join(frames)} (Wireshark filter: "
                               f"tcp.stream == {stream})", highlight=False)
             paragraph(console, 4, f"Fix: {f['fix']}")
@@ -116,7 +116,7 @@ def _table_cells(c: pd.Series) -> list[Text]:
     return [Text(_s(c["stream"])), Text(_s(c["client"])), Text(server),
             Text(_s(c["tls_version"]) or ("none" if verdict == "no_tls" else "")),
             Text(label, style=VERDICT_STYLES.get(verdict, "")),
-            Text(_s(c["finding_ids"]) or "-", style=SEVERITY_STYLES.get(sev, ""))]
+            Text(" ".join(items(c["finding_ids"])) or "-", style=SEVERITY_STYLES.get(sev, ""))]
 
 
 def _longest_word(texts: list[Text]) -> int:
