@@ -8,6 +8,7 @@ refused handshake, Zeek's ssl.log of the same trace in the peer corpus.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def test_findings_about_https_speak_of_tls_not_smtp():
 def test_text_report_names_the_protocol_and_what_was_read():
     done = subprocess.run([sys.executable, "-m", "pyshark_tools.cli",
                            fixture_path("mixed-traffic"), "--all-tls", "--trust-store", TRUST],
-                          capture_output=True, text=True, timeout=300, check=False)
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
     assert done.returncode == 1, done.stderr
     assert "TLS on any port (--all-tls)" in done.stdout.splitlines()[1]
     blocks = re.split(r"^Stream \d+: ", done.stdout, flags=re.M)[1:]

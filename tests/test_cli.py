@@ -65,7 +65,7 @@ def test_json_document_has_the_documented_schema(tmp_path: Path) -> None:
                "-o", target)
     assert done.returncode == 1
     doc = json.loads(target.read_text())
-    assert set(doc) == {"capture", "conversations", "certificates", "findings"}
+    assert set(doc) == {"schema_version", "capture", "conversations", "certificates", "findings"}
     assert list(doc["conversations"][0]) == list(CONVERSATION_COLUMNS)
     assert list(doc["certificates"][0]) == list(CERTIFICATE_COLUMNS)
     assert list(doc["findings"][0]) == list(FINDING_COLUMNS)

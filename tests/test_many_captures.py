@@ -8,6 +8,7 @@ of the merged report.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,8 +28,10 @@ MIXED = fixture_path("mixed-traffic")
 
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:
+    # env: os.environ, not the C environment (readline, once imported, exports COLUMNS=80)
     return subprocess.run([sys.executable, "-m", "pyshark_tools.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, check=False)
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
 
 
 @cache
