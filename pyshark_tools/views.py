@@ -103,7 +103,8 @@ class ConversationView:
         return conversation_fragment(self.report, self.stream)
 
     def __repr__(self) -> str:
-        return (f"<ConversationView tcp.stream == {self.stream}: {self.info['client']} -> "
+        named = os.path.basename(str(self.report.capture.get("file") or ""))
+        return (f"<ConversationView {named} tcp.stream == {self.stream}: {self.info['client']} -> "
                 f"{self.info['server']}, client certificate "
                 f"{verdict_label(self.info['client_cert'])}>")
 
