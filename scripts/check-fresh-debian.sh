@@ -72,7 +72,7 @@ bind "$cache/apt-archives" /var/cache/apt/archives
 bind "$cache/pip" /root/.cache/pip
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb "$@"; }
+    LANG=C.UTF-8 "$@"; }
 
 echo "check-fresh-debian: installing python3 and git only" >&2
 in_root apt-get update -qq
