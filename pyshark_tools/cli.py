@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -78,10 +79,11 @@ def _output_target(output: str | None) -> Path | None:
     return target
 
 
-def _write(target: Path | None, text: str) -> None:
+def _write(target: Path | None, text: str, styled: bool = False) -> None:
     """Write all or nothing: a temporary file renamed into place."""
     if target is None:
-        click.echo(text, nl=False)
+        # styled: the text renderer decided on colours itself (click would strip them)
+        click.echo(text, nl=False, color=True if styled else None)
         return
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     umask = os.umask(0)
@@ -207,8 +209,12 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
     """
+    if "-" in captures and len(captures) > 1:
+        raise _Failure("'-' (a capture on standard input) cannot be mixed with other captures",
+                       EXIT_USAGE)
     capture: str | list[str] = captures[0] if len(captures) == 1 else list(captures)
     target = _output_target(output)
+    capture = _stdin_capture(capture) if capture == "-" else capture
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
     from .progress import ByteProgress
 
@@ -225,12 +231,14 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         )
         if dask_client is not None:
             dask_client.close()
+        if captures == ("-",):
+            _label_stdin(result, str(capture))
         bar.phase(f"writing the {fmt} report")
         text = _render(result, fmt, table, target, color, details)
     for warning in result.warnings:
         if fmt != "text":
             click.echo(f"warning: {warning}", err=True)
-    _write(target, text)
+    _write(target, text, styled=fmt == "text")
     sys.exit(result.exit_code())
 
 
@@ -246,6 +254,29 @@ def _render(result: Report, fmt: str, table: str, target: Path | None, color: bo
 
     return {"json": data.to_json, "markdown": data.to_markdown}.get(
         fmt, lambda r: data.to_csv(r, table))(result)
+
+
+def _stdin_capture(capture: str) -> str:
+    """``-``: the capture piped in, spooled to a temporary file for the command's lifetime
+    (the fast engine reads a capture more than once; tshark itself would read ``-`` too)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise _Failure("'-' reads the capture from standard input, but nothing is piped in "
+                       "(e.g. tcpdump -i any -s 0 -w - port 25 | tls-smtp-report -)", EXIT_USAGE)
+    folder = click.get_current_context().with_resource(
+        tempfile.TemporaryDirectory(prefix="tls-smtp-report-"))
+    path = Path(folder) / "stdin.pcapng"
+    with path.open("wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    if not path.stat().st_size:
+        raise _Failure("standard input held no capture (0 bytes)", EXIT_UNREADABLE)
+    return str(path)
+
+
+def _label_stdin(result: Report, spooled: str) -> None:
+    """Name the capture '-' as the user did, not by its temporary file."""
+    result.capture["file"] = "-"
+    result.warnings[:] = [w.replace(spooled, "-") for w in result.warnings]
+    result.capture["warnings"] = list(result.warnings)
 
 
 def _dask_client(address: str):
@@ -267,17 +298,30 @@ def _text(report: Report, console: Console, details: bool = False) -> None:
     render_text(report, console, details)
 
 
+def _columns() -> int | None:
+    """The COLUMNS environment variable, when it holds a usable width."""
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and int(text) >= 20 else None
+
+
 def _render_console(draw, target: Path | None, color: bool | None) -> str:
-    """Render with rich; colours only on a terminal (or when forced)."""
+    """Render with rich; colours only on a terminal (or when forced) and never with NO_COLOR
+    set (https://no-color.org) unless --color asks; COLUMNS sets the width, terminal or not."""
     from rich.console import Console
 
     is_tty = target is None and sys.stdout.isatty()
-    use_color = is_tty if color is None else color
+    use_color = (is_tty and not os.environ.get("NO_COLOR")) if color is None else color
+    columns = _columns()
+    wrap = is_tty or columns is not None
     console = Console(record=True, force_terminal=use_color, no_color=not use_color,
-                      markup=False, highlight=False, soft_wrap=not is_tty,
-                      width=None if is_tty else 120, file=open(os.devnull, "w"))  # noqa: SIM115
+                      markup=False, highlight=False, soft_wrap=not wrap,
+                      width=columns or (None if is_tty else 120),
+                      file=open(os.devnull, "w"))  # noqa: SIM115
     draw(console)
-    return console.export_text(styles=use_color)
+    text = console.export_text(styles=use_color)
+    if not use_color:  # rich pads wrapped cells to the width; plain text has no need
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text
 
 
 @main.command("follow", epilog=EXIT_CODES_HELP)
@@ -291,8 +335,11 @@ def _render_console(draw, target: Path | None, color: bool | None) -> str:
 def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[int, ...],
                    all_tls: bool, color: bool | None) -> None:
     """Show one conversation like Wireshark's Follow TCP Stream, TLS handshake included."""
-    result = _run_analysis(capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
+    spooled = _stdin_capture(capture) if capture == "-" else capture
+    result = _run_analysis(capture=spooled, keylog=keylog, ports=ports or DEFAULT_PORTS,
                            all_tls=all_tls, streams=[stream])
+    if capture == "-":
+        _label_stdin(result, spooled)
     if not len(result.conversations):
         raise _Failure(f"no SMTP conversation with tcp.stream == {stream} in {capture} "
                        "(see the report for stream numbers; --all-tls for other TLS)",
@@ -300,7 +347,8 @@ def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[i
     from .render.follow import render_follow
 
     click.echo(_render_console(lambda console: render_follow(result, stream, console), None,
-                               color), nl=False)
+                               color), nl=False, color=True)
+    sys.exit(result.exit_code())  # 1 when this conversation has a problem, as its help says
 
 
 @main.command("logs", epilog=EXIT_CODES_HELP)

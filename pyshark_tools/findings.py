@@ -21,17 +21,59 @@ from .tables import Record, records, records_by_stream
 #: One conversation row (a dict from ``conversations.to_dict("records")``).
 Conv = Mapping[str, Any]
 
-FIX_PRESENT_CERT = (
-    "Make the sending server present its certificate. Exchange Server: check the certificate "
-    "with Get-ExchangeCertificate | fl Thumbprint,Subject,Issuer,NotAfter,Services; enable it "
-    "for SMTP with Enable-ExchangeCertificate -Thumbprint <thumbprint> -Services SMTP; point "
-    "the send connector to Office 365 at it with Set-SendConnector \"<connector>\" "
-    "-TlsCertificateName \"<I><issuer><S><subject>\" (and -RequireTLS $true), then restart "
-    "MSExchangeTransport. Postfix: smtp_tls_chain_files = /etc/postfix/<name>.pem (key, "
-    "certificate, intermediates) with smtp_tls_security_level = encrypt for the Exchange "
-    "Online destination. Exim: tls_certificate and tls_privatekey on the remote_smtp "
-    "transport. Sendmail: confCLIENT_CERT and confCLIENT_KEY."
-)
+def fix_present_cert(ehlo: str = "") -> str:
+    """W6's fix; commands in backticks (code spans in Markdown, ``<code>`` in HTML), the
+    certificate looked up by the EHLO name when the capture shows one."""
+    lookup = (f"Get-ExchangeCertificate -DomainName {ehlo}" if _plain_name(ehlo)
+              else "Get-ExchangeCertificate")
+    return (
+        "Make the sending server present its certificate. Exchange Server: find the "
+        f"certificate with `{lookup} | fl Thumbprint,Subject,Issuer,NotAfter,Services`; "
+        "enable it for SMTP with `Enable-ExchangeCertificate -Thumbprint <thumbprint> "
+        "-Services SMTP`; point the send connector to Office 365 at it with "
+        "`Set-SendConnector \"<connector>\" -TlsCertificateName \"<I><issuer><S><subject>\" "
+        "-RequireTLS $true` (issuer and subject as Get-ExchangeCertificate shows them), then "
+        "`Restart-Service MSExchangeTransport`. Postfix: `smtp_tls_chain_files = "
+        "/etc/postfix/<name>.pem` (key, certificate, intermediates) with "
+        "`smtp_tls_security_level = encrypt` for the Exchange Online destination. Exim: "
+        "`tls_certificate` and `tls_privatekey` on the remote_smtp transport. Sendmail: "
+        "`confCLIENT_CERT` and `confCLIENT_KEY`."
+    )
+
+
+def _plain_name(name: object) -> bool:
+    """A host name that can go into a command line as it is (no quoting needed)."""
+    return (isinstance(name, str) and "." in name and not name.startswith("[")
+            and all(ch.isalnum() or ch in ".-_" for ch in name))
+
+
+def windows_name(rfc4514: object) -> str:
+    """An RFC 4514 name the way Windows and Get-ExchangeCertificate write it: the same order
+    (CN first), RDNs separated by ", " (escaped commas stay)."""
+    text = rfc4514 if isinstance(rfc4514, str) else ""
+    out, escaped = [], False
+    for ch in text:
+        if ch == "," and not escaped:
+            out.append(", ")
+        else:
+            out.append(ch)
+        escaped = ch == "\\" and not escaped
+    return "".join(out)
+
+
+def _connector_name(names: Sequence[str]) -> str:
+    """The name a certificate-scoped connector would match: its first DNS-looking name."""
+    plain = [n for n in names if _plain_name(n) or (n.startswith("*.") and _plain_name(n[2:]))]
+    return plain[0] if plain else "<name on the certificate>"
+
+
+def tls_certificate_name(leaf: Record) -> str:
+    """The send connector's TlsCertificateName for this certificate: <I>issuer<S>subject."""
+    return f"<I>{windows_name(leaf['issuer'])}<S>{windows_name(leaf['subject'])}"
+
+
+#: W6's fix when the capture shows no EHLO name.
+FIX_PRESENT_CERT = fix_present_cert()
 
 
 @dataclass(frozen=True)
@@ -124,9 +166,38 @@ def _chain(certs: list[Record], role: str, frame: object) -> list[Record]:
     return sorted(chain, key=lambda c: c["position"])
 
 
+def _smtp(conv: Conv) -> bool:
+    """SMTP (the default) rather than other TLS that --all-tls reports (HTTPS, IMAPS ...)."""
+    return str(conv.get("protocol") or "smtp") == "smtp"
+
+
+def _sender(conv: Conv) -> str:
+    """The connecting side, named inside a sentence."""
+    return "the sending server" if _smtp(conv) else "the client"
+
+
+def _server_fatal_alert(alerts: str) -> str | None:
+    """The first fatal alert the server sent in clear ("handshake_failure(40)"), if any."""
+    for alert in alerts.split():
+        if alert.startswith("server:") and "close_notify" not in alert \
+                and "encrypted_alert" not in alert:
+            return alert.split(":", 1)[1]
+    return None
+
+
+#: W6's fix for TLS that is not SMTP (--all-tls).
+FIX_PRESENT_CERT_TLS = (
+    "Configure the client program to present its certificate and key (for example "
+    "`curl --cert client.pem --key client.key`), with the intermediates the server needs, "
+    "issued by a CA the server trusts."
+)
+
+
 def _who(conv: Conv) -> str:
     """The receiving side, named for the start of a sentence."""
-    return "Exchange Online" if conv["exchange_online"] else "The receiving server"
+    if conv["exchange_online"]:
+        return "Exchange Online"
+    return "The receiving server" if _smtp(conv) else "The server"
 
 
 def _smtp_rules(out: _Collector, conv: Conv) -> None:
@@ -147,10 +218,10 @@ def _smtp_rules(out: _Collector, conv: Conv) -> None:
                 f"{_who(conv)} offered STARTTLS (frame {conv['frame_ehlo_reply']}) but the "
                 "sending server went on without TLS, so it presented no certificate.",
                 _frames(conv["frame_ehlo_reply"]),
-                "Turn TLS on for this route. Exchange Server: Set-SendConnector "
+                "Turn TLS on for this route. Exchange Server: `Set-SendConnector "
                 "\"<connector>\" -RequireTLS $true -TlsAuthLevel DomainValidation "
-                "-TlsDomain mail.protection.outlook.com. Postfix: smtp_tls_security_level = "
-                "encrypt.")
+                "-TlsDomain mail.protection.outlook.com`. Postfix: `smtp_tls_security_level = "
+                "encrypt`.")
 
 
 def _true(value: object) -> bool:
@@ -178,17 +249,24 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
         "protocol_version" in alerts and pd.isna(conv["frame_server_hello"])
     ):
         failed = pd.isna(conv["frame_server_hello"])
+        smtp = _smtp(conv)
         out.add(conv, "W3", Severity.ERROR if exo or failed else Severity.WARNING,
                 "Legacy TLS version",
-                f"The sending server's ClientHello (frame {conv['frame_client_hello']}) offers "
-                f"nothing newer than {top or 'TLS 1.1'}; Exchange Online accepts TLS 1.2 and "
-                "newer only, so "
-                + ("the handshake fails (the sender's log shows 'TLS negotiation failed with "
-                   "error SocketError')." if failed or exo else
-                   "this sender's mail to Exchange Online would fail the same way."),
+                (f"The sending server's ClientHello (frame {conv['frame_client_hello']}) offers "
+                 f"nothing newer than {top or 'TLS 1.1'}; Exchange Online accepts TLS 1.2 and "
+                 "newer only, so "
+                 + ("the handshake fails (the sender's log shows 'TLS negotiation failed with "
+                    "error SocketError')." if failed or exo else
+                    "this sender's mail to Exchange Online would fail the same way.")) if smtp
+                else (f"The client's ClientHello (frame {conv['frame_client_hello']}) offers "
+                      f"nothing newer than {top or 'TLS 1.1'}"
+                      + ("; the server refused it." if failed else
+                         "; current servers refuse that.")),
                 _frames(conv["frame_client_hello"], conv["frame_alert"]),
                 "Enable TLS 1.2 on the sending server (Windows: SchUseStrongCrypto and the "
-                "SCHANNEL TLS 1.2 client keys; Postfix: smtp_tls_protocols = >=TLSv1.2).")
+                "SCHANNEL TLS 1.2 client keys; Postfix: `smtp_tls_protocols = >=TLSv1.2`)."
+                if smtp else "Enable TLS 1.2 (or newer) in the client program and its TLS "
+                "library.")
     elif "handshake_failure" in alerts and pd.isna(conv["frame_server_hello"]):
         out.add(conv, "W16", Severity.ERROR, "No shared cipher suite",
                 "The server ended the handshake with a handshake_failure alert right after "
@@ -196,7 +274,8 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "cipher suite.",
                 _frames(conv["frame_client_hello"], conv["frame_alert"]),
                 "Enable ECDHE-RSA-AES-GCM suites (TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) on "
-                "the sender; 3DES and RC4 are refused by Exchange Online since 2019.")
+                + ("the sender; 3DES and RC4 are refused by Exchange Online since 2019."
+                   if _smtp(conv) else "the client; servers refuse 3DES and RC4."))
     if verdict == ClientCert.HIDDEN_TLS13:
         out.add(conv, "W4", Severity.INFO, "TLS 1.3: client certificate not visible",
                 f"The server chose TLS 1.3 (frame {conv['frame_server_hello']}). TLS 1.3 "
@@ -205,7 +284,9 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "certificate': it is 'cannot see'.",
                 _frames(conv["frame_server_hello"]),
                 "Re-run with --keylog FILE (an SSLKEYLOGFILE from the sender), or read the "
-                "sender's SMTP send protocol log ('Sending certificate' lines).")
+                "sender's SMTP send protocol log ('Sending certificate' lines)." if _smtp(conv)
+                else "Re-run with --keylog FILE (an SSLKEYLOGFILE written by the client "
+                "program), or read the client's or the server's own log of the handshake.")
     elif verdict == ClientCert.RESUMED:
         out.add(conv, "W5", Severity.INFO, "Resumed TLS session: no certificates exchanged",
                 "This connection resumed an earlier TLS session, so neither side sent "
@@ -213,7 +294,8 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "handshake this session came from.",
                 _frames(conv["frame_server_hello"]),
                 "Look at the earlier full handshake in the capture, or capture a new "
-                "connection after restarting the sender's transport service.")
+                + ("connection after restarting the sender's transport service." if _smtp(conv)
+                   else "connection after restarting the client program."))
     elif verdict == ClientCert.EMPTY:
         replies = conv["reply_codes"] or ""
         seen_550 = " 550" in f" {replies}"
@@ -222,18 +304,23 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
             "As long as an IP-scoped connector still matches, mail flows; once it is removed, "
             "mail is rejected with 550 5.7.64 TenantAttribution; Relay Access Denied."
         )
-        out.add(conv, "W6", Severity.ERROR if exo else Severity.WARNING,
+        refused = _server_fatal_alert(alerts)
+        out.add(conv, "W6", Severity.ERROR if exo or refused else Severity.WARNING,
                 "No client certificate presented (empty Certificate message)",
-                f"{_who(conv)} asked the sending server for its certificate "
-                f"(CertificateRequest, frame {conv['frame_certificate_request']}), and the "
-                f"sending server answered with an EMPTY Certificate message (frame "
+                f"{_who(conv)} asked {_sender(conv)} for its certificate "
+                f"(CertificateRequest, frame {conv['frame_certificate_request']}), and "
+                f"{_sender(conv)} answered with an EMPTY Certificate message (frame "
                 f"{conv['frame_client_certificate']}): it presented no certificate. "
+                + (f"The server then ended the handshake with the fatal alert {refused} (frame "
+                   f"{conv['frame_alert']}): it requires a certificate. " if refused else "")
                 + ("Exchange Online therefore cannot attribute this mail to an inbound "
                    "connector scoped by certificate (TlsSenderCertificateName). "
                    if exo else "")
                 + (consequence if exo else ""),
-                _frames(conv["frame_certificate_request"], conv["frame_client_certificate"]),
-                FIX_PRESENT_CERT)
+                _frames(conv["frame_certificate_request"], conv["frame_client_certificate"],
+                        conv["frame_alert"] if refused else None),
+                fix_present_cert(conv["ehlo"] if isinstance(conv["ehlo"], str) else "")
+                if _smtp(conv) else FIX_PRESENT_CERT_TLS)
         ehlo = conv["ehlo"] if isinstance(conv["ehlo"], str) else ""
         if exo and _looks_internal(ehlo):
             out.add(conv, "W6b", Severity.WARNING, "EHLO name is not a public certificate name",
@@ -242,7 +329,8 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                     "no public certificate, so it found none to present.",
                     _frames(conv["frame_ehlo_reply"], conv["frame_client_certificate"]),
                     "Set the send connector's Fqdn to a name on the certificate "
-                    "(Set-SendConnector -Fqdn mail.contoso.com) and set TlsCertificateName.")
+                    "(`Set-SendConnector \"<connector>\" -Fqdn mail.contoso.com`) and set "
+                    "TlsCertificateName.")
     elif verdict == ClientCert.NOT_REQUESTED:
         tls12 = conv["tls_version"] in ("TLS 1.2", "TLS 1.1", "TLS 1.0", "SSL 3.0")
         if tls12:
@@ -264,7 +352,9 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 _frames(conv["first_frame"]),
                 "Capture again with a full snap length (tcpdump -s 0, dumpcap default) and let "
                 "the conversation finish.")
-    if alerts and "handshake_failure" not in alerts and "protocol_version" not in alerts:
+    hello_refused = pd.isna(conv["frame_server_hello"]) and (
+        "handshake_failure" in alerts or "protocol_version" in alerts)  # W16 / W3 above
+    if alerts and not hello_refused and "protocol_version" not in alerts:
         server_alerts = [a for a in alerts.split() if a.startswith("server:")
                          and "close_notify" not in a and "encrypted_alert" not in a]
         if server_alerts and verdict == ClientCert.PRESENTED:
@@ -277,6 +367,16 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                     _frames(conv["frame_client_certificate"], conv["frame_alert"]),
                     "See the certificate findings for this conversation: use a certificate "
                     "from a public CA, send the full chain, and renew it before it expires.")
+        elif server_alerts and verdict != ClientCert.EMPTY:  # EMPTY: W6 names the alert
+            name = server_alerts[0].split(":", 1)[1]
+            out.add(conv, "X7", Severity.ERROR, f"Server ended the TLS handshake ({name})",
+                    f"The server sent the fatal alert {name} (frame {conv['frame_alert']}) "
+                    f"after its ServerHello (frame {conv['frame_server_hello']}): the "
+                    "connection failed before any application data.",
+                    _frames(conv["frame_server_hello"], conv["frame_alert"]),
+                    "Read the server's log for why it refused the handshake (certificate "
+                    "required, unsupported parameters), and the alert's meaning in RFC 5246 "
+                    "section 7.2.")
 
 
 def _looks_internal(name: str) -> bool:
@@ -313,9 +413,15 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 f"The certificate '{bad['subject']}' (thumbprint {bad['sha1']}) {when} "
                 f"{date:%Y-%m-%d %H:%M UTC}, and the capture was taken on "
                 f"{conv['start_time']:%Y-%m-%d %H:%M UTC}.",
-                frame, "Renew the certificate, enable the new one for SMTP "
-                "(Enable-ExchangeCertificate -Services SMTP) and re-point the send connector "
-                "(Set-SendConnector -TlsCertificateName) at it.")
+                frame, "Renew the certificate (thumbprint "
+                f"{leaf['sha1']}) and configure the client program to present the new one."
+                if not _smtp(conv) else
+                "Renew the certificate (the one presented: `Get-ExchangeCertificate "
+                f"-Thumbprint {leaf['sha1']} | fl Subject,Issuer,NotAfter,Services`), enable the "
+                "new one for SMTP (`Enable-ExchangeCertificate -Thumbprint <new thumbprint> "
+                "-Services SMTP`) and re-point the send connector at it (`Set-SendConnector "
+                f"\"<connector>\" -TlsCertificateName \"{tls_certificate_name(leaf)}\"` when "
+                "the renewed certificate keeps this issuer and subject).")
     weak = [c for c in chain if c["signature_hash"] in ("sha1", "md5") and not c["self_signed"]]
     if trust == "missing_intermediate":
         out.add(conv, "W8", sev, "Client sent its certificate without the intermediate CA",
@@ -324,16 +430,22 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 "a chain to a trusted root (450 4.4.317 or 550 5.7.64).",
                 frame, "Install the issuing CA's intermediate certificate on the sending "
                 "server (Exchange: import it into the Local Computer Intermediate Certification "
-                "Authorities store; Postfix: append it to the file in smtp_tls_chain_files).")
+                "Authorities store; Postfix: append it to the file in `smtp_tls_chain_files`).")
     elif trust in ("self_signed", "untrusted"):
         what = "self-signed" if trust == "self_signed" else "issued by a CA that is not publicly"\
             " trusted"
         out.add(conv, "W9", sev, "Client certificate not publicly trusted",
                 f"The client's certificate '{subject}' is {what} ({leaf['trust_detail']}). "
-                "Exchange Online only accepts certificates from public CAs for connector "
-                "attribution.",
-                frame, "Use a certificate issued by a public CA (the name must be on it: CN or "
-                "SAN), then point the send connector at it.")
+                + ("Exchange Online only accepts certificates from public CAs for connector "
+                   "attribution." if _smtp(conv) else
+                   "Only a server that trusts its issuing CA accepts it."),
+                frame, "Use a certificate from a CA the server trusts, or make the server trust "
+                f"this issuer ('{leaf['issuer']}')." if not _smtp(conv) else
+                "Use a certificate issued by a public CA (the name must be on it: CN or "
+                "SAN), then point the send connector at it (`Enable-ExchangeCertificate "
+                "-Thumbprint <new thumbprint> -Services SMTP`, `Set-SendConnector \"<connector>\" "
+                "-TlsCertificateName \"<I><issuer><S><subject>\"`). The one presented now: "
+                f"`Get-ExchangeCertificate -Thumbprint {leaf['sha1']}`.")
     elif trust == "weak_signature" or weak:
         hashes = sorted({c["signature_hash"] for c in weak} or {"sha1"})
         out.add(conv, "W13", sev, "SHA-1 signature in the client chain",
@@ -358,16 +470,17 @@ def _client_chain_rules(out: _Collector, conv: Conv, certs: list[Record],
                 "public CAs stop issuing clientAuth in 2026.",
                 frame, "Monitor; prefer a certificate whose EKU includes clientAuth "
                 "(TLS Web Client Authentication).")
-    names = [n for n in [leaf["cn"]] if isinstance(n, str)] + [
-        s.split(":", 1)[-1] for s in (leaf["sans"] or "").split("; ") if s]
+    names = list(dict.fromkeys([n for n in [leaf["cn"]] if isinstance(n, str)] + [
+        s.split(":", 1)[-1] for s in (leaf["sans"] or "").split("; ") if s]))  # CN is a SAN too
     if options.expect_cert_name and not name_matches(options.expect_cert_name, names):
         out.add(conv, "W11", sev, "Certificate name does not match the connector",
                 f"The connector expects '{options.expect_cert_name}' "
                 "(TlsSenderCertificateName) but the certificate's names are "
                 f"{', '.join(names) or 'none'}.",
                 frame, "Set the inbound connector's TlsSenderCertificateName to a name on the "
-                "certificate (Set-InboundConnector -TlsSenderCertificateName), or present a "
-                "certificate carrying the expected name.")
+                "certificate (`Set-InboundConnector \"<connector>\" -TlsSenderCertificateName "
+                f"{_connector_name(names)}`), or present a certificate carrying the expected "
+                "name.")
     if options.accepted_domains:
         matched = options.expect_cert_name or (leaf["cn"] if isinstance(leaf["cn"], str)
                                                else None)

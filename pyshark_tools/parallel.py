@@ -455,6 +455,7 @@ def analyze_many(capture: Any, **kwargs: Any):
                                  if r.capture.get("engine_note")),
         "native_conversations": sum(i.get("native_conversations", 0) for i in infos),
         "native_demoted": _sum_counts(i.get("native_demoted") or {} for i in infos),
+        "conversations_in_capture": sum(i.get("conversations_in_capture", 0) for i in infos),
         "warnings": warnings,
         "captures": infos,
     })

@@ -22,7 +22,7 @@ from .certificates import TrustStore, load_trust_store
 from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
 from .findings import Options, worst
 from .keylog import check_keylog
-from .schema import EXIT_OK, EXIT_PROBLEMS, Severity
+from .schema import EXIT_OK, EXIT_PROBLEMS, SCHEMA_VERSION, Severity
 from .tshark import CaptureError, Tshark, find_tshark
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,11 +53,37 @@ class Report:
     def exit_code(self) -> int:
         return EXIT_PROBLEMS if len(self.problems) else EXIT_OK
 
-    def conversation(self, stream: int) -> ConversationView:
-        """One conversation: ``.follow()``, ``.ladder()``, ``.certificates``, ``.packets()``."""
+    def conversation(self, stream: int, capture: str | None = None) -> ConversationView:
+        """One conversation: ``.follow()``, ``.ladder()``, ``.certificates``, ``.packets()``.
+
+        In a report of several captures a conversation is (capture, stream): ``capture``
+        (its path or file name) may be left out only when one capture has that stream.
+        """
+        from .merged import captures_with_stream, is_merged, one_capture
         from .views import ConversationView
 
+        if is_merged(self):
+            if capture is None:
+                holders = captures_with_stream(self, stream)
+                if len(holders) > 1:
+                    raise KeyError(f"tcp.stream == {stream} is in {len(holders)} captures: "
+                                   f"say which (capture=...; one of {', '.join(holders)})")
+                capture = holders[0] if holders else None
+            if capture is not None:
+                return ConversationView(one_capture(self, capture), stream)
         return ConversationView(self, stream)
+
+    def __repr__(self) -> str:
+        """One line for a plain REPL (the tables themselves are the attributes)."""
+        named = self.capture.get("file")
+        named = f"{len(named)} captures" if isinstance(named, list) else Path(str(named)).name
+        verdicts = self.conversations["client_cert"].astype(str).value_counts()
+        seen = ", ".join(f"{n} {v}" for v, n in verdicts.items())
+        sev = self.findings["severity"].astype(str).value_counts()
+        found = ", ".join(f"{sev.get(s.value, 0)} {s.value}" for s in Severity)
+        return (f"<Report {named}: {len(self.conversations)} conversation(s)"
+                f"{' (' + seen + ')' if seen else ''}; findings {found}; tables: "
+                ".conversations .certificates .findings .events>")
 
     def _repr_html_(self) -> str:
         from .render.html import report_fragment
@@ -68,6 +94,7 @@ class Report:
         """The JSON document: capture, conversations, certificates, findings (and the server
         logs' log_sessions and log_findings when logs were given)."""
         doc = {
+            "schema_version": SCHEMA_VERSION,
             "capture": _jsonable(self.capture),
             "conversations": _records(self.conversations),
             "certificates": _records(self.certificates),
@@ -267,6 +294,7 @@ def analyze(
     )
     refused = list(findings.attrs.get("refused", []))  # findings the invariants held back
 
+    in_capture = len(conversations)  # before --stream/--exo-only: says why a report is empty
     wanted = set(streams) if streams is not None else None
     if exo_only:
         exo = set(conversations.loc[conversations["exchange_online"].fillna(False), "stream"])
@@ -303,13 +331,18 @@ def analyze(
         "engine_note": engine_note,
         "native_conversations": extraction.native_streams,
         "native_demoted": extraction.native_demoted,
+        "conversations_in_capture": in_capture,
+        "stream_filter": sorted(set(streams)) if streams is not None else None,
+        "exo_only": exo_only,
         "warnings": warnings,
     }
+    from .user_tables import for_users
+
     return Report(
         capture=info,
-        conversations=conversations.reset_index(drop=True),
-        certificates=certificates.reset_index(drop=True),
-        findings=findings.reset_index(drop=True),
+        conversations=for_users("conversations", conversations.reset_index(drop=True)),
+        certificates=for_users("certificates", certificates.reset_index(drop=True)),
+        findings=for_users("findings", findings.reset_index(drop=True)),
         events=events.reset_index(drop=True),
         warnings=warnings,
     )
@@ -355,13 +388,20 @@ def attach_logs(report: Report, logs: Iterable[str | os.PathLike], *,
                       certificates=report.certificates, findings=report.findings,
                       events=report.events, warnings=warnings, log_sessions=log_sessions,
                       log_findings=log_findings)
-    joined = join_logs(report.conversations, report.findings, report.certificates, sessions,
+    from .user_tables import for_users
+    from .user_tables import joined as stage_form
+
+    # the join works on the stages' separated strings; users get lists back
+    joined = join_logs(stage_form("conversations", report.conversations),
+                       stage_form("findings", report.findings),
+                       stage_form("certificates", report.certificates), sessions,
                        log_sessions, log_findings,
                        tolerance=DEFAULT_TOLERANCE_S if tolerance is None else tolerance)
     info["server_logs"] = {"files": files, **joined.summary}
     warnings += joined.refused
-    return Report(capture=info, conversations=_attach_severity(joined.conversations,
-                                                               joined.findings),
-                  certificates=report.certificates, findings=joined.findings,
+    conversations = _attach_severity(joined.conversations, joined.findings)
+    return Report(capture=info, conversations=for_users("conversations", conversations),
+                  certificates=report.certificates,
+                  findings=for_users("findings", joined.findings),
                   events=report.events, warnings=warnings, log_sessions=joined.log_sessions,
                   log_findings=joined.log_findings, log_lines=joined.log_lines)

@@ -230,6 +230,11 @@ EVENT_COLUMNS: tuple[str, ...] = (
     # the first); null for the other kinds
 )
 
+#: Version of the JSON document and table shapes: 2 = list columns are arrays (1: separated
+#: strings), severity/trust categorical, ``schema_version`` present. Bump on any change a
+#: reader of the JSON would notice.
+SCHEMA_VERSION = 2
+
 EXIT_OK = 0  # nothing wrong found
 EXIT_PROBLEMS = 1  # at least one finding of severity error or warning
 EXIT_USAGE = 2  # bad arguments (click's own code)

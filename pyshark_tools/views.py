@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .render.labels import verdict_label
+from .render.labels import items, verdict_label
 from .render.ladder import STYLE_COLOURS, Ladder, verdict_colours
 from .schema import ClientCert
 
@@ -103,7 +103,8 @@ class ConversationView:
         return conversation_fragment(self.report, self.stream)
 
     def __repr__(self) -> str:
-        return (f"<ConversationView tcp.stream == {self.stream}: {self.info['client']} -> "
+        named = os.path.basename(str(self.report.capture.get("file") or ""))
+        return (f"<ConversationView {named} tcp.stream == {self.stream}: {self.info['client']} -> "
                 f"{self.info['server']}, client certificate "
                 f"{verdict_label(self.info['client_cert'])}>")
 
@@ -334,8 +335,22 @@ def _hex(verdict: object) -> str:
     return verdict_colours(verdict)[0]
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def need_matplotlib(function: str) -> None:
+    """Raise ``MissingExtra`` saying how to get matplotlib, before any plotting starts."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtra(f"{function} draws with matplotlib, which is not installed: "
+                           "pip install 'pyshark-tools[notebook]'") from None
+
+
 def plot_timeline(report: Report, ax: Any = None) -> Any:
     """Conversations over the capture's time, one row each, coloured by client-cert verdict."""
+    need_matplotlib("plot_timeline")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -353,7 +368,7 @@ def plot_timeline(report: Report, ax: Any = None) -> Any:
         width = max(c["end_time"] - c["start_time"], minimum)
         ax.barh(i, width, left=start, height=0.6, color=_hex(c["client_cert"]),
                 edgecolor="#24292f", linewidth=0.5)
-        note = c["finding_ids"] or ""
+        note = " ".join(items(c["finding_ids"]))
         ax.text(start + width, i, f"  {verdict_label(c['client_cert'])}"
                 + (f"  [{note}]" if note else ""), va="center", fontsize=8.5)
         host = c["server_host"] if isinstance(c["server_host"], str) else c["server"]
@@ -373,6 +388,7 @@ def plot_timeline(report: Report, ax: Any = None) -> Any:
 
 def plot_certificate_validity(report: Report, ax: Any = None) -> Any:
     """Each certificate's validity window (once per certificate) against the capture time."""
+    need_matplotlib("plot_certificate_validity")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 

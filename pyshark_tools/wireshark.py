@@ -57,6 +57,10 @@ class WiresharkInstallError(Exception):
     """Something the installer cannot do (changed files without --force, bad folders)."""
 
 
+class WouldOverwrite(WiresharkInstallError):
+    """Installed files differ from the shipped ones and --force was not given."""
+
+
 def dissectors_dir() -> Path:
     """Where the profile and the plugin are shipped (``$TLS_SMTP_DISSECTORS`` overrides)."""
     override = os.environ.get("TLS_SMTP_DISSECTORS")
@@ -180,7 +184,7 @@ def install(
         dest for src, dest in pairs if dest.exists() and dest.read_bytes() != src.read_bytes()
     ]
     if changed and not force:
-        raise WiresharkInstallError(
+        raise WouldOverwrite(
             "these files exist and differ from the shipped ones (use --force to replace "
             "them; a .bak copy is kept): " + ", ".join(map(str, changed))
         )

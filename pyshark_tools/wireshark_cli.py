@@ -7,7 +7,16 @@ from pathlib import Path
 import click
 
 from pyshark_tools import wireshark as ws
+from pyshark_tools.schema import EXIT_TSHARK, EXIT_USAGE
 from pyshark_tools.tshark import TsharkError
+
+
+class _Refused(click.ClickException):
+    """A one-line error with one of the documented exit codes."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
 
 
 def _echo_actions(actions: list[ws.Action]) -> None:
@@ -27,10 +36,18 @@ def wireshark() -> None:
     help="Replace files that differ from the shipped ones (keeps a .bak copy).",
 )
 def install(force: bool) -> None:
-    """Copy the profile and the plugin into this user's Wireshark folders."""
+    """Copy the profile and the plugin into this user's Wireshark folders.
+
+    Exit code 2 when files there differ from the shipped ones and --force is not given,
+    3 when tshark is missing.
+    """
     try:
         actions = ws.install(force=force)
-    except (TsharkError, ws.WiresharkInstallError, OSError) as exc:
+    except ws.WouldOverwrite as exc:
+        raise _Refused(str(exc), EXIT_USAGE) from exc
+    except TsharkError as exc:
+        raise _Refused(str(exc), EXIT_TSHARK) from exc
+    except (ws.WiresharkInstallError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_actions(actions)
     click.echo(
@@ -44,7 +61,9 @@ def uninstall() -> None:
     """Remove the installed profile files and plugin that were not changed since."""
     try:
         actions = ws.uninstall()
-    except (TsharkError, ws.WiresharkInstallError, OSError) as exc:
+    except TsharkError as exc:
+        raise _Refused(str(exc), EXIT_TSHARK) from exc
+    except (ws.WiresharkInstallError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_actions(actions)
 

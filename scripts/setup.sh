@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian/Ubuntu machine (root or sudo):
-#   bash scripts/setup.sh demo   install everything, then report on a bundled capture
-#   bash scripts/setup.sh test   install everything, then run the test suite
-#   bash scripts/setup.sh        install only
+#   bash scripts/setup.sh demo   install the tool, then report on a bundled capture
+#   bash scripts/setup.sh test   install the tool and what the tests use, then run the test suite
+#   bash scripts/setup.sh        install the tool only
 # It installs tshark (and the other system packages the tests use) with apt when missing,
 # creates .venv beside this repository and installs the package into it.
 set -euo pipefail
@@ -12,11 +12,16 @@ mode="${1:-install}"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+python="${PYTHON:-python3}"
 apt_packages=(tshark)
+# Debian and Ubuntu ship `python3 -m venv` without ensurepip unless python3-venv is installed
+# (the usual server or container image has python3 alone).
+if [ ! -x .venv/bin/python ] && ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
+    apt_packages+=(python3-venv)
+fi
 if [ "$mode" = "test" ]; then
     # The tests also record nothing live, but use editcap/capinfos (wireshark-common,
     # pulled in by tshark) and, for the GUI screenshot, wireshark-qt under Xvfb.
-    apt_packages+=(python3-venv)
     apt_packages+=(wireshark-qt xvfb imagemagick x11-utils lua5.2 lua5.3 lua5.4)  # Wireshark GUI screenshot test, Lua syntax checks
     apt_packages+=(chromium)  # HTML report test in a real headless browser, docs screenshots
 fi
@@ -32,12 +37,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+# The runtime alone for a demo or a plain install; the test suite's extras only for `test`.
+if [ "$mode" = "test" ]; then
+    .venv/bin/python -m pip install -q -e ".[test]"
+else
+    .venv/bin/python -m pip install -q -e .
+fi
 
 case "$mode" in
     demo)
@@ -45,9 +54,11 @@ case "$mode" in
         if [ "$#" -gt 0 ]; then
             args=("$@")
         else
-            # The seed's case, with its key log so the 550 5.7.64 inside TLS shows too.
+            # The seed's case, with its key log so the 550 5.7.64 inside TLS shows too, and
+            # the fixtures' test root (their certificates are not from a public CA).
             args=(fixtures/tls12-client-cert-empty.pcapng
                   --keylog fixtures/tls12-client-cert-empty.keys
+                  --trust-store fixtures/pki/test-root-ca.pem
                   --expect-cert-name mail.contoso.com)
         fi
         echo "setup: done. Running: .venv/bin/tls-smtp-report ${args[*]}" >&2

@@ -155,7 +155,7 @@ def test_legacy_tls_offer_is_flagged_as_w3() -> None:
         pytest.skip("arkime/smtp-starttls.pcap is not in this corpus")
     report = analyze(trace)
     conv = report.conversations.iloc[0]
-    assert conv["tls_offered"] == "TLS 1.0"
+    assert conv["tls_offered"] == ["TLS 1.0"]
     assert conv["tls_version"] == "TLS 1.0"
     w3 = report.findings[report.findings["id"] == "W3"].iloc[0]
     assert w3["severity"] == "warning"  # not Exchange Online, and the handshake went through

@@ -15,6 +15,8 @@ import pytest
 
 from pyshark_tools.render import data
 from pyshark_tools.report import Report
+from pyshark_tools.schema import SCHEMA_VERSION
+from pyshark_tools.user_tables import LIST_COLUMNS
 
 from .conftest import analyze_fixture
 
@@ -41,14 +43,18 @@ def reference_jsonable(value: Any) -> Any:
 
 
 def reference_dict(report: Report) -> dict[str, Any]:
-    return {"capture": reference_jsonable(report.capture)} | {
+    return {"schema_version": SCHEMA_VERSION, "capture": reference_jsonable(report.capture)} | {
         name: [{k: reference_cell(v) for k, v in row.items()}
                for row in getattr(report, name).astype(object).to_dict(orient="records")]
         for name in data.JSON_TABLES}
 
 
-def reference_csv(df: pd.DataFrame) -> str:
+def reference_csv(df: pd.DataFrame, table: str = "") -> str:
     out = df.copy()
+    for (name, column), separator in LIST_COLUMNS.items():  # lists: one cell, as text
+        if name == table and column in out.columns:
+            out[column] = out[column].map(
+                lambda v, sep=separator: sep.join(str(x) for x in v) if isinstance(v, list) else v)
     for name in out.columns:
         if isinstance(out[name].dtype, pd.DatetimeTZDtype):
             out[name] = out[name].map(
@@ -63,7 +69,7 @@ def assert_same_as_reference(report: Report) -> None:
     assert report.to_dict() == expected
     assert data.to_json(report) == json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
     for table in data.TABLES:
-        assert data.to_csv(report, table) == reference_csv(getattr(report, table)), table
+        assert data.to_csv(report, table) == reference_csv(getattr(report, table), table), table
 
 
 def odd_report() -> Report:

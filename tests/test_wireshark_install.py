@@ -71,7 +71,7 @@ def test_install_uninstall_cycle(home: Path) -> None:
     colorfilters.write_text("@mine@tcp@[0,0,0][65535,65535,65535]\n")
     (folders.profile_dir / "dfilters").unlink()
     refused = runner.invoke(wireshark, ["install"])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2  # a usage error (--force), not "problems found"
     assert "--force" in refused.output and str(colorfilters) in refused.output
     assert not (folders.profile_dir / "dfilters").exists()
     assert colorfilters.read_text().startswith("@mine@")
@@ -128,7 +128,7 @@ def test_missing_tshark_is_one_clear_line(home: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("TSHARK", str(home / "no-such-tshark"))
     for command in (["install"], ["uninstall"]):
         result = CliRunner().invoke(wireshark, command)
-        assert result.exit_code == 1
+        assert result.exit_code == 3  # the documented code for a missing tshark
         lines = [ln for ln in result.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("Error: tshark was not found")
         assert result.exception is None or isinstance(result.exception, SystemExit)

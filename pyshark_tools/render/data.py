@@ -11,8 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..merged import is_merged, per_capture
 from ..report import Report, _columns, _iso_strings, _jsonable
-from .labels import verdict_label
+from ..schema import SCHEMA_VERSION
+from ..user_tables import joined
+from .inline import markdown_inline, markdown_text
+from .labels import items, verdict_label
 
 TABLES = ("conversations", "certificates", "findings", "events")
 
@@ -41,7 +45,8 @@ def to_json(report: Report) -> str:
     tables = [getattr(report, name) for name in names]
     if not all(_plain_columns(df) for df in tables):
         return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    pieces = ['{\n  "capture": ', _dumps(_jsonable(report.capture), 1)]
+    pieces = [f'{{\n  "schema_version": {SCHEMA_VERSION},\n  "capture": ',
+              _dumps(_jsonable(report.capture), 1)]
     for name, df in zip(names, tables, strict=True):
         pieces += [f",\n  {_encode_str(name)}: ", _json_table(df)]
     pieces.append("\n}\n")
@@ -98,7 +103,7 @@ def _json_table(df: pd.DataFrame) -> str:
 def to_csv(report: Report, table: str = "conversations") -> str:
     """One table as CSV, zone-aware datetimes as ISO 8601 with Z (converted a column at a
     time: a per-cell map took seconds on the events table)."""
-    df: pd.DataFrame = getattr(report, table)
+    df: pd.DataFrame = joined(table, getattr(report, table))  # lists as separated text
     out = df.copy(deep=False)
     for i, dtype in enumerate(df.dtypes):
         if isinstance(dtype, pd.DatetimeTZDtype):
@@ -111,29 +116,44 @@ def to_csv(report: Report, table: str = "conversations") -> str:
 def _md_cell(value: object) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    return str(value).replace("|", "\\|").replace("\n", "<br>")
+    return "<br>".join(markdown_text(line) for line in str(value).split("\n"))
 
 
 def to_markdown(report: Report) -> str:
+    if is_merged(report):
+        return _merged_markdown(report)
     lines = [f"# tls-smtp-report: {report.capture['file']}", ""]
     for warning in report.warnings:
-        lines.append(f"> Warning: {warning}")
+        lines.append(f"> Warning: {markdown_text(warning)}")
     lines += ["", "## Conversations", "",
               "| stream | client | server | host | TLS | client certificate | leaf | findings |",
               "|---|---|---|---|---|---|---|---|"]
     for _, c in report.conversations.iterrows():
         lines.append("| " + " | ".join(_md_cell(v) for v in (
             c["stream"], c["client"], c["server"], c["server_host"], c["tls_version"],
-            verdict_label(c["client_cert"]), c["client_leaf_subject"], c["finding_ids"])) + " |")
+            verdict_label(c["client_cert"]), c["client_leaf_subject"],
+            " ".join(items(c["finding_ids"])))) + " |")
     lines += ["", "## Findings", ""]
     if not len(report.findings):
         lines.append("No findings.")
     for _, f in report.findings.iterrows():
         log_lines = f.get("evidence_lines")  # present with --log
-        evidence = (f"- Evidence: server log {log_lines}" if isinstance(log_lines, str)
-                    and log_lines and not f["evidence_frames"]
-                    else f"- Evidence frames: {f['evidence_frames']}")
-        lines += [f"### Stream {f['stream']}: {f['id']} {f['title']} ({f['severity']})", "",
-                  f"{f['explanation']}", "",
-                  evidence, f"- Fix: {f['fix']}", ""]
+        evidence = (f"- Evidence: server log {markdown_text(log_lines)}"
+                    if isinstance(log_lines, str) and log_lines and not items(
+                        f["evidence_frames"])
+                    else f"- Evidence frames: {' '.join(items(f['evidence_frames']))}")
+        lines += [f"### Stream {f['stream']}: {f['id']} {markdown_text(f['title'])} "
+                  f"({f['severity']})", "", markdown_inline(f["explanation"]), "",
+                  evidence, f"- Fix: {markdown_inline(f['fix'])}", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _merged_markdown(report: Report) -> str:
+    """Several captures: one section per capture, each with its own streams."""
+    parts = per_capture(report)
+    lines = [f"# tls-smtp-report: {len(parts)} captures", ""]
+    for part in parts:
+        for line in to_markdown(part).splitlines():
+            lines.append("#" + line if line.startswith("#") else line)
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"

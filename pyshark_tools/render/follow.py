@@ -7,6 +7,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
+from ..merged import captures_with_stream, is_merged, one_capture
 from ..report import Report
 from .labels import verdict_label
 
@@ -48,6 +49,12 @@ def _handshake_text(ev: object, certs: pd.DataFrame) -> tuple[str, str]:
 
 
 def render_follow(report: Report, stream: int, console: Console) -> None:
+    if is_merged(report):  # the same stream number in several captures: one block each
+        for path in captures_with_stream(report, stream):
+            console.print(Text(f"Capture: {path}", style="bold"))
+            render_follow(one_capture(report, path), stream, console)
+            console.print()
+        return
     conv = report.conversations[report.conversations["stream"] == stream].iloc[0]
     console.print(Text(f"Stream {stream}: {conv['client']} (client) -> {conv['server']} "
                        f"(server); filter: tcp.stream == {stream}", style="bold"))

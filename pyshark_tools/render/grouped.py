@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..report import Report
-from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
+from .labels import SEVERITY_STYLES, VERDICT_STYLES, items, verdict_label
 
 #: More conversations than this: findings grouped by rule (``--details`` for everything).
 GROUP_ABOVE = 20
@@ -74,5 +74,5 @@ def render_grouped(report: Report, console: Console) -> None:
 def _affected(group: pd.DataFrame, ends: dict[int, tuple[str, str]]) -> Iterable[str]:
     for stream, frames in zip(group["stream"], group["evidence_frames"], strict=True):
         client, server = ends.get(int(stream), ("", ""))
-        evidence = ", ".join(_s(frames).split()) or "-"
+        evidence = ", ".join(items(frames)) or "-"
         yield f"    {stream}: {client} -> {server}  frames {evidence}"

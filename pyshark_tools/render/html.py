@@ -12,8 +12,11 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from ..merged import capture_files, is_merged, per_capture
 from ..report import Report
-from .labels import verdict_label
+from .headline import headline
+from .inline import html_inline
+from .labels import items, verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
 from .loglines import evidence_html, logs_summary_html
 
@@ -46,7 +49,15 @@ CSS = """
 .tsr .warning { background: #fff8c5; border: 1px solid #d4a72c; padding: 6px 10px;
   border-radius: 6px; margin: 6px 0; }
 .tsr .ladder-wrap { overflow-x: auto; margin: 8px 0 18px; }
+.tsr .ladder-wrap svg.ladder { max-width: 100%; height: auto; }
+.tsr .scroll { overflow-x: auto; max-width: 100%; }
+.tsr .scroll table { margin: 0; }
+.tsr .headline { font-size: 17px; font-weight: 600; border: 1px solid; border-left-width: 6px;
+  border-radius: 6px; padding: 8px 12px; margin: 8px 0 12px; max-width: 60em; }
+.tsr dl.summary dd { overflow-wrap: anywhere; }
 .tsr .thumb { word-break: break-all; }
+.tsr code.cmd { background: #eaeef2; border-radius: 4px; padding: 1px 4px; }
+.tsr code.cmd .word { white-space: nowrap; }
 .tsr .glance span { margin-right: 10px; }
 """
 
@@ -88,7 +99,8 @@ def _capture_summary(report: Report) -> str:
         rows.append(("Time", f"{_e(_ts(info['first_packet_time']))} to "
                              f"{_e(_ts(info['last_packet_time']))}"))
     rows.append(("Packets analysed", f"{info['packets_analysed']:,} packets on ports "
-                 + ", ".join(str(p) for p in info["ports"])))
+                 + ", ".join(str(p) for p in info["ports"])
+                 + (" (SMTP) and TLS on any port (--all-tls)" if info.get("all_tls") else "")))
     entries = int(info.get("keylog_entries") or 0)
     keylog = (f"<code>{_e(info['keylog'])}</code> ({entries} key{'s' if entries != 1 else ''})"
               if info.get("keylog") else "none (TLS 1.3 handshakes and SMTP inside TLS stay "
@@ -106,6 +118,14 @@ def _capture_summary(report: Report) -> str:
     return f'<dl class="summary">{body}</dl>'
 
 
+def headline_html(report: Report) -> str:
+    """The report's first sentence, for a reader who does not know TLS."""
+    sentence, tone = headline(report)
+    fg, bg = severity_colours(tone) if tone != "ok" else STYLE_COLOURS["green"]
+    return (f'<p class="headline headline-{_e(tone)}" style="color:{fg};background:{bg};'
+            f'border-color:{fg}">{_e(sentence)}</p>')
+
+
 def _glance(report: Report) -> str:
     conv = report.conversations
     if not len(conv):
@@ -120,7 +140,7 @@ def _glance(report: Report) -> str:
 
 def _reply_codes(codes: object) -> str:
     out = []
-    for code in _s(codes).split():
+    for code in items(codes):
         colour = {"5": "#cf222e", "4": "#9a6700"}.get(code[:1])
         out.append(f'<b style="color:{colour}">{_e(code)}</b>' if colour else _e(code))
     return " ".join(out)
@@ -145,9 +165,11 @@ def conversations_table(conv: pd.DataFrame) -> str:
             f"<td>{host}</td><td>{_e(c['ehlo'])}</td><td>{tls}</td>"
             f"<td>{verdict_badge(c['client_cert'])}</td><td>{leaf}</td>"
             f'<td class="mono">{_reply_codes(c["reply_codes"])}</td>'
-            f'<td style="color:{sev_fg};font-weight:600">{_e(c["finding_ids"])}</td></tr>')
+            f'<td style="color:{sev_fg};font-weight:600">{_e(" ".join(items(c["finding_ids"])))}'
+            "</td></tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
-    return f'<table class="conversations"><tr>{header}</tr>{"".join(rows)}</table>'
+    return (f'<div class="scroll"><table class="conversations"><tr>{header}</tr>'
+            f'{"".join(rows)}</table></div>')
 
 
 def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
@@ -166,14 +188,14 @@ def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
                        f"{_e(c['verdict_reason'])}</p>")
         for _, f in group.iterrows():
             fg, _ = severity_colours(f["severity"])
-            frames = _s(f["evidence_frames"]).split()
+            frames = items(f["evidence_frames"])
             evidence = (f"<p>Evidence: frame {', '.join(frames)} (Wireshark filter "
                         f"<code>tcp.stream == {stream}</code>)</p>" if frames else "")
             out.append(
                 f'<div class="finding" style="border-color:{fg}">'
                 f'<h4>{severity_badge(f["severity"])} {_e(f["id"])} {_e(f["title"])}</h4>'
-                f"<p>{_e(f['explanation'])}</p>{evidence}{evidence_html(f)}"
-                f'<p><span class="fix">Fix:</span> {_e(f["fix"])}</p></div>')
+                f"<p>{html_inline(_s(f['explanation']))}</p>{evidence}{evidence_html(f)}"
+                f'<p><span class="fix">Fix:</span> {html_inline(_s(f["fix"]))}</p></div>')
     return "\n".join(out)
 
 
@@ -244,15 +266,17 @@ def certificates_html(report: Report) -> str:
         rows.append(
             f"<tr><td>{_e(roles)} {kind}<br><span class='muted'>stream(s) {streams}</span></td>"
             f"<td><b>{_e(c['subject'])}</b><br><span class='muted'>SANs:</span> "
-            f"{_e(c['sans']) or '<span class=muted>none</span>'}<br><span class='muted'>"
-            f"EKU:</span> {_e(c['ekus']) or '<span class=muted>none</span>'}{trust_html}</td>"
+            f"{_e('; '.join(items(c['sans']))) or '<span class=muted>none</span>'}<br>"
+            "<span class='muted'>EKU:</span> "
+            f"{_e('; '.join(items(c['ekus']))) or '<span class=muted>none</span>'}{trust_html}</td>"
             f"<td>{_e(c['issuer'])}</td><td>{validity}</td><td>{key}</td>"
             f'<td class="mono thumb">SHA-1 {_e(c["sha1"])}<br>SHA-256 {_e(c["sha256"])}</td>'
             "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("sent by", "subject, SANs, EKU, trust", "issuer",
                                              f"validity (| = capture, {when:%Y-%m-%d})",
                                              "key, signature", "thumbprints"))
-    return f'<table class="certificates"><tr>{head}</tr>{"".join(rows)}</table>'
+    return (f'<div class="scroll"><table class="certificates"><tr>{head}</tr>'
+            f'{"".join(rows)}</table></div>')
 
 
 def _problem_streams(report: Report) -> Iterable[int]:
@@ -261,7 +285,9 @@ def _problem_streams(report: Report) -> Iterable[int]:
 
 
 def report_body(report: Report, *, ladders: bool = True, certificates: bool = True) -> str:
-    parts = [f"<h1>tls-smtp-report: {_e(report.capture['file'])}</h1>",
+    if is_merged(report):
+        return _merged_body(report, ladders=ladders, certificates=certificates)
+    parts = [f"<h1>tls-smtp-report: {_e(report.capture['file'])}</h1>", headline_html(report),
              '<p class="muted">Did the sending mail server present its TLS client certificate?'
              "</p>", _capture_summary(report)]
     parts += [f'<div class="warning">Warning: {_e(w)}</div>' for w in report.warnings]
@@ -283,9 +309,31 @@ def report_body(report: Report, *, ladders: bool = True, certificates: bool = Tr
     return "\n".join(parts)
 
 
+def _merged_body(report: Report, *, ladders: bool, certificates: bool) -> str:
+    """Several captures: a list of them, then one section per capture (its own streams)."""
+    parts = per_capture(report)
+    items = "".join(f'<li><a href="#capture-{i}"><code>{_e(path)}</code></a></li>'
+                    for i, path in enumerate(capture_files(report)))
+    out = [f"<h1>tls-smtp-report: {len(parts)} captures</h1>", headline_html(report),
+           f"<ul>{items}</ul>"]
+    for i, part in enumerate(parts):
+        body = report_body(part, ladders=ladders, certificates=certificates)
+        # element ids are per document: the same stream number recurs in every capture
+        body = body.replace('id="conv-', f'id="capture-{i}-conv-').replace(
+            'id="ladder-', f'id="capture-{i}-ladder-')
+        out.append(f'<section class="capture" id="capture-{i}">{body}</section>')
+    return "\n".join(out)
+
+
+def _title(report: Report) -> str:
+    if is_merged(report):
+        return f"tls-smtp-report: {len(capture_files(report))} captures"
+    return f"tls-smtp-report: {report.capture['file']}"
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document (no script, no external resources)."""
-    title = f"tls-smtp-report: {report.capture['file']}"
+    title = _title(report)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '

@@ -31,5 +31,14 @@ VERDICT_STYLES: dict[str, str] = {
 SEVERITY_STYLES: dict[str, str] = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def items(value: object) -> list[str]:
+    """A list cell of a report table as strings (a separated string is split too)."""
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    if value is None or not isinstance(value, str):
+        return []
+    return value.split()
+
+
 def verdict_label(value: object) -> str:
     return VERDICT_LABELS.get(str(value), str(value))

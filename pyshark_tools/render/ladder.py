@@ -388,6 +388,9 @@ def ladder_svg(report: Report, stream: int, *, title: bool = True) -> str:
     y = lanes_bottom + 14
     verdict = _s(conv["client_cert"])
     fg, bg = verdict_colours(verdict)
+    problems = [str(s) for s in findings["severity"] if str(s) in ("error", "warning")]
+    if problems:  # never a green box beside a red error: the worst finding colours it
+        fg, bg = severity_colours("error" if "error" in problems else "warning")
     reason = textwrap.wrap(_s(conv["verdict_reason"]), 120)
     finding_lines = [(f"{f['id']} ({f['severity']}): {f['title']}", str(f["severity"]))
                      for _, f in findings.iterrows()]
