@@ -50,6 +50,8 @@ The coloring rules, buttons and columns that use smtptls.* fields need the plugi
 With tshark: tshark -C {PROFILE_NAME} -2 -R frame -r capture.pcapng
 (-2 -R frame puts each conversation's verdict on all of its frames).
 With the tls-smtp-report tool installed, `tls-smtp-report wireshark install` does 1 and 2.
+Wireshark 4.2 and later load no personal Lua plugin for root: install and run Wireshark as
+your own user (capture rights come from the "wireshark" group), not with sudo.
 """
 
 
@@ -146,6 +148,28 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.verb:10s} {self.path}" + (f"  ({self.detail})" if self.detail else "")
+
+
+ROOT_PLUGIN_NOTE = (
+    "You are running as root. Wireshark and tshark 4.2 and later (4.4, 4.6) load no "
+    "personal Lua plugin for root: as root, {plugin} does nothing there and the profile's "
+    "smtptls.* columns, coloring rules and buttons fail ('... is not a valid protocol or "
+    "protocol field'); 4.0 still loaded it. Install as the user who runs Wireshark "
+    "(without sudo), and capture without root: add that user to the 'wireshark' group "
+    "(Debian: dpkg-reconfigure wireshark-common, then usermod -aG wireshark USER) or "
+    "capture with tcpdump and open the file as that user."
+)
+
+
+def root_plugin_note(euid: int | None = None) -> str | None:
+    """What a root user must know about personal Lua plugins, or None for other users.
+
+    Said whatever tshark version is found here: the Wireshark that will open the
+    captures may be newer than this tshark.
+    """
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    return ROOT_PLUGIN_NOTE.format(plugin=PLUGIN_NAME) if euid == 0 else None
 
 
 def planned_files(folders: Folders) -> list[tuple[Path, Path]]:
@@ -256,6 +280,18 @@ def build_zip(output: str | os.PathLike[str]) -> list[str]:
 # --------------------------------------------------------------------------------------
 # Running tshark with the plugin (tests, and the Lua-vs-Python comparison)
 # --------------------------------------------------------------------------------------
+
+
+#: How ``-T fields`` prints a true boolean field: 4.0 prints ``1``, 4.2 and later ``True``.
+TRUE_SPELLINGS = frozenset({"1", "True", "true", "TRUE"})
+
+
+def field_is_true(value: str) -> bool:
+    """A boolean field's ``-T fields`` text (either version's spelling) read as a bool.
+
+    Several occurrences (joined by an aggregator) count as true when any is true.
+    """
+    return any(part.strip() in TRUE_SPELLINGS for part in re.split(r"[,|;\t]", value))
 
 
 def isolated_env(home: Path) -> dict[str, str]:

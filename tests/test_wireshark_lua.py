@@ -22,7 +22,12 @@ import pytest
 
 from pyshark_tools.schema import ClientCert
 from pyshark_tools.tshark import AGGREGATOR
-from pyshark_tools.wireshark import lua_verdicts, plugin_source, tshark_with_plugin
+from pyshark_tools.wireshark import (
+    field_is_true,
+    lua_verdicts,
+    plugin_source,
+    tshark_with_plugin,
+)
 
 from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
 
@@ -221,8 +226,8 @@ def test_leaf_fields_agree_with_cryptography() -> None:
             assert issuer == cert.issuer.rfc4514_string(), cap.name
             assert _parse_abs(not_after) == want_after, cap.name
             now = datetime.fromtimestamp(float(epoch), tz=UTC)
-            assert (expired in ("1", "True")) == (want_after < now), cap.name
-            assert (self_signed in ("1", "True")) == (cert.issuer == cert.subject), cap.name
+            assert field_is_true(expired) == (want_after < now), cap.name
+            assert field_is_true(self_signed) == (cert.issuer == cert.subject), cap.name
             compared += 1
     assert compared >= 20, f"only {compared} leaves compared"
 
@@ -234,7 +239,7 @@ def test_expired_server_certificate_flagged() -> None:
         ["smtptls.leaf_subject", "smtptls.expired", "smtptls.problem"],
         two_pass=False,
     )
-    flagged = [r for r in rows if r[1] in ("1", "True")]
+    flagged = [r for r in rows if field_is_true(r[1])]
     assert any("spidh" in r[0] for r in flagged)
     assert all("expired at capture time" in r[2] for r in flagged)
 

@@ -21,6 +21,7 @@ from pyshark_tools.schema import ClientCert
 from pyshark_tools.wireshark import (
     PROFILE_FILES,
     PROFILE_NAME,
+    field_is_true,
     install,
     isolated_env,
     profile_source,
@@ -298,7 +299,7 @@ def _colored(env_items: tuple[tuple[str, str], ...], name: str, keys: bool) -> l
 def _expected_rule(row: dict) -> str | None:
     """The rule a frame must get, when the frame is one the story cares about."""
     verdict = row["smtptls.client_cert"]
-    expired = "1" in (row["smtptls.expired"], row["smtptls.not_yet_valid"])
+    expired = field_is_true(row["smtptls.expired"]) or field_is_true(row["smtptls.not_yet_valid"])
     if verdict == ClientCert.EMPTY:
         return VERDICT_RULE[ClientCert.EMPTY]
     if verdict == ClientCert.NOT_REQUESTED:
