@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..evidence import evidence_filter
 from ..report import Report
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
@@ -82,7 +83,7 @@ def render_text(report: Report, console: Console) -> None:
             if f["evidence_frames"]:
                 frames = f["evidence_frames"].split()
                 console.print(f"    Evidence: frame {', '.join(frames)} (Wireshark filter: "
-                              f"tcp.stream == {stream})", highlight=False)
+                              f"{evidence_filter(c)})", highlight=False)
             console.print(f"    Fix: {f['fix']}", highlight=False)
     counts = findings["severity"].astype(str).value_counts()
     console.print()
