@@ -28,8 +28,9 @@ PLUGIN_NAME = "smtptls.lua"
 PROFILE_FILES: tuple[str, ...] = (
     "colorfilters",
     "dfilter_buttons",
-    "dfilter_macros",
+    "dfilter_macros",  # Wireshark 4.0
     "dfilters",
+    "dmacros",  # Wireshark 4.2 and later: the same macros
     "preferences",
 )
 

@@ -60,6 +60,22 @@ def saved_filters() -> dict[str, str]:
     return out
 
 
+def new_macros() -> dict[str, str]:
+    """The ``dmacros`` file of Wireshark 4.2+: ``"name" expression`` a line."""
+    out = {}
+    for line in _lines("dmacros"):
+        name, sep, expr = line.partition(" ")
+        assert sep and name.startswith('"') and name.endswith('"'), f"bad dmacros line: {line}"
+        out[name.strip('"')] = expr.strip()
+    return out
+
+
+def test_dmacros_and_dfilter_macros_define_the_same_macros() -> None:
+    """4.0 reads dfilter_macros, 4.2+ dmacros: a user must get the same macros on both."""
+    assert new_macros() == macros()
+    assert len(macros()) >= 5
+
+
 def buttons() -> dict[str, str]:
     out = {}
     for line in _lines("dfilter_buttons"):
