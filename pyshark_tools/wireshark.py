@@ -173,6 +173,24 @@ def root_plugin_note(euid: int | None = None) -> str | None:
     return ROOT_PLUGIN_NOTE.format(plugin=PLUGIN_NAME) if euid == 0 else None
 
 
+_PROBE_MARK = "smtptls-lua-probe-ran"
+_EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
+
+
+def personal_lua_runs(tshark: str | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this tshark runs a personal Lua script for the current user: tshark 4.2+
+    runs none for root (a one-line ``print`` prints nothing), 4.0 did."""
+    exe = find_tshark(tshark).path
+    with tempfile.TemporaryDirectory(prefix="smtptls-probe-") as tmp:
+        script, capture = Path(tmp) / "probe.lua", Path(tmp) / "empty.pcap"
+        script.write_text(f'print("{_PROBE_MARK}")\n')
+        capture.write_bytes(_EMPTY_PCAP)
+        done = subprocess.run([exe, "-n", "-X", f"lua_script:{script}", "-r", str(capture)],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env=dict(env) if env is not None else isolated_env(Path(tmp)))
+    return _PROBE_MARK in done.stdout
+
+
 def planned_files(folders: Folders) -> list[tuple[Path, Path]]:
     """(shipped file, installed path) for the profile files and the plugin."""
     pairs = [(profile_source() / n, folders.profile_dir / n) for n in PROFILE_FILES]

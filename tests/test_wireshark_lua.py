@@ -31,7 +31,10 @@ from pyshark_tools.wireshark import (
 
 from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed"),
+    pytest.mark.personal_lua,  # tshark 4.2+ runs the plugin only for a user other than root
+]
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 VERDICTS = {v.value for v in ClientCert}

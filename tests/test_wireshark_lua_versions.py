@@ -20,7 +20,10 @@ from pyshark_tools.wireshark import field_is_true, lua_verdicts, plugin_source
 
 from .conftest import FIXTURES, fixture_path, fixture_truth
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed"),
+    pytest.mark.personal_lua,  # tshark 4.2+ runs the plugin only for a user other than root
+]
 
 HARNESS = r"""
 local plugin, datafile = arg[1], arg[2]

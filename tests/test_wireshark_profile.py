@@ -30,7 +30,10 @@ from pyshark_tools.wireshark import (
 
 from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed"),
+    pytest.mark.personal_lua,  # tshark 4.2+ runs the plugin only for a user other than root
+]
 
 SMALL = fixture_path("tls12-client-cert-empty")
 SCENARIOS = fixture_scenarios()
