@@ -11,8 +11,8 @@
 #   DEBIAN13_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #   DEBIAN13_USER    the unprivileged user that runs Lua and GUI tests (default tester)
 # Wireshark 4.2 and later run no personal Lua plugin for root, so the suite runs as root (as
-# CI does) and every test that needs the plugin or the GUI runs as that user (see
-# docs/wireshark-versions.md).
+# CI does) except the tests marked personal_lua (the plugin inside tshark, the GUI), which run
+# as that user (see docs/wireshark-versions.md).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-create}"
@@ -149,17 +149,28 @@ copy_project() {  # the working tree (no venv, no git objects) into the root, as
     chown "$(in_root id -u "$user"):$(in_root id -g "$user")" "$dest"
 }
 
-run_tests() {
+run_tests() {  # the suite inside the root: Lua/GUI tests as the user, the rest as root
     add_user
     copy_project
-    local repo="/home/$user/project/repo"
+    local repo="/home/$user/project/repo" status=0 started
     log "tshark in the root: $(in_root tshark --version 2>/dev/null | head -1)"
     # The venv belongs to the user, so the Lua and GUI tests can run as them too.
     in_root runuser -u "$user" -- bash -c "cd $repo && python3 -m venv .venv \
         && .venv/bin/python -m pip install -q --upgrade pip >/dev/null \
-        && .venv/bin/python -m pip install -q -e '.[test]'"
-    in_root env CI="${CI:-true}" TLS_SMTP_REPORT_TEST_USER="$user" \
-        bash -c "cd $repo && exec .venv/bin/python -m pytest -q -p no:cacheprovider $*"
+        && .venv/bin/python -m pip install -q -e '.[test]' >/dev/null"
+    local pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
+    started=$SECONDS
+    log "tests that need smtptls.lua inside tshark or the GUI, as $user (4.2+ runs no personal Lua for root)"
+    in_root runuser -u "$user" -- env HOME="/home/$user" CI="${CI:-true}" \
+        bash -c 'cd "$0" && shift && exec "$@"' "$repo" "${pytest[@]}" -m personal_lua "$@" \
+        || status=$?
+    log "as $user: $((SECONDS - started)) s (exit $status)"
+    started=$SECONDS
+    log "all the other tests, as root (as CI runs them)"
+    in_root env CI="${CI:-true}" bash -c 'cd "$0" && shift && exec "$@"' "$repo" \
+        "${pytest[@]}" -m "not personal_lua" "$@" || status=$?
+    log "as root: $((SECONDS - started)) s (exit $status)"
+    return "$status"
 }
 
 case "$mode" in
