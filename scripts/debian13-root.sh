@@ -162,12 +162,12 @@ run_tests() {  # the suite inside the root: Lua/GUI tests as the user, the rest 
     started=$SECONDS
     log "tests that need smtptls.lua inside tshark or the GUI, as $user (4.2+ runs no personal Lua for root)"
     in_root runuser -u "$user" -- env HOME="/home/$user" CI="${CI:-true}" \
-        bash -c 'cd "$0" && shift && exec "$@"' "$repo" "${pytest[@]}" -m personal_lua "$@" \
+        bash -c 'cd "$0" && exec "$@"' "$repo" "${pytest[@]}" -m personal_lua "$@" \
         || status=$?
     log "as $user: $((SECONDS - started)) s (exit $status)"
     started=$SECONDS
     log "all the other tests, as root (as CI runs them)"
-    in_root env CI="${CI:-true}" bash -c 'cd "$0" && shift && exec "$@"' "$repo" \
+    in_root env CI="${CI:-true}" bash -c 'cd "$0" && exec "$@"' "$repo" \
         "${pytest[@]}" -m "not personal_lua" "$@" || status=$?
     log "as root: $((SECONDS - started)) s (exit $status)"
     return "$status"
