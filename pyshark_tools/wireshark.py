@@ -313,6 +313,18 @@ def field_is_true(value: str) -> bool:
     return any(part.strip() in TRUE_SPELLINGS for part in re.split(r"[,|;\t]", value))
 
 
+_ESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t"}
+
+
+def unescape_field(text: str, version: Sequence[int]) -> str:
+    """A string field's ``-T fields`` text as the field holds it. Both versions print CR,
+    LF and TAB as ``\\r``, ``\\n``, ``\\t``; 4.2 and later also double a backslash (an
+    RFC 4514 name's ``\\,`` comes out as ``\\\\,``), which 4.0 printed as it is."""
+    if tuple(version[:2]) < (4, 2):
+        return text.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t")
+    return re.sub(r"\\([\\rnt])", lambda m: _ESCAPES[m[1]], text)
+
+
 def isolated_env(home: Path) -> dict[str, str]:
     """An environment whose Wireshark folders all live under ``home`` (no user prefs,
     no plugin installed by the user loaded twice)."""

@@ -60,13 +60,27 @@ def test_regenerated_set_matches(regenerated: Path) -> None:
         assert (regenerated / "pki" / name).read_bytes() == (FIXTURES / "pki" / name).read_bytes()
 
 
+#: Ground-truth keys whose values come from the bytes the TLS stack wrote, not from what the
+#: scenario must show: another OpenSSL build (Debian 13's 3.5 against Debian 12's 3.0) sends
+#: other record and ticket sizes, so the capture has another number of packets.
+BYTE_DEPENDENT_KEYS = frozenset({"packets"})
+
+
+def shown(truth: dict) -> dict:
+    """What a fixture must show (verdicts, certificates, SMTP messages, alerts, findings),
+    without the counts that depend on the OpenSSL build."""
+    return {k: v for k, v in truth.items() if k not in BYTE_DEPENDENT_KEYS}
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_regenerated_truth_matches_committed(regenerated: Path, name: str) -> None:
     # Keys are cached in fixtures/pki/keys and RSA signatures are deterministic, so every
-    # field - certificate fingerprints and packet counts included - must be identical.
-    # Only the TLS randoms (and so the .keys contents and encrypted bytes) differ per run.
+    # verdict, certificate (fingerprints included), SMTP message and alert must be identical;
+    # the packet count only with the same TLS stack. The TLS randoms (and so the .keys
+    # contents and encrypted bytes) differ per run.
     new, old = fixture_truth(name, regenerated), fixture_truth(name)
-    assert new == old
+    assert shown(new) == shown(old)
+    assert new["packets"] > 0
     assert (regenerated / new["capture"]).exists()
     if new["keylog"]:
         assert (regenerated / new["keylog"]).stat().st_size > 0
