@@ -43,6 +43,7 @@ from .events import (
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
+from .scan import numbering_for
 from .tcpgaps import SequenceGaps, tcp_preferences
 from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
 
@@ -174,13 +175,15 @@ def fast_extract(
         nshards = workers = 1
     keylog_text = os.fspath(keylog) if keylog is not None else None
     with tempfile.TemporaryDirectory(prefix="tls-smtp-report-", dir=workdir) as tmp:
+        numbering = numbering_for(tshark.version)  # tcp.stream as this tshark numbers it
         pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
                         shards=nshards, keep_all_tls=keylog is not None, native=native,
-                        progress=progress, workers=workers if dask_client is None else 1)
+                        progress=progress, workers=workers if dask_client is None else 1,
+                        numbering=numbering)
         if pre.secrets_embedded and nshards > 1:
             # Merge is only correct when TLS sessions cannot resume across shards.
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
-                            shards=1, keep_all_tls=True)
+                            shards=1, keep_all_tls=True, numbering=numbering)
         shards = [s for s in pre.shards if s.packets]
         if pre.native is not None and len(shards) > 1 and \
                 sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS:

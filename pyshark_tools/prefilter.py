@@ -41,9 +41,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .forking import can_fork, map_forked
 from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
+
+if TYPE_CHECKING:
+    from .scan import Numbering
 
 __all__ = ["Prefiltered", "StreamTotals", "SyntheticEvent", "Unsupported", "prefilter"]
 
@@ -474,6 +478,7 @@ def prefilter(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     use_index: bool = True,
+    numbering: Numbering | None = None,
 ) -> Prefiltered:
     """Read ``capture`` once; write ``shards`` reduced pcapng files into ``out_dir``.
 
@@ -483,6 +488,8 @@ def prefilter(
     ``use_index``: find the SMTP conversations' packets with :mod:`pyshark_tools.scan`
     (vectorised) when it can promise the loop's exact reading, and spread the conversations
     over ``workers`` forked processes; otherwise one loop over every packet.
+    ``numbering``: whose ``tcp.stream`` rules (:class:`~pyshark_tools.scan.Numbering`;
+    default: those of the tshark on the PATH).
     Raises :class:`Unsupported` when the exact reference view cannot be promised.
     """
     path = Path(capture)
@@ -492,10 +499,14 @@ def prefilter(
     portset = frozenset(ports) | frozenset(implicit_tls_ports)
     index = None
     whole: dict[int, str] = {}
+    if numbering is None:
+        from .scan import tshark_numbering
+
+        numbering = tshark_numbering()
     if use_index and not keep_all_tls:
         from .scan import index_capture
 
-        index = index_capture(path, tuple(portset), progress)
+        index = index_capture(path, tuple(portset), progress, numbering)
         if index is not None:
             whole = irregular_streams(index)
     with path.open("rb") as handle:
@@ -512,7 +523,7 @@ def prefilter(
                         progress.phase("SMTP conversations")
                     result = _indexed(state, index, mm, size, workers)
                 else:
-                    result = _walk_all(state, mm, size, progress)
+                    result = _walk_all(state, mm, size, progress, numbering)
             finally:
                 state.close()
             if not result.redo:
@@ -789,10 +800,15 @@ class _Pass:
 
 
 def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
-              progress: Callable[[int, int], None] | None) -> Prefiltered:
-    """Every packet in order: number TCP conversations like Wireshark, hand on SMTP ones."""
+              progress: Callable[[int, int], None] | None,
+              numbering: Numbering | str = "4.0") -> Prefiltered:
+    """Every packet in order: number TCP conversations like Wireshark (``numbering``: the
+    rules of which version, see :class:`~pyshark_tools.scan.Numbering`), hand on SMTP ones."""
     portset = state.portset
-    tcp_convs: dict[bytes, list] = {}  # key -> [stream, base_seq dir0, base_seq dir1, _Conv]
+    v44 = numbering == "4.4"  # the values of scan.Numbering
+    either = numbering == "either"
+    # key -> [stream, base_seq dir0, base_seq dir1, _Conv, key, closed (RST or FIN+ACK seen)]
+    tcp_convs: dict[bytes, list] = {}
     stream_count = 0
     total = matched = 0
     first_ns = last_ns = None
@@ -907,7 +923,16 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
             direction = 1
         if entry is not None and flags & _SYN:
             base = entry[1 + direction]
-            if base is not None and base != seq:
+            if either and base is not None and (
+                    (flags & _ACK and base != seq) or (entry[5] and base == seq)):
+                raise Unsupported("tshark 4.0 and 4.4 number these conversations differently "
+                                  "(ports reused) and this tshark's rules were not measured")
+            if v44 and base is not None and (base != seq or entry[5]):
+                # Wireshark 4.4: a SYN or SYN-ACK with a new sequence number, or one after a
+                # RST or FIN+ACK, starts a new conversation
+                del tcp_convs[entry[4]]
+                entry = None
+            elif base is not None and base != seq:
                 if flags & _ACK:
                     # Wireshark: a SYN-ACK with another sequence number is the new base
                     entry[1 + direction] = seq
@@ -918,7 +943,7 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
                     entry = None
         if entry is None:
             direction = 0
-            entry = [stream_count, None, None, None, fwd]
+            entry = [stream_count, None, None, None, fwd, False]
             tcp_convs[fwd] = entry
             stream_count += 1
             if sport in portset or dport in portset:
@@ -929,6 +954,11 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
             entry[1 + direction] = seq if flags & _SYN else (seq - 1) & 0xFFFFFFFF
         if flags & _ACK and entry[2 - direction] is None:
             entry[2 - direction] = (ack - 1) & 0xFFFFFFFF
+        if flags & (_SYN | _FIN | _RST):  # what 4.4 remembers: closed, until a SYN
+            if flags & _SYN and not flags & _ACK:
+                entry[5] = False
+            if flags & _RST or (flags & (_FIN | _ACK)) == (_FIN | _ACK):
+                entry[5] = True
         conv = entry[3]
         if conv is None:
             continue

@@ -20,6 +20,7 @@ from . import __version__
 from .cert_table import build_certificates
 from .certificates import TrustStore, load_trust_store
 from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
+from .evidence import conversation_filters
 from .findings import Options, worst
 from .keylog import check_keylog
 from .schema import EXIT_OK, EXIT_PROBLEMS, SCHEMA_VERSION, Severity
@@ -295,6 +296,8 @@ def analyze(
     refused = list(findings.attrs.get("refused", []))  # findings the invariants held back
 
     in_capture = len(conversations)  # before --stream/--exo-only: says why a report is empty
+    # evidence filters by addresses and ports, bounded where a 4-tuple is reused
+    conversations["wireshark_filter"] = conversation_filters(conversations)
     wanted = set(streams) if streams is not None else None
     if exo_only:
         exo = set(conversations.loc[conversations["exchange_online"].fillna(False), "stream"])

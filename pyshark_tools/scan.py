@@ -9,10 +9,11 @@ only, what the loop needs to handle them without walking the others: original fr
 number, ``tcp.stream``, direction, where the packet's bytes are in the file, its lengths,
 timestamp and interface, plus the whole capture's packet and TCP conversation counts.
 
-Conversations are numbered as tshark (4.0) numbers ``tcp.stream``: in order of first
-appearance of an address/port pair, a SYN (without ACK) whose sequence number is not the
-base of its direction starts a new one, a SYN-ACK never does (see :func:`_streams`; this is
-more than the loop's "SYN or SYN-ACK other than the first sequence number seen").
+Conversations are numbered as the tshark at hand numbers ``tcp.stream`` (the rules changed
+between 4.0 and 4.4, see :class:`Numbering`): in order of first appearance of an
+address/port pair, a SYN (without ACK) whose sequence number is not the base of its
+direction starts a new one; a SYN-ACK does so in 4.4 but not in 4.0 (see :func:`_streams`).
+For a version whose rules were not measured, a capture where the two differ is declined.
 
 The answer is exact or absent. Whenever the capture holds anything whose handling by the
 loop is not trivially "skip it" or "plain TCP" (the loop refuses it, or reads it in a way
@@ -26,6 +27,7 @@ and the caller runs the loop, which handles or refuses it. :func:`build_index` r
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import struct
@@ -33,13 +35,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["CaptureIndex", "Declined", "Interface", "build_index", "index_capture"]
+__all__ = ["CaptureIndex", "Declined", "Interface", "Numbering", "build_index", "index_capture",
+           "numbering_for", "tshark_numbering"]
 
 # The loop's constants (pyshark_tools.prefilter), repeated rather than imported so that the
 # prefilter can import this module; tests/test_scan.py checks that they still agree.
@@ -57,11 +61,48 @@ _ENCAP_ETHERTYPES = (0x8847, 0x8848, 0x8864, 0x88BE, 0x22EB, 0x6558)  # the loop
 _IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options
 _MAX_PACKET = 262144  # tshark refuses larger records (WTAP_MAX_PACKET_SIZE_STANDARD)
 _SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
-_SYN, _ACK = 0x02, 0x10
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
 
 class Declined(Exception):
     """The index cannot promise tshark's exact reading of this capture: use the loop."""
+
+
+class Numbering(StrEnum):
+    """Whose ``tcp.stream`` rules the index follows: they changed between tshark 4.0 and 4.4.
+
+    Both number conversations in order of first packet and start a new one on a SYN (no
+    ACK) whose sequence number is not its direction's base. 4.0 moves the base when a
+    SYN-ACK carries another one; 4.4 starts a new conversation there instead, and also on
+    a SYN or SYN-ACK with the same sequence number once the conversation saw a RST or a
+    FIN+ACK (a SYN without ACK that keeps the conversation forgets that it closed).
+    Measured against tshark 4.0.17 and 4.4.19 (tests/test_scan.py).
+    """
+
+    V4_0 = "4.0"  # tshark before 4.2
+    V4_4 = "4.4"
+    EITHER = "either"  # another version: number only what both rules number alike
+
+
+def numbering_for(version: Sequence[int]) -> Numbering:
+    """The rules of a tshark version; versions not measured get ``EITHER``."""
+    major_minor = tuple(version[:2])
+    if major_minor < (4, 2):
+        return Numbering.V4_0
+    if major_minor == (4, 4):
+        return Numbering.V4_4
+    return Numbering.EITHER
+
+
+@functools.cache
+def tshark_numbering(tshark: str | None = None) -> Numbering:
+    """The rules of the tshark that will read the capture (``EITHER`` when none is found)."""
+    from .tshark import TsharkError, find_tshark
+
+    try:
+        return numbering_for(find_tshark(tshark).version)
+    except TsharkError:
+        return Numbering.EITHER
 
 
 @dataclass(frozen=True)
@@ -120,18 +161,21 @@ class CaptureIndex:
 
 
 def index_capture(path: str | os.PathLike, ports: Sequence[int],
-                  progress: Callable[[int, int], None] | None = None) -> CaptureIndex | None:
+                  progress: Callable[[int, int], None] | None = None,
+                  numbering: Numbering | None = None) -> CaptureIndex | None:
     """The index of ``path`` for the conversations with either port in ``ports``, or None
     when the loop must read this capture itself (see :func:`build_index` for why).
-    ``progress(bytes_read, size)`` is called as the file is read."""
+    ``progress(bytes_read, size)`` is called as the file is read. ``numbering``: whose
+    ``tcp.stream`` rules (default: those of the tshark on the PATH)."""
     try:
-        return build_index(path, ports, progress)
+        return build_index(path, ports, progress, numbering)
     except Declined:
         return None
 
 
 def build_index(path: str | os.PathLike, ports: Sequence[int],
-                progress: Callable[[int, int], None] | None = None) -> CaptureIndex:
+                progress: Callable[[int, int], None] | None = None,
+                numbering: Numbering | None = None) -> CaptureIndex:
     """Like :func:`index_capture`, but raises :class:`Declined` naming the reason."""
     path = Path(path)
     size = path.stat().st_size
@@ -142,7 +186,8 @@ def build_index(path: str | os.PathLike, ports: Sequence[int],
     try:
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             mm.madvise(mmap.MADV_SEQUENTIAL)
-        return _index(mm, size, tuple(sorted(set(ports))), progress)
+        return _index(mm, size, tuple(sorted(set(ports))), progress,
+                      numbering or tshark_numbering())
     finally:
         with contextlib.suppress(BufferError):  # a traceback holds a view: the GC closes it
             mm.close()
@@ -874,7 +919,8 @@ def _pairs(tcp: _Conversations) -> np.ndarray:
     return _codes((tcp.addr, pair_ports))
 
 
-def _streams(tcp: _Conversations) -> tuple[np.ndarray, np.ndarray, int]:
+def _streams(tcp: _Conversations, numbering: Numbering = Numbering.V4_0
+             ) -> tuple[np.ndarray, np.ndarray, int]:
     """(tcp.stream, direction) per TCP packet and the number of conversations.
 
     Wireshark (4.0; the tests check it against tshark) numbers conversations in order of
@@ -885,7 +931,8 @@ def _streams(tcp: _Conversations) -> tuple[np.ndarray, np.ndarray, int]:
     direction's base starts a new conversation on the same addresses and ports; a SYN-ACK
     whose sequence number is not the base becomes the base. Pairs where a SYN or SYN-ACK
     differs from the base are replayed packet by packet (:func:`_split`); all the other
-    pairs are one conversation each, numbered vectorised.
+    pairs are one conversation each, numbered vectorised. ``numbering`` says whose rules
+    (:class:`Numbering`: 4.4 also replays the pairs where a SYN follows a RST or FIN+ACK).
     """
     if not tcp.n:
         return np.zeros(0, np.int64), np.zeros(0, np.uint8), 0
@@ -893,9 +940,16 @@ def _streams(tcp: _Conversations) -> tuple[np.ndarray, np.ndarray, int]:
     seg_first = _firsts(seg)
     syn = (tcp.flags & _SYN) != 0
     if bool(syn.any()):
-        split = _irregular(tcp, seg, len(seg_first), syn)
-        if len(split):
-            seg, seg_first = _split(tcp, split, seg, seg_first)
+        split = _irregular(tcp, seg, len(seg_first), syn, numbering != Numbering.V4_0)
+        if len(split) and numbering == Numbering.EITHER:
+            old = _split(tcp, split, seg, seg_first, Numbering.V4_0)
+            new = _split(tcp, split, seg, seg_first, Numbering.V4_4)
+            if not (np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1])):
+                raise Declined("tshark 4.0 and 4.4 number these conversations differently "
+                               "(ports reused) and this tshark's rules were not measured")
+            seg, seg_first = old
+        elif len(split):
+            seg, seg_first = _split(tcp, split, seg, seg_first, numbering)
     if bool((np.diff(seg_first) < 0).any()):
         rank = np.empty(len(seg_first), np.int64)
         rank[np.argsort(seg_first)] = np.arange(len(seg_first))
@@ -906,9 +960,11 @@ def _streams(tcp: _Conversations) -> tuple[np.ndarray, np.ndarray, int]:
     return stream, direction, len(seg_first)
 
 
-def _irregular(tcp: _Conversations, seg: np.ndarray, pairs: int, syn: np.ndarray) -> np.ndarray:
+def _irregular(tcp: _Conversations, seg: np.ndarray, pairs: int, syn: np.ndarray,
+               after_close: bool = False) -> np.ndarray:
     """The pairs where a SYN or SYN-ACK differs from its direction's base, the base being
-    computed as if none did (where none does, that is the truth)."""
+    computed as if none did (where none does, that is the truth); with ``after_close``
+    also those where a SYN or SYN-ACK comes after a RST or FIN+ACK (tshark 4.4)."""
     n = len(seg)
     side = seg * 2
     side += tcp.dc  # (pair, direction) of each packet
@@ -928,16 +984,26 @@ def _irregular(tcp: _Conversations, seg: np.ndarray, pairs: int, syn: np.ndarray
     not_syn = (tcp.flags[at] & _SYN) == 0
     base = np.where(mine, tcp.seq[at].astype(np.int64) - not_syn,
                     tcp.ack[at].astype(np.int64) - 1) & 0xFFFFFFFF
-    return np.unique(seg[syn[(at < syn) & (base != tcp.seq[syn])]])
+    irregular = np.unique(seg[syn[(at < syn) & (base != tcp.seq[syn])]])
+    if after_close:
+        flags = tcp.flags
+        close = np.flatnonzero((flags & _RST) | ((flags & (_FIN | _ACK)) == (_FIN | _ACK)))
+        first_close = np.full(pairs, n, np.int64)
+        np.minimum.at(first_close, seg[close], close)
+        late = syn[syn > first_close[seg[syn]]]
+        irregular = np.union1d(irregular, np.unique(seg[late]))
+    return irregular
 
 
-def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: np.ndarray,
+           numbering: Numbering = Numbering.V4_0) -> tuple[np.ndarray, np.ndarray]:
     """Wireshark's rule packet by packet, for the few pairs where a SYN or SYN-ACK carries
-    another sequence number than the base: new conversation ids from ``len(seg_first)``."""
+    another sequence number than the base (or, by 4.4's rules, follows a RST or FIN+ACK):
+    new conversation ids from ``len(seg_first)``."""
+    v44 = numbering == Numbering.V4_4
     seg = seg.copy()
     where = np.flatnonzero(np.isin(seg, split))
-    state: dict[int, list] = {}  # pair -> [base dir 0, base dir 1, conversation]
+    state: dict[int, list] = {}  # pair -> [base dir 0, base dir 1, conversation, closed]
     extra: list[int] = []
     next_id = len(seg_first)
     for k, g, d, q, a, f in zip(where.tolist(), seg[where].tolist(), tcp.dc[where].tolist(),
@@ -945,19 +1011,25 @@ def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: n
                                 tcp.flags[where].tolist(), strict=True):
         st = state.get(g)
         if st is None:
-            st = state[g] = [None, None, g]
-        elif f & _SYN and st[d] is not None and st[d] != q:
-            if f & _ACK:
-                st[d] = q  # a SYN-ACK: a new base, the same conversation
+            st = state[g] = [None, None, g, False]
+        elif f & _SYN and st[d] is not None and (st[d] != q or (v44 and st[3])):
+            if f & _ACK and not v44:
+                st[d] = q  # 4.0, a SYN-ACK: a new base, the same conversation
             else:
                 st[0] = st[1] = None
                 st[2] = next_id
+                st[3] = False
                 next_id += 1
                 extra.append(k)
         if st[d] is None:
             st[d] = q if f & _SYN else (q - 1) & 0xFFFFFFFF
         if st[1 - d] is None and f & _ACK:
             st[1 - d] = (a - 1) & 0xFFFFFFFF
+        if v44:
+            if f & _SYN and not f & _ACK:
+                st[3] = False  # a SYN that keeps the conversation: not closed any more
+            if f & _RST or (f & (_FIN | _ACK)) == (_FIN | _ACK):
+                st[3] = True
         seg[k] = st[2]
     return seg, np.concatenate([seg_first, np.array(extra, np.int64)])
 
@@ -966,7 +1038,8 @@ def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: n
 
 
 def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
-           progress: Callable[[int, int], None] | None = None) -> CaptureIndex:
+           progress: Callable[[int, int], None] | None = None,
+           numbering: Numbering = Numbering.V4_0) -> CaptureIndex:
     reader: _Pcap | _Pcapng = (_Pcapng if mm[0:4] == b"\x0a\x0d\x0d\x0a" else _Pcap)(mm, size)
     starts = reader.walk()
     u8 = np.frombuffer(mm, np.uint8, count=size)
@@ -997,7 +1070,7 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
     reader.finish()
     del u8, starts
     convs.trim()
-    stream, direction, count = _streams(convs)
+    stream, direction, count = _streams(convs, numbering)
     if picked:
         parts = [list(col) for col in zip(*picked, strict=True)]
         del picked

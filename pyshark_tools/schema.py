@@ -89,6 +89,9 @@ CONVERSATION_COLUMNS: tuple[str, ...] = (
     "verdict_reason",  # one sentence: why client_cert has its value
     "severity",  # worst finding: error/warning/info/"" (no finding)
     "finding_ids",  # "W6 W7" ...
+    # Wireshark display filter selecting this conversation by addresses and ports (and frame
+    # numbers where the 4-tuple is reused): the same in every Wireshark version
+    "wireshark_filter",
     # Evidence: the frame numbers to open in Wireshark (empty when not seen).
     "frame_banner",
     "frame_ehlo_reply",

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .evidence import evidence_filter
 from .render.labels import items, verdict_label
 from .render.ladder import STYLE_COLOURS, Ladder, verdict_colours
 from .schema import ClientCert
@@ -70,7 +71,7 @@ class ConversationView:
 
     @property
     def display_filter(self) -> str:
-        return f"tcp.stream == {self.stream}"
+        return evidence_filter(self.info)
 
     def follow(self) -> Transcript:
         """The conversation as text (Wireshark's Follow TCP Stream plus the TLS handshake)."""

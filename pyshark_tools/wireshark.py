@@ -28,8 +28,9 @@ PLUGIN_NAME = "smtptls.lua"
 PROFILE_FILES: tuple[str, ...] = (
     "colorfilters",
     "dfilter_buttons",
-    "dfilter_macros",
+    "dfilter_macros",  # Wireshark 4.0
     "dfilters",
+    "dmacros",  # Wireshark 4.2 and later: the same macros
     "preferences",
 )
 
@@ -50,6 +51,8 @@ The coloring rules, buttons and columns that use smtptls.* fields need the plugi
 With tshark: tshark -C {PROFILE_NAME} -2 -R frame -r capture.pcapng
 (-2 -R frame puts each conversation's verdict on all of its frames).
 With the tls-smtp-report tool installed, `tls-smtp-report wireshark install` does 1 and 2.
+Wireshark 4.2 and later load no personal Lua plugin for root: install and run Wireshark as
+your own user (capture rights come from the "wireshark" group), not with sudo.
 """
 
 
@@ -150,6 +153,46 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.verb:10s} {self.path}" + (f"  ({self.detail})" if self.detail else "")
+
+
+ROOT_PLUGIN_NOTE = (
+    "You are running as root. Wireshark and tshark 4.2 and later (4.4, 4.6) load no "
+    "personal Lua plugin for root: as root, {plugin} does nothing there and the profile's "
+    "smtptls.* columns, coloring rules and buttons fail ('... is not a valid protocol or "
+    "protocol field'); 4.0 still loaded it. Install as the user who runs Wireshark "
+    "(without sudo), and capture without root: add that user to the 'wireshark' group "
+    "(Debian: dpkg-reconfigure wireshark-common, then usermod -aG wireshark USER) or "
+    "capture with tcpdump and open the file as that user."
+)
+
+
+def root_plugin_note(euid: int | None = None) -> str | None:
+    """What a root user must know about personal Lua plugins, or None for other users.
+
+    Said whatever tshark version is found here: the Wireshark that will open the
+    captures may be newer than this tshark.
+    """
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    return ROOT_PLUGIN_NOTE.format(plugin=PLUGIN_NAME) if euid == 0 else None
+
+
+_PROBE_MARK = "smtptls-lua-probe-ran"
+_EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
+
+
+def personal_lua_runs(tshark: str | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this tshark runs a personal Lua script for the current user: tshark 4.2+
+    runs none for root (a one-line ``print`` prints nothing), 4.0 did."""
+    exe = find_tshark(tshark).path
+    with tempfile.TemporaryDirectory(prefix="smtptls-probe-") as tmp:
+        script, capture = Path(tmp) / "probe.lua", Path(tmp) / "empty.pcap"
+        script.write_text(f'print("{_PROBE_MARK}")\n')
+        capture.write_bytes(_EMPTY_PCAP)
+        done = subprocess.run([exe, "-n", "-X", f"lua_script:{script}", "-r", str(capture)],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env=dict(env) if env is not None else isolated_env(Path(tmp)))
+    return _PROBE_MARK in done.stdout
 
 
 def planned_files(folders: Folders) -> list[tuple[Path, Path]]:
@@ -260,6 +303,30 @@ def build_zip(output: str | os.PathLike[str]) -> list[str]:
 # --------------------------------------------------------------------------------------
 # Running tshark with the plugin (tests, and the Lua-vs-Python comparison)
 # --------------------------------------------------------------------------------------
+
+
+#: How ``-T fields`` prints a true boolean field: 4.0 prints ``1``, 4.2 and later ``True``.
+TRUE_SPELLINGS = frozenset({"1", "True", "true", "TRUE"})
+
+
+def field_is_true(value: str) -> bool:
+    """A boolean field's ``-T fields`` text (either version's spelling) read as a bool.
+
+    Several occurrences (joined by an aggregator) count as true when any is true.
+    """
+    return any(part.strip() in TRUE_SPELLINGS for part in re.split(r"[,|;\t]", value))
+
+
+_ESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t"}
+
+
+def unescape_field(text: str, version: Sequence[int]) -> str:
+    """A string field's ``-T fields`` text as the field holds it. Both versions print CR,
+    LF and TAB as ``\\r``, ``\\n``, ``\\t``; 4.2 and later also double a backslash (an
+    RFC 4514 name's ``\\,`` comes out as ``\\\\,``), which 4.0 printed as it is."""
+    if tuple(version[:2]) < (4, 2):
+        return text.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t")
+    return re.sub(r"\\([\\rnt])", lambda m: _ESCAPES[m[1]], text)
 
 
 def isolated_env(home: Path) -> dict[str, str]:

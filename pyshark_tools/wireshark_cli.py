@@ -50,6 +50,9 @@ def install(force: bool) -> None:
     except (ws.WiresharkInstallError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_actions(actions)
+    note = ws.root_plugin_note()
+    if note:
+        click.echo(f"warning: {note}", err=True)
     click.echo(
         f"Open Wireshark, pick the '{ws.PROFILE_NAME}' profile (status bar, bottom right); "
         "restart Wireshark or use Analyze > Reload Lua Plugins for the plugin."

@@ -21,8 +21,11 @@ if [ ! -x .venv/bin/python ] && ! "$python" -c 'import ensurepip' >/dev/null 2>&
 fi
 if [ "$mode" = "test" ]; then
     # The tests also record nothing live, but use editcap/capinfos (wireshark-common,
-    # pulled in by tshark) and, for the GUI screenshot, wireshark-qt under Xvfb.
-    apt_packages+=(wireshark-qt xvfb imagemagick x11-utils lua5.2 lua5.3 lua5.4)  # Wireshark GUI screenshot test, Lua syntax checks
+    # pulled in by tshark) and, for the GUI screenshot, Wireshark's Qt GUI under Xvfb.
+    apt_packages+=(python3-venv)
+    # "wireshark" is the Qt GUI: on Debian 12 a meta-package for wireshark-qt, on Debian 13
+    # the GUI itself (there is no wireshark-qt there).
+    apt_packages+=(wireshark xvfb imagemagick x11-utils lua5.2 lua5.3 lua5.4)  # Wireshark GUI screenshot test, Lua syntax checks
     apt_packages+=(chromium)  # HTML report test in a real headless browser, docs screenshots
 fi
 missing=()

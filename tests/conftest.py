@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The committed capture fixtures (``python -m fixtures.build`` regenerates them).
@@ -64,3 +67,27 @@ def analyze_fixture(name: str, with_keys: bool, **options: object):
         expect_cert_name=truth.get("expect_cert_name"),
         **options,
     )
+
+
+# Wireshark 4.2 and later run no personal Lua plugin for root. Tests marked personal_lua need
+# smtptls.lua inside tshark/Wireshark: as root with such a version they cannot run, and are
+# run as an unprivileged user instead (scripts/debian13-root.sh runs them so in CI).
+PERSONAL_LUA_SKIP = ("this tshark runs no personal Lua plugin for root (Wireshark 4.2+): "
+                     "run these as an unprivileged user (scripts/debian13-root.sh does)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "personal_lua: needs smtptls.lua to run inside tshark for this user")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("personal_lua")]
+    if not marked or shutil.which("tshark") is None:
+        return
+    from pyshark_tools.wireshark import personal_lua_runs
+
+    if personal_lua_runs():
+        return
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=PERSONAL_LUA_SKIP))

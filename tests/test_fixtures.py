@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,13 +61,39 @@ def test_regenerated_set_matches(regenerated: Path) -> None:
         assert (regenerated / "pki" / name).read_bytes() == (FIXTURES / "pki" / name).read_bytes()
 
 
+#: Ground-truth keys whose values come from the bytes the TLS stack wrote, not from what the
+#: scenario must show: another OpenSSL build (Debian 13's 3.5 against Debian 12's 3.0) sends
+#: other record and ticket sizes, so the capture has another number of packets, the server's
+#: time stamp in a reply moves by a millisecond and a cut falls at another byte.
+BYTE_DEPENDENT_KEYS = frozenset({"packets"})
+_REPLY_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_CUT_BYTE = re.compile(r"cut at byte \d+")
+
+
+def shown(truth: dict) -> dict:
+    """What a fixture must show (verdicts, certificates, SMTP messages, alerts, findings),
+    without what depends on the OpenSSL build (counts, a reply's time stamp, a byte offset)."""
+    out = {k: v for k, v in truth.items() if k not in BYTE_DEPENDENT_KEYS}
+    if out.get("damage_note"):
+        out["damage_note"] = _CUT_BYTE.sub("cut at byte N", out["damage_note"])
+    out["conversations"] = [
+        {**c, "smtp_replies": [{**r, "text": _REPLY_TIME.sub("TIME", r["text"])}
+                               for r in c.get("smtp_replies", [])]}
+        for c in truth["conversations"]]
+    return out
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_regenerated_truth_matches_committed(regenerated: Path, name: str) -> None:
     # Keys are cached in fixtures/pki/keys and RSA signatures are deterministic, so every
-    # field - certificate fingerprints and packet counts included - must be identical.
-    # Only the TLS randoms (and so the .keys contents and encrypted bytes) differ per run.
+    # verdict, certificate (fingerprints included), SMTP message and alert must be identical;
+    # the packet count only with the same TLS stack. The TLS randoms (and so the .keys
+    # contents and encrypted bytes) differ per run.
     new, old = fixture_truth(name, regenerated), fixture_truth(name)
-    assert new == old
+    assert shown(new) == shown(old)
+    assert new["packets"] > 0
+    replies = [r["text"] for c in old["conversations"] for r in c.get("smtp_replies", [])]
+    assert all(_REPLY_TIME.sub("TIME", t) != t or "TenantAttribution" not in t for t in replies)
     assert (regenerated / new["capture"]).exists()
     if new["keylog"]:
         assert (regenerated / new["keylog"]).stat().st_size > 0

@@ -329,13 +329,21 @@ def test_reused_ports_get_new_streams_on_smtp_and_other_ports(tmp_path: Path) ->
         frames += [*first, first[0]]
         # the same ports again with other initial sequence numbers: a new conversation
         frames += _flow("192.0.2.1", 40000, "198.51.100.25", port, T0 + 10**6, 777, 999)
-        # once more, only the SYN-ACK differing: Wireshark keeps the conversation
+        # once more, only the SYN-ACK differing: 4.0 keeps the conversation, 4.4 starts one
         frames += _flow("192.0.2.1", 40000, "198.51.100.25", port, T0 + 2 * 10**6, 777, 4)
     capture = _write(tmp_path / "reuse.pcapng", _pcapng(frames))
+    numbering = _numbering_at_hand()
+    if numbering == scan.Numbering.EITHER:
+        _declined(capture, "number these conversations differently")
+        return
+    # 4.4: each flow ends with FIN+ACK, so the retransmitted SYN and the third flow's SYN
+    # (the second flow's ISN) start conversations too
+    per_port = 2 if numbering == scan.Numbering.V4_0 else 4
     idx = assert_like_tshark(capture)
-    assert idx.tcp_streams == 4
-    assert sorted(set(idx.stream.tolist())) == [0, 1]
-    assert sorted(assert_loop_like_tshark(capture, tmp_path / "loop").streams) == [0, 1]
+    assert idx.tcp_streams == 2 * per_port
+    assert sorted(set(idx.stream.tolist())) == list(range(per_port))
+    assert sorted(assert_loop_like_tshark(capture, tmp_path / "loop").streams) == \
+        list(range(per_port))
 
 
 def test_conversation_seen_mid_stream_then_reopened(tmp_path: Path) -> None:
@@ -403,46 +411,121 @@ def _s2c(seq: int, ack: int, flags: int) -> bytes:
 
 
 _SYN, _SYN_ACK, _ACK = 0x02, 0x12, 0x10
+_FIN_ACK, _RST, _RST_ACK, _FIN, _SYN_RST = 0x11, 0x04, 0x14, 0x01, 0x06
+_HANDSHAKE = [_c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK), _c2s(1001, 5001, _ACK)]
 
-#: Where Wireshark's base sequence numbers matter (tshark's tcp.stream of each packet):
-#: a direction's base is its first packet's sequence number (minus one unless a SYN) or
-#: the other direction's first acknowledgement number minus one, if that came first; only
-#: a SYN without ACK other than the base starts a new conversation.
-NUMBERING_CASES = {
-    # the client ISN reused with a new server ISN: the SYN-ACK only moves the base
-    "new-server-isn": ([_c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK),
-                        _c2s(1001, 5001, _ACK), _c2s(1000, 0, _SYN),
-                        _s2c(9000, 1001, _SYN_ACK), _c2s(1001, 9001, _ACK)],
-                       [0, 0, 0, 0, 0, 0]),
+#: Where Wireshark's base sequence numbers matter (tshark's tcp.stream of each packet, as
+#: 4.0.17 and 4.4.19 gave them): a direction's base is its first packet's sequence number
+#: (minus one unless a SYN) or the other direction's first acknowledgement number minus one,
+#: if that came first. A SYN without ACK other than the base starts a new conversation; a
+#: SYN-ACK other than the base moves the base in 4.0 and starts a new conversation in 4.4;
+#: 4.4 also starts one on a SYN or SYN-ACK after a RST or FIN+ACK.
+NUMBERING_CASES: dict[str, tuple[list[bytes], dict[str, list[int]]]] = {
+    # the client ISN reused with a new server ISN: 4.0 moves the base, 4.4 splits there
+    "new-server-isn": ([*_HANDSHAKE, _c2s(1000, 0, _SYN), _s2c(9000, 1001, _SYN_ACK),
+                        _c2s(1001, 9001, _ACK)],
+                       {"4.0": [0, 0, 0, 0, 0, 0], "4.4": [0, 0, 0, 0, 1, 1]}),
     # seen mid-connection: the base is the first sequence number minus one
     "mid-connection-syn": ([_c2s(1001, 5001, _ACK), _s2c(5001, 1001, _ACK),
-                            _c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK)], [0, 0, 0, 0]),
+                            _c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK)],
+                           {"4.0": [0, 0, 0, 0], "4.4": [0, 0, 0, 0]}),
     # a server packet first: its acknowledgement number sets the client's base
     "server-first": ([_s2c(5001, 1001, _ACK), _c2s(1000, 0, _SYN),
-                      _s2c(5000, 1001, _SYN_ACK), _c2s(1001, 5001, _ACK)], [0, 0, 0, 0]),
+                      _s2c(5000, 1001, _SYN_ACK), _c2s(1001, 5001, _ACK)],
+                     {"4.0": [0, 0, 0, 0], "4.4": [0, 0, 0, 0]}),
     "server-first-then-data": ([_s2c(5001, 1001, _ACK), _c2s(1001, 5001, _ACK),
-                                _c2s(1000, 0, _SYN)], [0, 0, 0]),
+                                _c2s(1000, 0, _SYN)], {"4.0": [0, 0, 0], "4.4": [0, 0, 0]}),
     # a SYN-ACK first: its acknowledgement number sets the client's base...
     "syn-ack-first": ([_s2c(5000, 1001, _SYN_ACK), _c2s(1001, 5001, _ACK),
-                       _c2s(1000, 0, _SYN)], [0, 0, 0]),
+                       _c2s(1000, 0, _SYN)], {"4.0": [0, 0, 0], "4.4": [0, 0, 0]}),
     # ... which a SYN with another sequence number does not match
     "syn-ack-first-other-syn": ([_s2c(5000, 1001, _SYN_ACK), _c2s(777, 0, _SYN),
-                                 _s2c(6000, 778, _SYN_ACK)], [0, 1, 1]),
+                                 _s2c(6000, 778, _SYN_ACK)],
+                                {"4.0": [0, 1, 1], "4.4": [0, 1, 1]}),
     "syn-ack-first-new-syn-ack": ([_s2c(5000, 1001, _SYN_ACK), _c2s(1000, 0, _SYN),
                                    _s2c(6000, 1001, _SYN_ACK), _c2s(1001, 6001, _ACK)],
-                                  [0, 0, 0, 0]),
+                                  {"4.0": [0, 0, 0, 0], "4.4": [0, 0, 1, 1]}),
+    # the same SYN again after both FIN+ACKs (a quick reconnect): 4.4 splits
+    "same-syn-after-fin": ([*_HANDSHAKE, _c2s(1001, 5001, _FIN_ACK),
+                            _s2c(5001, 1002, _FIN_ACK), _c2s(1002, 5002, _ACK),
+                            _c2s(1000, 0, _SYN), _s2c(5000, 1001, _SYN_ACK)],
+                           {"4.0": [0] * 8, "4.4": [0] * 6 + [1, 1]}),
+    # ... but a FIN without ACK does not count as closing
+    "same-syn-after-bare-fin": ([*_HANDSHAKE, _c2s(1001, 5001, _FIN), _c2s(1000, 0, _SYN)],
+                                {"4.0": [0] * 5, "4.4": [0] * 5}),
+    # a RST (with or without ACK, either side) does
+    "same-syn-after-rst": ([*_HANDSHAKE, _s2c(5001, 0, _RST), _c2s(1000, 0, _SYN)],
+                           {"4.0": [0] * 5, "4.4": [0, 0, 0, 0, 1]}),
+    "same-syn-ack-after-rst": ([*_HANDSHAKE, _s2c(5001, 1001, _RST_ACK),
+                                _s2c(5000, 1001, _SYN_ACK)],
+                               {"4.0": [0] * 5, "4.4": [0, 0, 0, 0, 1]}),
+    # a SYN that keeps the conversation makes 4.4 forget the RST it saw
+    "syn-forgets-the-rst": ([_s2c(5000, 0, _SYN_RST), _c2s(1000, 0, _SYN),
+                             _s2c(5000, 1001, _SYN_ACK)],
+                            {"4.0": [0, 0, 0], "4.4": [0, 0, 0]}),
 }
+
+
+def _numbering_at_hand() -> scan.Numbering:
+    return scan.numbering_for(find_tshark().version)
 
 
 @pytest.mark.parametrize("case", sorted(NUMBERING_CASES))
 def test_conversation_numbering_edge_cases(case: str, tmp_path: Path) -> None:
-    """The index and the loop number these conversations as tshark does (checked here
-    against tshark and against the numbers tshark 4.0 gave when the cases were written)."""
+    """The index and the loop number these conversations as the tshark at hand does
+    (checked against it, and against the numbers its version gave when the cases were
+    written); a version whose rules were not measured gets them declined where 4.0 and 4.4
+    differ."""
     frames, expected = NUMBERING_CASES[case]
     capture = _write(tmp_path / f"{case}.pcapng", _pcapng(frames))
-    assert [int(r[0]) for r in _tshark(capture, "tcp", ("tcp.stream",))] == expected
-    assert assert_like_tshark(capture).stream.tolist() == expected
+    got = [int(r[0]) for r in _tshark(capture, "tcp", ("tcp.stream",))]
+    numbering = _numbering_at_hand()
+    if numbering == scan.Numbering.EITHER:
+        if expected["4.0"] != expected["4.4"]:
+            _declined(capture, "number these conversations differently")
+            return
+        assert got == expected["4.0"]
+    else:
+        assert got == expected[numbering.value]
+    assert assert_like_tshark(capture).stream.tolist() == got
     assert_loop_like_tshark(capture, tmp_path / "loop")
+
+
+@pytest.mark.parametrize("case", sorted(NUMBERING_CASES))
+def test_numbering_rules_of_each_version(case: str, tmp_path: Path) -> None:
+    """Both rule sets whatever tshark is installed: the index and the loop number each case
+    as that version of tshark did (the numbers recorded above), and a version not measured
+    is declined exactly where the two differ."""
+    frames, expected = NUMBERING_CASES[case]
+    capture = _write(tmp_path / f"{case}.pcapng", _pcapng(frames))
+    for numbering in (scan.Numbering.V4_0, scan.Numbering.V4_4):
+        idx = build_index(capture, PORTS, numbering=numbering)
+        assert idx.stream.tolist() == expected[numbering.value], numbering
+        assert idx.tcp_streams == len(set(expected[numbering.value]))
+        out = tmp_path / f"loop-{numbering.value}"
+        out.mkdir()
+        pre = prefilter.prefilter(capture, out, ports=PORTS, implicit_tls_ports=(),
+                                  use_index=False, numbering=numbering)
+        assert pre.tcp_streams == len(set(expected[numbering.value])), numbering
+    if expected["4.0"] == expected["4.4"]:
+        assert build_index(capture, PORTS, numbering=scan.Numbering.EITHER).stream.tolist() \
+            == expected["4.0"]
+    else:
+        with pytest.raises(Declined, match="differently"):
+            build_index(capture, PORTS, numbering=scan.Numbering.EITHER)
+        out = tmp_path / "loop-either"
+        out.mkdir()
+        with pytest.raises(prefilter.Unsupported, match="differently"):
+            prefilter.prefilter(capture, out, ports=PORTS, implicit_tls_ports=(),
+                                use_index=False, numbering=scan.Numbering.EITHER)
+
+
+def test_numbering_follows_the_version() -> None:
+    assert scan.numbering_for((4, 0, 17)) == scan.Numbering.V4_0
+    assert scan.numbering_for((3, 6, 2)) == scan.Numbering.V4_0
+    assert scan.numbering_for((4, 4, 19)) == scan.Numbering.V4_4
+    assert scan.numbering_for((4, 2, 2)) == scan.Numbering.EITHER
+    assert scan.numbering_for((4, 6, 0)) == scan.Numbering.EITHER
 
 
 def _ip_options(frame: bytes) -> bytes:

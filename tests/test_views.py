@@ -68,7 +68,9 @@ def test_conversation_view_of_the_failing_exchange_online_conversation():
     assert set(conv.certificates["role"].astype(str)) == {"server"}  # nothing from the client
     assert list(conv.findings["id"]) == ["W6", "X3"]
     assert set(conv.events["stream"]) == {conv.stream}
-    assert conv.display_filter == f"tcp.stream == {conv.stream}"
+    assert conv.display_filter == (
+        f"ip.addr=={conv.info['client_ip']} && tcp.port=={conv.info['client_port']} && "
+        f"ip.addr=={conv.info['server_ip']} && tcp.port=={conv.info['server_port']}")
     assert "EMPTY" in repr(conv)
 
 

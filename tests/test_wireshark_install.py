@@ -132,3 +132,22 @@ def test_missing_tshark_is_one_clear_line(home: Path, monkeypatch: pytest.Monkey
         lines = [ln for ln in result.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("Error: tshark was not found")
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_root_is_told_that_newer_wireshark_loads_no_personal_plugin() -> None:
+    note = ws.root_plugin_note(euid=0)
+    assert note is not None
+    assert "4.2 and later" in note and "no personal Lua plugin for root" in note
+    assert "wireshark' group" in note  # what to do instead
+    assert ws.root_plugin_note(euid=1000) is None
+
+
+@needs_tshark
+def test_install_as_root_warns_and_as_a_user_does_not(home: Path) -> None:
+    """CI runs as root (the warning must show), developers as themselves (it must not)."""
+    import os
+
+    result = CliRunner().invoke(wireshark, ["install"])
+    assert result.exit_code == 0, result.output
+    warned = "no personal Lua plugin for root" in result.output
+    assert warned == (os.geteuid() == 0)

@@ -21,6 +21,7 @@ from pyshark_tools.schema import ClientCert
 from pyshark_tools.wireshark import (
     PROFILE_FILES,
     PROFILE_NAME,
+    field_is_true,
     install,
     isolated_env,
     profile_source,
@@ -29,7 +30,10 @@ from pyshark_tools.wireshark import (
 
 from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed"),
+    pytest.mark.personal_lua,  # tshark 4.2+ runs the plugin only for a user other than root
+]
 
 SMALL = fixture_path("tls12-client-cert-empty")
 SCENARIOS = fixture_scenarios()
@@ -57,6 +61,22 @@ def saved_filters() -> dict[str, str]:
         assert m, f"bad dfilters line: {line}"
         out[m[1]] = m[2]
     return out
+
+
+def new_macros() -> dict[str, str]:
+    """The ``dmacros`` file of Wireshark 4.2+: ``"name" expression`` a line."""
+    out = {}
+    for line in _lines("dmacros"):
+        name, sep, expr = line.partition(" ")
+        assert sep and name.startswith('"') and name.endswith('"'), f"bad dmacros line: {line}"
+        out[name.strip('"')] = expr.strip()
+    return out
+
+
+def test_dmacros_and_dfilter_macros_define_the_same_macros() -> None:
+    """4.0 reads dfilter_macros, 4.2+ dmacros: a user must get the same macros on both."""
+    assert new_macros() == macros()
+    assert len(macros()) >= 5
 
 
 def buttons() -> dict[str, str]:
@@ -298,7 +318,7 @@ def _colored(env_items: tuple[tuple[str, str], ...], name: str, keys: bool) -> l
 def _expected_rule(row: dict) -> str | None:
     """The rule a frame must get, when the frame is one the story cares about."""
     verdict = row["smtptls.client_cert"]
-    expired = "1" in (row["smtptls.expired"], row["smtptls.not_yet_valid"])
+    expired = field_is_true(row["smtptls.expired"]) or field_is_true(row["smtptls.not_yet_valid"])
     if verdict == ClientCert.EMPTY:
         return VERDICT_RULE[ClientCert.EMPTY]
     if verdict == ClientCert.NOT_REQUESTED:

@@ -7,6 +7,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
+from ..evidence import evidence_filter
 from ..merged import captures_with_stream, is_merged, one_capture
 from ..report import Report
 from .labels import verdict_label
@@ -57,7 +58,7 @@ def render_follow(report: Report, stream: int, console: Console) -> None:
         return
     conv = report.conversations[report.conversations["stream"] == stream].iloc[0]
     console.print(Text(f"Stream {stream}: {conv['client']} (client) -> {conv['server']} "
-                       f"(server); filter: tcp.stream == {stream}", style="bold"))
+                       f"(server); filter: {evidence_filter(conv)}", style="bold"))
     console.print(f"client certificate: {verdict_label(conv['client_cert'])}: "
                   f"{conv['verdict_reason']}")
     for frame, sender, text, style in transcript(report, stream):

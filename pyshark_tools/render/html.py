@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from ..evidence import evidence_filter
 from ..merged import capture_files, is_merged, per_capture
 from ..report import Report
 from .headline import headline
@@ -189,8 +190,10 @@ def findings_html(findings: pd.DataFrame, conv: pd.DataFrame) -> str:
         for _, f in group.iterrows():
             fg, _ = severity_colours(f["severity"])
             frames = items(f["evidence_frames"])
+            shown = _e(evidence_filter(match.iloc[0])) if len(match) else ""
             evidence = (f"<p>Evidence: frame {', '.join(frames)} (Wireshark filter "
-                        f"<code>tcp.stream == {stream}</code>)</p>" if frames else "")
+                        f"<code>{shown}</code>)</p>" if frames and shown else
+                        f"<p>Evidence: frame {', '.join(frames)}</p>" if frames else "")
             out.append(
                 f'<div class="finding" style="border-color:{fg}">'
                 f'<h4>{severity_badge(f["severity"])} {_e(f["id"])} {_e(f["title"])}</h4>'

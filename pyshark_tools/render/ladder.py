@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evidence import evidence_filter
 from ..report import Report
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
@@ -276,7 +277,7 @@ def ladder_svg(report: Report, stream: int, *, title: bool = True) -> str:
         out.append(f'<text x="14" y="{y + 14}" font-size="16" font-weight="bold">'
                    f'Stream {stream}: {_e(conv["client"])} \u2192 {_e(conv["server"])}</text>')
         out.append(f'<text x="14" y="{y + 32}" font-size="12" fill="#57606a">'
-                   f'{_e(when)}  \u00b7  Wireshark filter: tcp.stream == {stream}  \u00b7  '
+                   f'{_e(when)}  \u00b7  Wireshark filter: {_e(evidence_filter(conv))}  \u00b7  '
                    f'{sum(s.kind != LOG_STEP for s in steps)} messages</text>')
         y += 46
     # Lane heads

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..evidence import evidence_filter
 from ..merged import is_merged, per_capture
 from ..report import Report
 from .grouped import GROUP_ABOVE, render_grouped
@@ -95,7 +96,7 @@ def render_text(report: Report, console: Console, details: bool = False,
             if f["evidence_frames"]:
                 frames = items(f["evidence_frames"])
                 console.print(f"    Evidence: frame {', '.join(frames)} (Wireshark filter: "
-                              f"tcp.stream == {stream})", highlight=False)
+                              f"{evidence_filter(c)})", highlight=False)
             if _s(f.get("evidence_lines")):
                 console.print(f"    Evidence: server log {f['evidence_lines']}", highlight=False)
             paragraph(console, 4, f"Fix: {f['fix']}")
