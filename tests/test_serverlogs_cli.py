@@ -97,7 +97,7 @@ def test_report_with_log_json_has_the_log_tables(tmp_path: Path) -> None:
                "--format", "json", "-o", target)
     assert done.returncode == 0, done.stderr
     doc = json.loads(target.read_text())
-    assert list(doc) == ["capture", "conversations", "certificates", "findings",
+    assert list(doc) == ["schema_version", "capture", "conversations", "certificates", "findings",
                          "log_sessions", "log_findings"]
     conv = doc["conversations"][0]
     assert conv["client_cert"] == "presented" and conv["client_cert_source"] == "server log"
