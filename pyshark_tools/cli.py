@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from . import __version__
-from .certificates import TrustStoreError
+from .errors import (
+    EXIT_INTERNAL,
+    CaptureError,
+    KeylogError,
+    OutputError,
+    TrustStoreError,
+    TsharkError,
+    exit_code_for,
+    internal_error_line,
+)
 from .events import DEFAULT_PORTS
-from .keylog import KeylogError
+from .output import check_target, write_report
 from .report import Report, analyze
-from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
-from .tshark import CaptureError, TsharkError
+from .sanitize import printable_report
+from .schema import EXIT_USAGE
+from .signals import Interrupted
+from .signals import install as install_signal_handlers
+from .tshark import DEFAULT_TIME_LIMIT, find_tshark
 from .wireshark_cli import wireshark
 
 EXIT_CODES_HELP = """\b
@@ -26,6 +37,7 @@ Exit codes:
   2  usage error
   3  tshark missing or too old
   4  capture, key log or trust store unreadable
+  5  internal error (a bug: one line; --debug shows the traceback)
 """
 
 
@@ -41,49 +53,76 @@ class _DefaultGroup(click.Group):
     """``tls-smtp-report CAPTURE`` runs ``report``; ``follow`` and ``wireshark`` are named."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug anywhere before "--" (it is the group's, whatever the subcommand)
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            ctx.meta["debug"] = True
+            args = [a for i, a in enumerate(args) if a != "--debug" or i >= end]
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h",
                                                                       "--version"):
             args = ["report", *args]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context):
+        """The one place an unexpected exception becomes one line and exit code 5."""
+        install_signal_handlers()
+        try:
+            return super().invoke(ctx)
+        except Interrupted as stop:
+            click.echo(f"stopped by {stop.name}: child processes ended, temporary files "
+                       "removed", err=True)
+            ctx.exit(128 + stop.signum)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit,
+                KeyboardInterrupt, _Failure):
+            raise
+        except OutputError as exc:
+            raise _Failure(str(exc), exit_code_for(exc)) from None
+        except Exception as exc:
+            if ctx.meta.get("debug"):
+                raise
+            click.echo(f"Error: {internal_error_line(exc)}", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
 
 def _output_target(output: str | None) -> Path | None:
     if output is None or output == "-":
         return None
-    target = Path(output)
-    if not target.parent.exists():
-        raise _Failure(f"cannot write {output}: folder {target.parent} does not exist",
-                       EXIT_USAGE)
-    if target.is_dir():
-        raise _Failure(f"cannot write {output}: it is a folder", EXIT_USAGE)
-    return target
+    try:
+        check_target(output)
+    except OutputError as exc:
+        raise _Failure(str(exc), EXIT_USAGE) from None
+    return Path(output)
 
 
 def _write(target: Path | None, text: str) -> None:
-    """Write all or nothing: a temporary file renamed into place."""
+    """Write all or nothing (see ``output.write_report``)."""
     if target is None:
         click.echo(text, nl=False)
         return
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; a report is not one
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_report(target, text)
+    except OutputError as exc:
+        raise _Failure(str(exc), EXIT_USAGE) from None
 
 
-def _run_analysis(**kwargs: object) -> Report:
+def _check_networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not an IP address or network "
+                                     "(e.g. 203.0.113.25 or 203.0.113.0/24)") from None
+    return values
+
+
+def _run_analysis(tshark_timeout: float | None = None, **kwargs: object) -> Report:
     try:
-        return analyze(**kwargs)  # type: ignore[arg-type]
-    except TsharkError as exc:
-        raise _Failure(str(exc), EXIT_TSHARK) from None
-    except (CaptureError, KeylogError, TrustStoreError) as exc:
-        raise _Failure(str(exc), EXIT_UNREADABLE) from None
+        tshark = find_tshark(time_limit=tshark_timeout)
+        return analyze(tshark=tshark, **kwargs)  # type: ignore[arg-type]
+    except (TsharkError, CaptureError, KeylogError, TrustStoreError) as exc:
+        raise _Failure(str(exc), exit_code_for(exc)) from None
 
 
 capture_argument = click.argument(
@@ -99,6 +138,12 @@ port_option = click.option(
 )
 all_tls_option = click.option(
     "--all-tls", is_flag=True, help="Also report TLS conversations that are not SMTP.",
+)
+tshark_timeout_option = click.option(
+    "--tshark-timeout", type=click.FloatRange(0), default=None, metavar="SECONDS",
+    help=f"Time limit of each tshark pass: SECONDS plus 2 s per MiB of capture (default "
+         f"{DEFAULT_TIME_LIMIT:.0f}; 0: none). A stopped tshark leaves a partial report "
+         "marked incomplete.",
 )
 
 
@@ -130,6 +175,7 @@ def main() -> None:
               help="An accepted domain of the tenant (repeatable): the certificate domain "
                    "must be one (relay rule).")
 @click.option("--sender-ip", "sender_ips", multiple=True, metavar="CIDR",
+              callback=lambda _ctx, _param, value: _check_networks(value),
               help="The connector's SenderIPAddresses (repeatable).")
 @click.option("--trust-store", type=click.Path(path_type=str), metavar="PEM",
               help="PEM bundle of trusted roots instead of Mozilla's (certifi).")
@@ -159,6 +205,7 @@ def main() -> None:
               help="Run the conversation shards on a Dask cluster (e.g. tcp://host:8786); "
                    "workers must see the same temporary folder (TMPDIR).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@tshark_timeout_option
 def report_command(captures: tuple[str, ...], keylog: str | None,
                    expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
@@ -166,7 +213,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    streams: tuple[int, ...], exo_only: bool, fmt: str, table: str,
                    output: str | None, color: bool | None, jobs: int | None,
                    no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
-                   quiet: bool) -> None:
+                   quiet: bool, tshark_timeout: float | None = None) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -180,6 +227,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
         streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
         dask_client=dask_client, progress=False if quiet else None, native=not no_native,
+        tshark_timeout=tshark_timeout,
     )
     if dask_client is not None:
         dask_client.close()
@@ -187,7 +235,8 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         if fmt != "text":
             click.echo(f"warning: {warning}", err=True)
     if fmt == "text":
-        text = _render_console(lambda console: _text(result, console), target, color)
+        shown = printable_report(result)  # no terminal control from the capture
+        text = _render_console(lambda console: _text(shown, console), target, color)
     elif fmt == "html":  # one self-contained page; -o FILE, or stdout
         from .render.html import render_html
 
@@ -239,11 +288,14 @@ def _render_console(draw, target: Path | None, color: bool | None) -> str:
 @port_option
 @all_tls_option
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
+@tshark_timeout_option
 def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[int, ...],
-                   all_tls: bool, color: bool | None) -> None:
+                   all_tls: bool, color: bool | None, tshark_timeout: float | None = None
+                   ) -> None:
     """Show one conversation like Wireshark's Follow TCP Stream, TLS handshake included."""
     result = _run_analysis(capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
-                           all_tls=all_tls, streams=[stream])
+                           all_tls=all_tls, streams=[stream], tshark_timeout=tshark_timeout)
+    result = printable_report(result)  # no terminal control from the capture
     if not len(result.conversations):
         raise _Failure(f"no SMTP conversation with tcp.stream == {stream} in {capture} "
                        "(see the report for stream numbers; --all-tls for other TLS)",

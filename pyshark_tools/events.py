@@ -114,6 +114,7 @@ class Extraction:
     last_time: datetime | None
     tshark_command: list[str]
     native_streams: int = 0  # conversations the native reader took (no tshark)
+    complete: bool = True  # False: tshark stopped before the end of the capture (a warning)
 
 
 def endpoint(ip: str, port: str | int) -> str:
@@ -213,7 +214,7 @@ def extract(
         tshark, capture, FIELDS, display_filter=dfilter, decode_as=decode_as_rules(ports),
         options=options,
     )
-    run = FieldRun()
+    run = FieldRun(time_limit=tshark.limit_for(capture))
     sink = _EventSink()
     streams: dict[int, StreamFacts] = {}
     certs: list[CertificateMessage] = []
@@ -239,8 +240,11 @@ def extract(
             facts = streams[stream] = StreamFacts(
                 stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
             )
-        _count_tcp(facts, row, frame, when, src)
-        _frame_events(sink, certs, appdata_seen, facts, row, frame, when, src, dst)
+        try:
+            _count_tcp(facts, row, frame, when, src)
+            _frame_events(sink, certs, appdata_seen, facts, row, frame, when, src, dst)
+        except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
+            run.garbage_lines += 1
     events = sink.frame()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
@@ -253,6 +257,7 @@ def extract(
         first_time=first_time,
         last_time=last_time,
         tshark_command=cmd,
+        complete=run.complete,
     )
 
 
@@ -397,7 +402,10 @@ def _pair_replies(codes: list[str], params: list[str]) -> list[tuple[str, list[s
 
 
 def _port(endpoint_text: str) -> int:
-    return int(endpoint_text.rsplit(":", 1)[1])
+    try:
+        return int(endpoint_text.rsplit(":", 1)[1])
+    except (IndexError, ValueError):  # a row without a port (garbled tshark output)
+        return 0
 
 
 def _client_of(facts: StreamFacts, ports: Sequence[int]) -> str:

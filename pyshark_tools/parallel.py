@@ -78,6 +78,7 @@ class ShardResult:
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False
     command: list[str] = field(default_factory=list)
+    complete: bool = True  # False: the shard's tshark stopped early (see warnings)
 
 
 def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int],
@@ -97,7 +98,7 @@ def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
     """The reference engine's tshark pass and row handling over one reduced capture,
     with frame numbers and stream indices mapped back to the original capture."""
     cmd = shard_command(tshark, shard.path, ports, keylog)
-    run = FieldRun()
+    run = FieldRun(time_limit=tshark.limit_for(shard.path))
     rows = iter_fields(cmd, FIELDS, run) if shard.packets else iter(())
     return _consume(rows, shard, run, cmd)
 
@@ -115,6 +116,9 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
             when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
         except ValueError:
             continue
+        if not 0 <= reduced < len(post_cut):  # not a frame of this shard: garbled output
+            run.garbage_lines += 1
+            continue
         if post_cut[reduced]:
             continue  # after the cut: the prefilter counted it and synthesised its events
         frame, stream = frames[reduced], streams[reduced]
@@ -128,9 +132,13 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
             f.lost_segments += 1
         if row["_ws.malformed"]:
             f.malformed += 1
-        _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
+        try:
+            _frame_events(sink, certs, appdata_seen, f, row, frame, when, src, dst)
+        except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
+            run.garbage_lines += 1
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    return ShardResult(sink.frame(), partial, certs, run.warnings, run.truncated, list(cmd))
+    return ShardResult(sink.frame(), partial, certs, run.warnings, run.truncated, list(cmd),
+                       complete=run.complete)
 
 
 def _run_shard_args(args: tuple) -> ShardResult:
@@ -267,6 +275,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
     certs: list[CertificateMessage] = []
     warnings: list[str] = []
     truncated = False
+    complete = True
     for result in results:
         parts.append(result.events)
         for stream, values in result.partial.items():
@@ -277,6 +286,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         certs.extend(result.certificates)
         warnings.extend(w for w in result.warnings if w not in warnings)
         truncated = truncated or result.truncated
+        complete = complete and result.complete
     if pre.synthetic:
         sink = _EventSink()
         for ev in pre.synthetic:
@@ -306,6 +316,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         last_time=pre.last_time,
         tshark_command=results[0].command if results else [],
         native_streams=len(pre.native.partial) if pre.native is not None else 0,
+        complete=complete,
     )
 
 
@@ -429,6 +440,7 @@ def analyze_many(capture: Any, **kwargs: Any):
         "first_packet_time": min(firsts) if firsts else None,
         "last_packet_time": max(lasts) if lasts else None,
         "truncated_file": any(i["truncated_file"] for i in infos),
+        "complete": all(i.get("complete", True) for i in infos),
         "engine": ",".join(dict.fromkeys(i.get("engine", "") for i in infos)),
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),

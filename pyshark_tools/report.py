@@ -266,6 +266,7 @@ def analyze(
         "first_packet_time": extraction.first_time,
         "last_packet_time": extraction.last_time,
         "truncated_file": extraction.truncated_file,
+        "complete": extraction.complete,
         "ports": list(ports),
         "all_tls": all_tls,
         "keylog": str(keylog_info.path) if keylog_info else None,

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..report import Report, _columns, _iso_strings, _jsonable
+from ..sanitize import csv_cell
 from .labels import verdict_label
 
 TABLES = ("conversations", "certificates", "findings", "events")
@@ -100,6 +101,9 @@ def to_csv(report: Report, table: str = "conversations") -> str:
     for i, dtype in enumerate(df.dtypes):
         if isinstance(dtype, pd.DatetimeTZDtype):
             out.isetitem(i, ["" if text is None else text for text in _iso_strings(df.iloc[:, i])])
+        elif str(dtype) == "object" or isinstance(dtype, pd.CategoricalDtype | pd.StringDtype):
+            # a cell a spreadsheet would run as a formula is quoted (OWASP)
+            out.isetitem(i, [csv_cell(v) for v in df.iloc[:, i].astype(object)])
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()
