@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, fixture_truth
+from .conftest import FIXTURES
 
 FAKE = Path(__file__).parent / "failmodes" / "fake_tshark.py"
 SCENARIO = "tls12-client-cert-empty"
