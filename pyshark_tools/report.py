@@ -21,7 +21,7 @@ from .cert_table import build_certificates
 from .certificates import TrustStore, load_trust_store
 from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
 from .findings import Options, worst
-from .keylog import check_keylog
+from .keylog import check_keylog, matching_keylog
 from .schema import EXIT_OK, EXIT_PROBLEMS, Severity
 from .tshark import CaptureError, Tshark, find_tshark
 
@@ -225,14 +225,19 @@ def analyze(
     ports = tuple(dict.fromkeys([*ports, *IMPLICIT_TLS_PORTS]))
     from .parallel import extract_with_engine
 
-    extraction, engine, engine_note = extract_with_engine(
-        tshark, path, ports=ports, all_tls=all_tls, keylog=keylog, prefilter=prefilter,
-        jobs=jobs, dask_client=dask_client, progress=progress, reference=extract,
-        native=native,
-    )
+    # tshark gets only the key-log lines of this capture's ClientHellos (none: no key log)
+    with matching_keylog(keylog_info, path) as matched:
+        extraction, engine, engine_note = extract_with_engine(
+            tshark, path, ports=ports, all_tls=all_tls,
+            keylog=matched.path if matched else None, prefilter=prefilter,
+            jobs=jobs, dask_client=dask_client, progress=progress, reference=extract,
+            native=native,
+        )
     certificates = build_certificates(extraction.certificate_messages, store)
     options = Options(expect_cert_name=expect_cert_name,
-                      accepted_domains=tuple(accepted_domains), sender_ips=tuple(sender_ips))
+                      accepted_domains=tuple(accepted_domains), sender_ips=tuple(sender_ips),
+                      keylog_entries=matched.entries if matched else None,
+                      keylog_matching=matched.matching if matched else None)
     # summarise + diagnose + severity, chunk by chunk of conversations (linear cost; the
     # fast engine spreads the chunks over its processes)
     from .parallel import build_tables, default_jobs
@@ -271,6 +276,7 @@ def analyze(
         "all_tls": all_tls,
         "keylog": str(keylog_info.path) if keylog_info else None,
         "keylog_entries": keylog_info.entries if keylog_info else 0,
+        "keylog_matching": matched.matching if matched else 0,
         "trust_store": store.source,
         "expect_cert_name": expect_cert_name,
         "accepted_domains": list(options.accepted_domains),
