@@ -53,6 +53,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -226,6 +227,11 @@ def _utc(when: datetime) -> datetime:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    where = re.search(r'location: \[([^\]]*)\]', text)
+    if where and "ParseError" in text:
+        # cryptography's ParseError names the DER field: say it in words
+        fields = " ".join(part.strip(' "') for part in where[1].split(",") if part.strip())
+        text = f"its {fields or 'DER'} field is not valid DER ({text.split(':', 1)[0]})"
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -571,7 +577,16 @@ def validate_chain(
         except CertificateParseError as exc:
             what = "leaf" if position == 0 else f"chain certificate {position}"
             return TrustResult("invalid", f"{what} could not be parsed: {exc}")
+    try:
+        return _judge(certs, at, store, role)
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+        # x509 reads names and extensions lazily: a damaged one fails here, not at load
+        return TrustResult("invalid", f"the chain could not be read: {_one_line(exc)}")
 
+
+def _judge(certs: list[x509.Certificate], at: datetime, store: TrustStore,
+           role: str) -> TrustResult:
+    """``validate_chain`` on the loaded certificates (may raise on a damaged field)."""
     leaf = certs[0]
     leaf_in_store = store.contains(leaf)
     path, end, missing = _walk(certs, store)

@@ -23,7 +23,7 @@ from .errors import (
 from .events import DEFAULT_PORTS
 from .output import check_target, write_report
 from .report import Report, analyze
-from .sanitize import printable_report
+from .sanitize import printable, printable_report
 from .schema import EXIT_USAGE
 from .signals import Interrupted
 from .signals import install as install_signal_handlers
@@ -45,7 +45,7 @@ class _Failure(click.ClickException):
     """A one-line error with one of the documented exit codes."""
 
     def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
+        super().__init__(printable(message))  # file names may hold any byte
         self.exit_code = code
 
 
@@ -97,7 +97,8 @@ def _output_target(output: str | None) -> Path | None:
 def _write(target: Path | None, text: str) -> None:
     """Write all or nothing (see ``output.write_report``)."""
     if target is None:
-        click.echo(text, nl=False)
+        # bytes: a file name that is not UTF-8 must not end the run (escaped, like -o does)
+        click.echo(text.encode("utf-8", "backslashreplace"), nl=False)
         return
     try:
         write_report(target, text)
@@ -233,18 +234,19 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         dask_client.close()
     for warning in result.warnings:
         if fmt != "text":
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {printable(warning)}", err=True)
     if fmt == "text":
         shown = printable_report(result)  # no terminal control from the capture
         text = _render_console(lambda console: _text(shown, console), target, color)
     elif fmt == "html":  # one self-contained page; -o FILE, or stdout
         from .render.html import render_html
 
-        text = render_html(result)
+        text = render_html(printable_report(result))
     else:
         from .render import data
 
-        text = {"json": data.to_json, "markdown": data.to_markdown}.get(
+        text = {"json": data.to_json,
+                "markdown": lambda r: data.to_markdown(printable_report(r))}.get(
             fmt, lambda r: data.to_csv(r, table))(result)
     _write(target, text)
     sys.exit(result.exit_code())

@@ -65,7 +65,7 @@ def _name_max(folder: Path) -> int:
 def write_report(output: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``output`` as described in the module docstring."""
     name = _describe(output)
-    data = text.encode("utf-8", "surrogateescape")
+    data = text.encode("utf-8", "backslashreplace")  # undecodable file-name bytes: \udcff
     path = Path(output)
     try:
         mode = path.stat().st_mode

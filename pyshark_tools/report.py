@@ -168,6 +168,9 @@ def _check_capture(path: Path) -> None:
         raise CaptureError(f"capture {path} does not exist")
     if path.is_dir():
         raise CaptureError(f"capture {path} is a folder, not a capture file")
+    if not path.is_file():  # a FIFO would block, a device never ends; both are read twice
+        raise CaptureError(f"capture {path} is not a regular file (a pipe or device): save "
+                           "the capture to a file first")
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
