@@ -196,11 +196,19 @@ def live_children() -> list[subprocess.Popen]:
         return list(_LIVE)
 
 
+_LIVE_DIRS: set[str] = set()
+
+
 def terminate_children() -> None:
-    """Kill every tshark this process started (a signal ends the run)."""
+    """Kill every tshark this process started and remove their configuration folders (a
+    signal ends the run)."""
     for proc in live_children():
         with contextlib.suppress(OSError):
             proc.kill()
+    with _LIVE_LOCK:
+        folders = list(_LIVE_DIRS)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def clean_environment(config_dir: str) -> dict[str, str]:
@@ -238,7 +246,10 @@ def iter_fields(
     (``run.complete`` False and a warning) rather than an exception.
     """
     width = len(fields)
-    with tempfile.TemporaryDirectory(prefix="tls-smtp-report-tshark-") as config_dir:
+    with tempfile.TemporaryDirectory(prefix="tls-smtp-report-tshark-",
+                                     ignore_cleanup_errors=True) as config_dir:
+        with _LIVE_LOCK:
+            _LIVE_DIRS.add(config_dir)
         try:
             proc = subprocess.Popen(
                 list(cmd),
@@ -252,6 +263,8 @@ def iter_fields(
                 bufsize=1 << 20,
             )
         except OSError as exc:
+            with _LIVE_LOCK:
+                _LIVE_DIRS.discard(config_dir)
             raise TsharkError(f"tshark could not be started: {exc}") from exc
         with _LIVE_LOCK:
             _LIVE.add(proc)
@@ -293,6 +306,7 @@ def iter_fields(
             proc.stderr.close()
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
+                _LIVE_DIRS.discard(config_dir)
             run.returncode = proc.returncode
     _judge(run, "".join(stderr_parts), timed_out.is_set())
 
