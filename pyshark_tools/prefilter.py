@@ -386,7 +386,7 @@ def _pcapng(mm: mmap.mmap, size: int):
         if btype == 6 and pos + 28 <= size:  # the common case first
             _t, _l, ifid, hi, lo, cap, orig = epb.unpack_from(mm, pos)
             if blen < 32 or blen % 4 or pos + blen > size or ifid >= len(ifaces) \
-                    or 28 + cap > blen:
+                    or 32 + cap > blen:  # tshark: header, data and trailing length
                 raise Unsupported("the file ends inside a block (or a block is damaged)")
             linktype, snaplen, res, mult = ifaces[ifid]
             units = (hi << 32) | lo
@@ -401,6 +401,8 @@ def _pcapng(mm: mmap.mmap, size: int):
                 else None
             if endian is None:
                 raise Unsupported("damaged pcapng section header")
+            if struct.unpack_from(endian + "HH", mm, pos + 12) not in ((1, 0), (1, 2)):
+                raise Unsupported("a pcapng version tshark does not read (it reads 1.0, 1.2)")
             hdr = struct.Struct(endian + "II")
             epb = struct.Struct(endian + "IIIIIII")
             section += 1
@@ -411,7 +413,7 @@ def _pcapng(mm: mmap.mmap, size: int):
         body = pos + 8
         if btype == 6:
             ifid, hi, lo, cap, orig = struct.unpack_from(endian + "IIIII", mm, body)
-            if ifid >= len(ifaces) or 28 + cap > blen:
+            if ifid >= len(ifaces) or 32 + cap > blen:
                 raise Unsupported("damaged enhanced packet block")
             linktype, snaplen, res, mult = ifaces[ifid]
             units = (hi << 32) | lo
