@@ -6,6 +6,7 @@ the same mutant, so a failure is reproduced from its seed alone.
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from collections.abc import Callable
@@ -178,7 +179,7 @@ def coalesce(data: bytes, rng: random.Random) -> bytes:
     """Two consecutive segments of one direction joined into one (TLS records coalesced)."""
     blocks = read_blocks(data)
     segments = _segments(blocks)
-    pairs = [(x, y) for x, y in zip(segments, segments[1:], strict=False)
+    pairs = [(x, y) for x, y in itertools.pairwise(segments)
              if x[2].key == y[2].key and y[2].seq == x[2].seq + len(x[2].payload(x[1].data))]
     if not pairs:
         return split(data, rng)

@@ -8,6 +8,7 @@ stuck run); ``jobs`` children run at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -155,7 +156,7 @@ def _difference(a: Any, b: Any, where: str) -> str:
 def _child(mutant: Mutant, path: Path, conn) -> None:
     try:
         verdict = judge(mutant, path)
-    except BaseException:  # noqa: BLE001 - whatever happens, the parent hears of it
+    except BaseException:  # whatever happens, the parent hears of it
         verdict = Verdict(mutant, "traceback", traceback.format_exc())
     conn.send(verdict)
     conn.close()
@@ -196,9 +197,10 @@ _TSHARK = None
 def _warm_up() -> None:
     """Import and find everything once: the forked children inherit it."""
     global _TSHARK
-    import pyshark_tools.render.data  # noqa: F401
-    import pyshark_tools.render.text  # noqa: F401
-    from pyshark_tools import parallel, prefilter  # noqa: F401
+    import pyshark_tools.parallel
+    import pyshark_tools.prefilter
+    import pyshark_tools.render.data
+    import pyshark_tools.render.text  # noqa: F401 - imported for the children
     from pyshark_tools.tshark import find_tshark
 
     _TSHARK = find_tshark(time_limit=TSHARK_SECONDS)
@@ -275,10 +277,8 @@ def _kill_tree(pid: int) -> None:
         found.append(current)
         stack.extend(children.get(current, []))
     for victim in reversed(found):
-        try:
+        with contextlib.suppress(OSError):
             os.kill(victim, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 def regression_captures() -> list[Path]:
