@@ -94,3 +94,17 @@ def test_the_time_limit_scales_with_the_capture_size(tmp_path: Path) -> None:
     assert tshark.limit_for(big) == pytest.approx(30 + 100 * SECONDS_PER_MIB)
     assert tshark.limit_for(tmp_path / "missing") == 30
     assert Tshark("tshark", (4, 0, 0), time_limit=0).limit_for(big) is None
+
+
+def test_a_damaged_file_is_called_damaged_not_cut(tmp_path: Path) -> None:
+    """tshark's "damaged or corrupt" is not "cut short": the report says which, and marks the
+    analysis incomplete (it stopped at the damage, not at the end of the file)."""
+    capture = Path(__file__).parent / "fuzz" / "regressions" / \
+        "tls13-client-cert-empty-embedded.block_length.s1.i2.pcapng"
+    done = subprocess.run(
+        [sys.executable, "-m", "pyshark_tools.cli", str(capture), "--format", "json", "-q"],
+        capture_output=True, text=True, timeout=240, check=False)
+    doc = json.loads(done.stdout)
+    assert doc["capture"]["complete"] is False and doc["capture"]["truncated_file"] is False
+    assert any("is damaged" in w for w in doc["capture"]["warnings"])
+    assert not any("middle of a packet" in w for w in doc["capture"]["warnings"])

@@ -15,7 +15,7 @@ import pytest
 from .fuzz.run import mutant_of_regression, plan, regression_captures, run
 
 #: Mutants per CI run (FUZZ_COUNT overrides): a few minutes on two cores.
-CI_COUNT = int(os.environ.get("FUZZ_COUNT", "220"))
+CI_COUNT = int(os.environ.get("FUZZ_COUNT", "300"))
 CI_SEED = int(os.environ.get("FUZZ_SEED", "17"))
 
 
