@@ -36,6 +36,17 @@ class KeylogInfo:
     path: Path
     entries: int
     labels: tuple[str, ...]
+    #: numbers of the lines that are not key-log lines (skipped; a warning names them)
+    skipped_lines: tuple[int, ...] = ()
+
+    def warning(self) -> str | None:
+        """One line about the skipped lines (never their content), or None."""
+        if not self.skipped_lines:
+            return None
+        first = ", ".join(map(str, self.skipped_lines[:3]))
+        more = ", ..." if len(self.skipped_lines) > 3 else ""
+        return (f"key log {self.path}: {len(self.skipped_lines)} line(s) are not NSS key log "
+                f"lines (line {first}{more}): skipped")
 
 
 def check_keylog(path: str | os.PathLike) -> KeylogInfo:
@@ -55,21 +66,26 @@ def check_keylog(path: str | os.PathLike) -> KeylogInfo:
         raise KeylogError(f"key log {p} is not a text key log (binary content)") from None
     entries = 0
     labels: set[str] = set()
+    skipped: list[int] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         match = _LINE.match(line)
         if not match or match[1] not in LABELS:
-            raise KeylogError(
-                f"key log {p}: line {number} is not an NSS key log line "
-                "(expected LABEL <client_random hex> <secret hex>)"
-            )
+            skipped.append(number)  # e.g. a last line cut while the sender wrote it
+            continue
         entries += 1
         labels.add(match[1])
+    if not entries and skipped:
+        raise KeylogError(
+            f"key log {p}: line {skipped[0]} is not an NSS key log line "
+            "(expected LABEL <client_random hex> <secret hex>) and no line is"
+        )
     if not entries:
         raise KeylogError(f"key log {p} holds no keys")
-    return KeylogInfo(path=p, entries=entries, labels=tuple(sorted(labels)))
+    return KeylogInfo(path=p, entries=entries, labels=tuple(sorted(labels)),
+                      skipped_lines=tuple(skipped))
 
 
 # --------------------------------------------------------------------------- matching

@@ -441,6 +441,7 @@ def analyze_many(capture: Any, **kwargs: Any):
         "last_packet_time": max(lasts) if lasts else None,
         "truncated_file": any(i["truncated_file"] for i in infos),
         "complete": all(i.get("complete", True) for i in infos),
+        "keylog_matching": sum(i.get("keylog_matching", 0) for i in infos),
         "engine": ",".join(dict.fromkeys(i.get("engine", "") for i in infos)),
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),

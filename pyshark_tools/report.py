@@ -265,6 +265,8 @@ def analyze(
     events = events[events["stream"].isin(set(conversations["stream"].astype(int)))]
 
     warnings = list(extraction.warnings)
+    if keylog_info is not None and keylog_info.warning():
+        warnings.insert(0, keylog_info.warning())
     if extraction.truncated_file:
         warnings = [w for w in warnings if "cut short" not in w]
     info = {

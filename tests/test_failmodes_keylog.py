@@ -82,3 +82,17 @@ def test_a_huge_key_log_of_other_sessions_costs_tshark_nothing(tmp_path: Path) -
     for line in own.splitlines():
         if line and not line.startswith("#"):
             assert line.split()[2] not in done.stdout + done.stderr
+
+
+def test_a_damaged_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    """A key log is written while the server runs: a cut last line must not cost the rest."""
+    keys = tmp_path / "cut.keys"
+    secret_start = "CLIENT_RANDOM 0011"
+    keys.write_text(TLS13_KEYS.read_text() + f"{secret_start}\n")
+    info = check_keylog(keys)
+    assert info.entries == 5 and len(info.skipped_lines) == 1
+    done = _run(TLS13, "--keylog", keys, "--format", "json")
+    doc = json.loads(done.stdout)
+    assert doc["conversations"][0]["client_cert"] == "presented"
+    assert any("1 line(s) are not NSS key log lines" in w for w in doc["capture"]["warnings"])
+    assert secret_start not in done.stdout + done.stderr
