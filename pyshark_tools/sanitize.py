@@ -66,6 +66,9 @@ def printable_frame(df):  # pandas DataFrame -> DataFrame (pandas is imported by
                 renamed = [printable_lines(c) if isinstance(c, str) else c for c in categories]
                 if len(set(renamed)) == len(renamed):
                     out.isetitem(i, column.cat.rename_categories(renamed))
+                else:  # two categories that read the same once escaped
+                    out.isetitem(i, column.astype(object).map(_printable_cell,
+                                                              na_action="ignore"))
         elif str(dtype) == "object" or isinstance(dtype, pd.StringDtype):
             out.isetitem(i, column.map(_printable_cell, na_action="ignore"))
     return out
