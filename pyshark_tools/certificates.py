@@ -221,6 +221,11 @@ class TrustStore:
 # --------------------------------------------------------------------------- parsing
 
 
+#: What ``cryptography`` raises on a certificate field it cannot read (read lazily).
+_UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+               x509.InvalidVersion)
+
+
 def _utc(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
@@ -362,7 +367,7 @@ def _load(der: bytes) -> x509.Certificate:
             # Serial 0 / negative serials exist in real captures; parse them quietly.
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             return x509.load_der_x509_certificate(bytes(der))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise CertificateParseError(f"not a DER certificate: {_one_line(exc)}") from exc
 
 
@@ -381,7 +386,7 @@ def parse_certificate(der: bytes) -> CertInfo:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             return _info(cert, der)
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+    except _UNREADABLE as exc:
         raise CertificateParseError(f"unreadable certificate field: {_one_line(exc)}") from exc
 
 
@@ -579,7 +584,7 @@ def validate_chain(
             return TrustResult("invalid", f"{what} could not be parsed: {exc}")
     try:
         return _judge(certs, at, store, role)
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+    except _UNREADABLE as exc:
         # x509 reads names and extensions lazily: a damaged one fails here, not at load
         return TrustResult("invalid", f"the chain could not be read: {_one_line(exc)}")
 

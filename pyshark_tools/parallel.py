@@ -18,6 +18,7 @@ kept and the shards collapse into one (TLS session resumption may span conversat
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from array import array
 from collections.abc import Callable, Sequence
@@ -137,8 +138,18 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str]) -> ShardResult:
         except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
             run.garbage_lines += 1
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    return ShardResult(sink.frame(), partial, certs, run.warnings, run.truncated, list(cmd),
+    warnings = [_original_packets(w, frames) for w in run.warnings]
+    return ShardResult(sink.frame(), partial, certs, warnings, run.truncated, list(cmd),
                        complete=run.complete)
+
+
+def _original_packets(message: str, frames) -> str:
+    """tshark's "in packet N" of a reduced capture, as the original capture's frame number."""
+    def original(match: re.Match[str]) -> str:
+        reduced = int(match[1]) - 1
+        return f"in packet {frames[reduced]}" if 0 <= reduced < len(frames) else match[0]
+
+    return re.sub(r"in packet (\d+)", original, message)
 
 
 def _run_shard_args(args: tuple) -> ShardResult:

@@ -369,7 +369,13 @@ def _judge(run: FieldRun, stderr: str, timed_out: bool) -> None:
     run.warnings.extend(_one_line(m) for m in messages)
 
 
+#: The prefix of GLib log lines: "** (tshark:1234) 22:03:32.512630 [Epan WARNING] -- ".
+_LOG_PREFIX = re.compile(r"^\*\* \(tshark:\d+\) [\d:.]+ \[([^\]]*)\] -- ")
+
+
 def _one_line(text: str) -> str:
+    """A tshark message as one stable line (no process id or clock time in it)."""
+    text = _LOG_PREFIX.sub(r"\1: ", text.strip())
     text = re.sub(r"\s+", " ", text).strip()
     text = text.replace("tshark: ", "")
     return text[:300]
