@@ -23,6 +23,7 @@ import tempfile
 from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -365,9 +366,10 @@ def extract_with_engine(
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
                                       dask_client=dask_client, progress=bar, native=native)
             return extraction, "fast", ""
-        except (Unsupported, CaptureError) as exc:
+        except (Unsupported, CaptureError, BrokenProcessPool) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the
-            # fast engine must not cost the user the report)
+            # fast engine must not cost the user the report); BrokenProcessPool: a worker
+            # died (killed, out of memory): the reference engine needs none
             bar.phase("tshark (reference engine)")
             return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
                     "reference", f"fast engine not used: {exc}")
