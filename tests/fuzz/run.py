@@ -33,6 +33,7 @@ REGRESSIONS = Path(__file__).resolve().parent / "regressions"
 MUTANT_SECONDS = 120.0
 TSHARK_SECONDS = 30.0
 #: capture facts that must not depend on the engine (as in tests/test_levers_identical.py)
+FAILURES = ("traceback", "hang", "invalid_json", "differs", "secret_leak")
 FACTS = ("packets_analysed", "first_packet_time", "last_packet_time", "truncated_file",
          "complete", "warnings")
 
@@ -103,15 +104,33 @@ def _engine_run(path: Path, engine: str, options: dict[str, Any]) -> dict[str, A
         if exit_code_for(exc) == 5:
             raise
         return {"refused": f"{type(exc).__name__} (exit {exit_code_for(exc)})"}
-    doc = json.loads(data.to_json(report))  # valid JSON, or this raises
-    data.to_csv(report, "conversations")
-    data.to_csv(report, "events")
+    text = data.to_json(report)
+    doc = json.loads(text)  # valid JSON, or this raises
     console = Console(file=io.StringIO(), width=120, record=True)
     render_text(printable_report(report), console)
+    outputs = [text, data.to_csv(report, "conversations"), data.to_csv(report, "events"),
+               data.to_csv(report, "certificates"), console.export_text()]
+    if options.get("keylog"):
+        for secret in _secrets(options["keylog"]):
+            if any(secret in output for output in outputs):
+                raise SecretLeak("a key-log secret appears in the report")
     return {"engine": report.capture["engine"], "note": report.capture.get("engine_note", ""),
             "doc": {k: v for k, v in doc.items() if k != "capture"},
             "facts": {k: doc["capture"].get(k) for k in FACTS},
             "events": json.loads(json.dumps(_records(report.events), default=str))}
+
+
+class SecretLeak(Exception):
+    """Key material in an output: never allowed."""
+
+
+def _secrets(keylog: str) -> set[str]:
+    found = set()
+    for line in Path(keylog).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and not line.startswith("#"):
+            found.update({parts[2].lower(), parts[2].upper()})
+    return found
 
 
 def judge(mutant: Mutant, path: Path) -> Verdict:
@@ -123,6 +142,8 @@ def judge(mutant: Mutant, path: Path) -> Verdict:
             runs[engine] = _engine_run(path, engine, options)
         except json.JSONDecodeError as exc:
             return Verdict(mutant, "invalid_json", f"{engine}: {exc}")
+        except SecretLeak as exc:
+            return Verdict(mutant, "secret_leak", f"{engine}: {exc}")
         except Exception:
             return Verdict(mutant, "traceback", f"{engine}:\n{traceback.format_exc()}")
     ref, fast = runs["reference"], runs["fast"]
@@ -167,8 +188,7 @@ class Summary:
     verdicts: list[Verdict] = field(default_factory=list)
 
     def failures(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.outcome in ("traceback", "hang", "invalid_json",
-                                                          "differs")]
+        return [v for v in self.verdicts if v.outcome in FAILURES]
 
     def table(self) -> str:
         kinds = Counter(v.mutant.kind for v in self.verdicts)
@@ -182,7 +202,7 @@ class Summary:
             if not kinds[kind]:
                 continue
             got = outcomes.get(kind, Counter())
-            bad = sum(got[o] for o in ("traceback", "hang", "invalid_json", "differs"))
+            bad = sum(got[o] for o in FAILURES)
             lines.append(f"| {kind} | {kinds[kind]} | {got['ok']} | {got['refused']} | "
                          f"{fast[kind]} | {bad} |")
         total = Counter(v.outcome for v in self.verdicts)
