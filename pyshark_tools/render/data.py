@@ -103,7 +103,10 @@ def to_csv(report: Report, table: str = "conversations") -> str:
             out.isetitem(i, ["" if text is None else text for text in _iso_strings(df.iloc[:, i])])
         elif str(dtype) == "object" or isinstance(dtype, pd.CategoricalDtype | pd.StringDtype):
             # a cell a spreadsheet would run as a formula is quoted (OWASP)
-            out.isetitem(i, [csv_cell(v) for v in df.iloc[:, i].astype(object)])
+            cells = df.iloc[:, i].astype(object)
+            quoted = [csv_cell(v) for v in cells]
+            if any(q is not v for q, v in zip(quoted, cells, strict=True)):
+                out.isetitem(i, pd.Series(quoted, index=df.index, dtype=object))
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()
