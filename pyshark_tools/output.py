@@ -9,6 +9,7 @@ is: renaming over it would replace it. Every failure is one :class:`OutputError`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -68,18 +69,19 @@ def write_report(output: str | os.PathLike, text: str) -> None:
     data = text.encode("utf-8", "backslashreplace")  # undecodable file-name bytes: \udcff
     path = Path(output)
     try:
-        mode = path.stat().st_mode
+        found = path.stat()
     except FileNotFoundError:
-        mode = None
+        found = None
     except OSError as exc:
         raise OutputError(f"cannot write {name}: {_reason(exc)}") from None
+    mode = found.st_mode if found is not None else None
     if mode is not None and not stat.S_ISREG(mode):
         if stat.S_ISDIR(mode):
             raise OutputError(f"cannot write {name}: it is a folder")
         _write_in_place(path, data, name)
         return
     final = path.resolve() if mode is not None else path  # a symlink: replace its target
-    _write_atomically(final, data, None if mode is None else stat.S_IMODE(mode), name)
+    _write_atomically(final, data, found, name)
 
 
 def _write_in_place(path: Path, data: bytes, name: str) -> None:
@@ -98,7 +100,8 @@ def _write_in_place(path: Path, data: bytes, name: str) -> None:
         os.close(fd)
 
 
-def _write_atomically(final: Path, data: bytes, mode: int | None, name: str) -> None:
+def _write_atomically(final: Path, data: bytes, found: os.stat_result | None,
+                      name: str) -> None:
     folder = final.parent
     try:
         # a short fixed prefix: the temporary name must fit even when the final one barely does
@@ -106,11 +109,14 @@ def _write_atomically(final: Path, data: bytes, mode: int | None, name: str) -> 
     except OSError as exc:
         raise OutputError(f"cannot write {name}: {_reason(exc)}") from None
     try:
-        if mode is None:
+        if found is None:
             umask = os.umask(0)
             os.umask(umask)
-            mode = 0o666 & ~umask  # what a new file gets; mkstemp's 0600 is for secrets
-        os.fchmod(fd, mode)
+            os.fchmod(fd, 0o666 & ~umask)  # what a new file gets; mkstemp's 0600 is for secrets
+        else:
+            os.fchmod(fd, stat.S_IMODE(found.st_mode))
+            with contextlib.suppress(OSError):  # root replacing a user's report: still theirs
+                os.fchown(fd, found.st_uid, found.st_gid)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

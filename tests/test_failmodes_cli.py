@@ -117,6 +117,10 @@ def test_output_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
     run(EMPTY, "--format", "json", "-o", target)
     assert json.loads(target.read_text())["conversations"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    if os.geteuid() == 0:  # root replacing a user's report keeps it the user's
+        os.chown(target, 65534, 65534)
+        run(EMPTY, "--format", "json", "-o", target)
+        assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left
 
 
