@@ -44,16 +44,10 @@ from .events import (
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
-from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
+from .tshark import DISABLED_PROTOCOLS, CaptureError, FieldRun, Tshark, field_command, iter_fields
 
-__all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
+__all__ = ["DISABLED_PROTOCOLS", "ShardResult", "default_jobs", "fast_extract", "run_shard"]
 
-#: Dissectors whose output the report never reads: tshark would build a tree of every
-#: certificate's fields; the raw DER (``tls.handshake.certificate``) stays. ~20 % less tshark
-#: time on the benchmark shards, identical rows (tests compare). Set the environment variable
-#: TLS_SMTP_REPORT_ALL_DISSECTORS=1 to keep them (the benchmark measures both).
-DISABLED_PROTOCOLS = ("x509af", "x509ce", "x509if", "x509sat", "pkix1implicit",
-                      "pkix1explicit")
 
 #: Capture bytes per shard and worker (see ``fast_extract``).
 SHARD_BYTES = 96 << 20
@@ -87,12 +81,9 @@ def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int
                   keylog: str | None = None) -> list[str]:
     """The reference engine's fields pass over one reduced capture (``-`` = stdin)."""
     options = [f"tls.keylog_file:{keylog}"] if keylog is not None else []
-    cmd = field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
-                        decode_as=decode_as_rules(ports), options=options)
-    if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
-        disabled = [arg for proto in DISABLED_PROTOCOLS for arg in ("--disable-protocol", proto)]
-        cmd = [cmd[0], *disabled, *cmd[1:]]
-    return cmd
+    # (DISABLED_PROTOCOLS: every fields pass, see pyshark_tools.tshark)
+    return field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
+                         decode_as=decode_as_rules(ports), options=options)
 
 
 def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
