@@ -53,6 +53,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -220,12 +221,22 @@ class TrustStore:
 # --------------------------------------------------------------------------- parsing
 
 
+#: What ``cryptography`` raises on a certificate field it cannot read (read lazily).
+_UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+               x509.InvalidVersion)
+
+
 def _utc(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    where = re.search(r'location: \[([^\]]*)\]', text)
+    if where and "ParseError" in text:
+        # cryptography's ParseError names the DER field: say it in words
+        fields = " ".join(part.strip(' "') for part in where[1].split(",") if part.strip())
+        text = f"its {fields or 'DER'} field is not valid DER ({text.split(':', 1)[0]})"
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -356,7 +367,7 @@ def _load(der: bytes) -> x509.Certificate:
             # Serial 0 / negative serials exist in real captures; parse them quietly.
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             return x509.load_der_x509_certificate(bytes(der))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise CertificateParseError(f"not a DER certificate: {_one_line(exc)}") from exc
 
 
@@ -375,7 +386,7 @@ def parse_certificate(der: bytes) -> CertInfo:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             return _info(cert, der)
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+    except _UNREADABLE as exc:
         raise CertificateParseError(f"unreadable certificate field: {_one_line(exc)}") from exc
 
 
@@ -571,7 +582,16 @@ def validate_chain(
         except CertificateParseError as exc:
             what = "leaf" if position == 0 else f"chain certificate {position}"
             return TrustResult("invalid", f"{what} could not be parsed: {exc}")
+    try:
+        return _judge(certs, at, store, role)
+    except _UNREADABLE as exc:
+        # x509 reads names and extensions lazily: a damaged one fails here, not at load
+        return TrustResult("invalid", f"the chain could not be read: {_one_line(exc)}")
 
+
+def _judge(certs: list[x509.Certificate], at: datetime, store: TrustStore,
+           role: str) -> TrustResult:
+    """``validate_chain`` on the loaded certificates (may raise on a damaged field)."""
     leaf = certs[0]
     leaf_in_store = store.contains(leaf)
     path, end, missing = _walk(certs, store)

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
-from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
+from .sanitize import printable
+from .schema import EXIT_UNREADABLE, EXIT_USAGE
+from .signals import Interrupted
+from .signals import install as install_signal_handlers
+from .tshark import DEFAULT_TIME_LIMIT
 from .wireshark_cli import wireshark
 
 if TYPE_CHECKING:  # imported where used: --help starts without pandas, numpy, cryptography
@@ -30,6 +34,7 @@ Exit codes:
   2  usage error
   3  tshark missing or too old
   4  capture, key log or trust store unreadable (logs: no readable server log)
+  5  internal error (a bug: one line; --debug shows the traceback)
   6  probe: could not connect
 """
 
@@ -38,7 +43,7 @@ class _Failure(click.ClickException):
     """A one-line error with one of the documented exit codes."""
 
     def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
+        super().__init__(printable(message))  # file names may hold any byte
         self.exit_code = code
 
 
@@ -50,6 +55,11 @@ class _DefaultGroup(click.Group):
         "probe": ("pyshark_tools.probe.command", "probe_command")}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug anywhere before "--" (it is the group's, whatever the subcommand)
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            ctx.meta["debug"] = True
+            args = [a for i, a in enumerate(args) if a != "--debug" or i >= end]
         if args and args[0] not in self.commands and args[0] not in self.lazy and \
                 args[0] not in ("--help", "-h", "--version"):
             args = ["report", *args]
@@ -66,50 +76,81 @@ class _DefaultGroup(click.Group):
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context):
+        """The one place an unexpected exception becomes one line and exit code 5."""
+        from .errors import EXIT_INTERNAL, OutputError, exit_code_for, internal_error_line
+
+        install_signal_handlers()
+        try:
+            return super().invoke(ctx)
+        except Interrupted as stop:
+            click.echo(f"stopped by {stop.name}: child processes ended, temporary files "
+                       "removed", err=True)
+            ctx.exit(128 + stop.signum)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit,
+                KeyboardInterrupt, _Failure):
+            raise
+        except OutputError as exc:
+            raise _Failure(str(exc), exit_code_for(exc)) from None
+        except Exception as exc:
+            if ctx.meta.get("debug"):
+                raise
+            click.echo(f"Error: {internal_error_line(exc)}", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
 
 def _output_target(output: str | None) -> Path | None:
     if output is None or output == "-":
         return None
-    target = Path(output)
-    if not target.parent.exists():
-        raise _Failure(f"cannot write {output}: folder {target.parent} does not exist",
-                       EXIT_USAGE)
-    if target.is_dir():
-        raise _Failure(f"cannot write {output}: it is a folder", EXIT_USAGE)
-    return target
+    from .errors import OutputError
+    from .output import check_target
+
+    try:
+        check_target(output)
+    except OutputError as exc:
+        raise _Failure(str(exc), EXIT_USAGE) from None
+    return Path(output)
 
 
 def _write(target: Path | None, text: str, styled: bool = False) -> None:
-    """Write all or nothing: a temporary file renamed into place."""
+    """Write all or nothing (see ``output.write_report``). ``styled``: the text renderer
+    decided on colours itself."""
     if target is None:
-        # styled: the text renderer decided on colours itself (click would strip them)
-        click.echo(text, nl=False, color=True if styled else None)
+        # bytes: a file name that is not UTF-8 must not end the run (escaped, like -o does),
+        # and click passes bytes through as they are (the renderer's colours included)
+        click.echo(text.encode("utf-8", "backslashreplace"), nl=False)
         return
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; a report is not one
+    from .errors import OutputError
+    from .output import write_report
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_report(target, text)
+    except OutputError as exc:
+        raise _Failure(str(exc), EXIT_USAGE) from None
 
 
-def _run_analysis(**kwargs: object) -> Report:
-    from .certificates import TrustStoreError
-    from .keylog import KeylogError
+def _check_networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not an IP address or network "
+                                     "(e.g. 203.0.113.25 or 203.0.113.0/24)") from None
+    return values
+
+
+def _run_analysis(tshark_timeout: float | None = None, **kwargs: object) -> Report:
+    from .errors import CaptureError, KeylogError, TrustStoreError, TsharkError, exit_code_for
     from .report import analyze
-    from .tshark import CaptureError, TsharkError
+    from .tshark import find_tshark
 
     try:
-        return analyze(**kwargs)  # type: ignore[arg-type]
-    except TsharkError as exc:
-        raise _Failure(str(exc), EXIT_TSHARK) from None
-    except (CaptureError, KeylogError, TrustStoreError) as exc:
-        raise _Failure(str(exc), EXIT_UNREADABLE) from None
+        tshark = find_tshark(time_limit=tshark_timeout)
+        return analyze(tshark=tshark, **kwargs)  # type: ignore[arg-type]
+    except (TsharkError, CaptureError, KeylogError, TrustStoreError) as exc:
+        raise _Failure(str(exc), exit_code_for(exc)) from None
 
 
 capture_argument = click.argument(
@@ -125,6 +166,12 @@ port_option = click.option(
 )
 all_tls_option = click.option(
     "--all-tls", is_flag=True, help="Also report TLS conversations that are not SMTP.",
+)
+tshark_timeout_option = click.option(
+    "--tshark-timeout", type=click.FloatRange(0), default=None, metavar="SECONDS",
+    help=f"Time limit of each tshark pass: SECONDS plus 2 s per MiB of capture (default "
+         f"{DEFAULT_TIME_LIMIT:.0f}; 0: none). A stopped tshark leaves a partial report "
+         "marked incomplete.",
 )
 
 
@@ -156,6 +203,7 @@ def main() -> None:
               help="An accepted domain of the tenant (repeatable): the certificate domain "
                    "must be one (relay rule).")
 @click.option("--sender-ip", "sender_ips", multiple=True, metavar="CIDR",
+              callback=lambda _ctx, _param, value: _check_networks(value),
               help="The connector's SenderIPAddresses (repeatable).")
 @click.option("--trust-store", type=click.Path(path_type=str), metavar="PEM",
               help="PEM bundle of trusted roots instead of Mozilla's (certifi).")
@@ -196,6 +244,7 @@ def main() -> None:
 @click.option("--details", is_flag=True,
               help="Text: every conversation and finding, also when there are more than 20 "
                    "(findings are then grouped by rule).")
+@tshark_timeout_option
 def report_command(captures: tuple[str, ...], keylog: str | None,
                    expect_cert_name: str | None,
                    accepted_domains: tuple[str, ...], sender_ips: tuple[str, ...],
@@ -204,7 +253,8 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                    output: str | None, color: bool | None, jobs: int | None,
                    no_prefilter: bool, no_native: bool, dask_scheduler: str | None,
                    quiet: bool, logs: tuple[str, ...], log_tolerance: float,
-                   log_format: str | None, details: bool = False) -> None:
+                   log_format: str | None, details: bool = False,
+                   tshark_timeout: float | None = None) -> None:
     """Report every SMTP conversation in CAPTURE: TLS, client certificate, findings.
 
     Several captures, a folder or a glob ('traces/*.pcapng') give one merged report.
@@ -228,6 +278,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
             streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
             dask_client=dask_client, progress=bar, native=not no_native,
             logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
+            tshark_timeout=tshark_timeout,
         )
         if dask_client is not None:
             dask_client.close()
@@ -237,22 +288,28 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         text = _render(result, fmt, table, target, color, details)
     for warning in result.warnings:
         if fmt != "text":
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {printable(warning)}", err=True)
     _write(target, text, styled=fmt == "text")
     sys.exit(result.exit_code())
 
 
 def _render(result: Report, fmt: str, table: str, target: Path | None, color: bool | None,
             details: bool) -> str:
+    """The report as text in ``fmt``; text, HTML and Markdown show no terminal control
+    characters from the capture (CSV cells are quoted by the CSV writer instead)."""
+    from .sanitize import printable_report
+
     if fmt == "text":
-        return _render_console(lambda console: _text(result, console, details), target, color)
+        shown = printable_report(result)
+        return _render_console(lambda console: _text(shown, console, details), target, color)
     if fmt == "html":  # one self-contained page; -o FILE, or stdout
         from .render.html import render_html
 
-        return render_html(result)
+        return render_html(printable_report(result))
     from .render import data
 
-    return {"json": data.to_json, "markdown": data.to_markdown}.get(
+    return {"json": data.to_json,
+            "markdown": lambda r: data.to_markdown(printable_report(r))}.get(
         fmt, lambda r: data.to_csv(r, table))(result)
 
 
@@ -332,14 +389,19 @@ def _render_console(draw, target: Path | None, color: bool | None) -> str:
 @port_option
 @all_tls_option
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
+@tshark_timeout_option
 def follow_command(capture: str, stream: int, keylog: str | None, ports: tuple[int, ...],
-                   all_tls: bool, color: bool | None) -> None:
+                   all_tls: bool, color: bool | None, tshark_timeout: float | None = None
+                   ) -> None:
     """Show one conversation like Wireshark's Follow TCP Stream, TLS handshake included."""
     spooled = _stdin_capture(capture) if capture == "-" else capture
     result = _run_analysis(capture=spooled, keylog=keylog, ports=ports or DEFAULT_PORTS,
-                           all_tls=all_tls, streams=[stream])
+                           all_tls=all_tls, streams=[stream], tshark_timeout=tshark_timeout)
     if capture == "-":
         _label_stdin(result, spooled)
+    from .sanitize import printable_report
+
+    result = printable_report(result)  # no terminal control from the capture
     if not len(result.conversations):
         raise _Failure(f"no SMTP conversation with tcp.stream == {stream} in {capture} "
                        "(see the report for stream numbers; --all-tls for other TLS)",

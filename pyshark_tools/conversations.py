@@ -299,10 +299,15 @@ def decide_client_cert(
     )
     if tls.cert_request is not None:
         if tls.client_key_exchange is not None:
+            # TLS 1.0-1.2 require the Certificate message (empty or not) before the key
+            # exchange: when none was read, tshark could not reassemble it (e.g. a message
+            # over 64 KiB): "cannot see", never "did not send"
             return Verdict(
-                ClientCert.EMPTY,
+                ClientCert.NOT_CAPTURED,
                 "the server asked for a certificate in frame "
-                f"{tls.cert_request}; the client answered without one",
+                f"{tls.cert_request} and the client's key exchange is in frame "
+                f"{tls.client_key_exchange}, but the client's Certificate message before it "
+                "could not be read (tshark did not reassemble it: e.g. larger than 64 KiB)",
             )
         if damaged or unfinished:
             return Verdict(

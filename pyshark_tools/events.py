@@ -124,6 +124,7 @@ class Extraction:
     tshark_command: list[str]
     native_streams: int = 0  # conversations the native reader took (no tshark)
     native_demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
+    complete: bool = True  # False: tshark stopped before the end of the capture (a warning)
 
 
 def endpoint(ip: str, port: str | int) -> str:
@@ -224,7 +225,7 @@ def extract(
         tshark, capture, FIELDS, display_filter=dfilter, decode_as=decode_as_rules(ports),
         options=options,
     )
-    run = FieldRun()
+    run = FieldRun(time_limit=tshark.limit_for(capture))
     reader = RowReader(ports)
     streams: dict[int, StreamFacts] = {}
     packets = 0
@@ -249,9 +250,12 @@ def extract(
             facts = streams[stream] = StreamFacts(
                 stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
             )
-        _count_tcp(facts, row, frame, when, src)
-        gaps.add(stream, src, row)
-        reader.row(facts, row, frame, when, src, dst)
+        try:
+            _count_tcp(facts, row, frame, when, src)
+            gaps.add(stream, src, row)
+            reader.row(facts, row, frame, when, src, dst)
+        except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
+            run.garbage_lines += 1
     for stream, facts in streams.items():
         facts.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     events, certs = reader.finish()
@@ -266,6 +270,7 @@ def extract(
         first_time=first_time,
         last_time=last_time,
         tshark_command=cmd,
+        complete=run.complete,
     )
 
 
@@ -516,7 +521,10 @@ def _pair_replies(codes: list[str], params: list[str]) -> list[tuple[str, list[s
 
 
 def _port(endpoint_text: str) -> int:
-    return int(endpoint_text.rsplit(":", 1)[1])
+    try:
+        return int(endpoint_text.rsplit(":", 1)[1])
+    except (IndexError, ValueError):  # a row without a port (garbled tshark output)
+        return 0
 
 
 def _client_of(facts: StreamFacts, ports: Sequence[int]) -> str:

@@ -83,6 +83,22 @@ class Options:
     expect_cert_name: str | None = None  # the connector's TlsSenderCertificateName
     accepted_domains: tuple[str, ...] = ()
     sender_ips: tuple[str, ...] = ()  # the connector's SenderIPAddresses (CIDR)
+    keylog_entries: int | None = None  # secrets in the --keylog file (None: no key log)
+    keylog_matching: int | None = None  # of them, those for this capture's ClientHellos
+
+
+def _w4_fix(options: Options) -> str:
+    """W4's advice: a key log, or (when one was given) the right key log."""
+    log = "read the sender's SMTP send protocol log ('Sending certificate' lines)"
+    if options.keylog_entries is None:
+        return f"Re-run with --keylog FILE (an SSLKEYLOGFILE from the sender), or {log}."
+    if not options.keylog_matching:
+        return (f"The key log given holds {options.keylog_entries} secret(s), but none for a "
+                "ClientHello of this capture: it was written for other connections. Use the "
+                f"SSLKEYLOGFILE the sender wrote while this capture ran, or {log}.")
+    return (f"The key log given ({options.keylog_entries} secret(s), "
+            f"{options.keylog_matching} for this capture) has no secret for this "
+            f"conversation: add the sender's secrets for it, or {log}.")
 
 
 def _frames(*frames: object) -> str:
@@ -143,7 +159,7 @@ def diagnose(
         stream = int(conv["stream"])
         certs = certs_by_stream.get(stream, [])
         _smtp_rules(out, conv)
-        _tls_rules(out, conv)
+        _tls_rules(out, conv, options)
         _client_chain_rules(out, conv, certs, options)
         _server_chain_rules(out, conv, certs)
         _reply_rules(out, conv, replies_by_stream.get(stream, []))
@@ -240,7 +256,7 @@ def _max_offered(text: object) -> str | None:
     return max(known, key=order.index) if known else None
 
 
-def _tls_rules(out: _Collector, conv: Conv) -> None:
+def _tls_rules(out: _Collector, conv: Conv, options: Options = Options()) -> None:
     verdict = conv["client_cert"]
     exo = bool(conv["exchange_online"])
     alerts = conv["tls_alerts"] if isinstance(conv["tls_alerts"], str) else ""
@@ -283,8 +299,7 @@ def _tls_rules(out: _Collector, conv: Conv) -> None:
                 "cannot tell whether the client presented a certificate. This is not 'no "
                 "certificate': it is 'cannot see'.",
                 _frames(conv["frame_server_hello"]),
-                "Re-run with --keylog FILE (an SSLKEYLOGFILE from the sender), or read the "
-                "sender's SMTP send protocol log ('Sending certificate' lines)." if _smtp(conv)
+                _w4_fix(options) if _smtp(conv)
                 else "Re-run with --keylog FILE (an SSLKEYLOGFILE written by the client "
                 "program), or read the client's or the server's own log of the handshake.")
     elif verdict == ClientCert.RESUMED:

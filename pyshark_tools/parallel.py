@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,16 +47,10 @@ from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
 from .tcpgaps import SequenceGaps, tcp_preferences
-from .tshark import CaptureError, FieldRun, Tshark, field_command, iter_fields
+from .tshark import DISABLED_PROTOCOLS, CaptureError, FieldRun, Tshark, field_command, iter_fields
 
-__all__ = ["ShardResult", "default_jobs", "fast_extract", "run_shard"]
+__all__ = ["DISABLED_PROTOCOLS", "ShardResult", "default_jobs", "fast_extract", "run_shard"]
 
-#: Dissectors whose output the report never reads: tshark would build a tree of every
-#: certificate's fields; the raw DER (``tls.handshake.certificate``) stays. ~20 % less tshark
-#: time on the benchmark shards, identical rows (tests compare). Set the environment variable
-#: TLS_SMTP_REPORT_ALL_DISSECTORS=1 to keep them (the benchmark measures both).
-DISABLED_PROTOCOLS = ("x509af", "x509ce", "x509if", "x509sat", "pkix1implicit",
-                      "pkix1explicit")
 
 #: Capture bytes per shard and worker (see ``fast_extract``).
 SHARD_BYTES = 96 << 20
@@ -81,6 +77,7 @@ class ShardResult:
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False
     command: list[str] = field(default_factory=list)
+    complete: bool = True  # False: the shard's tshark stopped early (see warnings)
 
 
 def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int],
@@ -88,12 +85,9 @@ def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int
     """The reference engine's fields pass over one reduced capture (``-`` = stdin), with the
     original capture's TCP ``preferences`` (``tcpgaps.tcp_preferences``)."""
     options = [*preferences, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
-    cmd = field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
-                        decode_as=decode_as_rules(ports), options=options)
-    if not os.environ.get("TLS_SMTP_REPORT_ALL_DISSECTORS"):
-        disabled = [arg for proto in DISABLED_PROTOCOLS for arg in ("--disable-protocol", proto)]
-        cmd = [cmd[0], *disabled, *cmd[1:]]
-    return cmd
+    # (DISABLED_PROTOCOLS: every fields pass, see pyshark_tools.tshark)
+    return field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
+                         decode_as=decode_as_rules(ports), options=options)
 
 
 def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
@@ -101,7 +95,7 @@ def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],
     """The reference engine's tshark pass and row handling over one reduced capture,
     with frame numbers and stream indices mapped back to the original capture."""
     cmd = shard_command(tshark, shard.path, ports, keylog, preferences)
-    run = FieldRun()
+    run = FieldRun(time_limit=tshark.limit_for(shard.path))
     rows = iter_fields(cmd, FIELDS, run) if shard.packets else iter(())
     return _consume(rows, shard, run, cmd, ports)
 
@@ -119,6 +113,9 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str],
             when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
         except ValueError:
             continue
+        if not 0 <= reduced < len(post_cut):  # not a frame of this shard: garbled output
+            run.garbage_lines += 1
+            continue
         if post_cut[reduced]:
             continue  # after the cut: the prefilter counted it and synthesised its events
         frame, stream = frames[reduced], streams[reduced]
@@ -131,12 +128,26 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str],
         gaps.add(stream, src, row)
         if row["_ws.malformed"]:
             f.malformed += 1
-        reader.row(f, row, frame, when, src, dst)
+        try:
+            reader.row(f, row, frame, when, src, dst)
+        except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
+            run.garbage_lines += 1
     for stream, f in facts.items():
         f.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     events, certs = reader.finish()
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    return ShardResult(events, partial, certs, run.warnings, run.truncated, list(cmd))
+    warnings = [_original_packets(w, frames) for w in run.warnings]
+    return ShardResult(events, partial, certs, warnings, run.truncated, list(cmd),
+                       complete=run.complete)
+
+
+def _original_packets(message: str, frames) -> str:
+    """tshark's "in packet N" of a reduced capture, as the original capture's frame number."""
+    def original(match: re.Match[str]) -> str:
+        reduced = int(match[1]) - 1
+        return f"in packet {frames[reduced]}" if 0 <= reduced < len(frames) else match[0]
+
+    return re.sub(r"in packet (\d+)", original, message)
 
 
 def _run_shard_args(args: tuple) -> ShardResult:
@@ -277,6 +288,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
     certs: list[CertificateMessage] = []
     warnings: list[str] = []
     truncated = False
+    complete = True
     for result in results:
         parts.append(result.events)
         for stream, values in result.partial.items():
@@ -287,6 +299,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         certs.extend(result.certificates)
         warnings.extend(w for w in result.warnings if w not in warnings)
         truncated = truncated or result.truncated
+        complete = complete and result.complete
     if pre.synthetic:
         sink = EventSink()
         for ev in pre.synthetic:
@@ -317,6 +330,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
         tshark_command=results[0].command if results else [],
         native_streams=len(pre.native.partial) if pre.native is not None else 0,
         native_demoted=dict(sorted(pre.demoted.items())),
+        complete=complete,
     )
 
 
@@ -367,9 +381,10 @@ def extract_with_engine(
             if owned:
                 bar.phase("conversations, certificates, findings")
             return extraction, "fast", ""
-        except (Unsupported, CaptureError) as exc:
+        except (Unsupported, CaptureError, BrokenProcessPool) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the
-            # fast engine must not cost the user the report)
+            # fast engine must not cost the user the report); BrokenProcessPool: a worker
+            # died (killed, out of memory): the reference engine needs none
             bar.phase("tshark (reference engine)")
             return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
                     "reference", f"fast engine not used: {exc}")
@@ -453,6 +468,8 @@ def analyze_many(capture: Any, **kwargs: Any):
         "first_packet_time": min(firsts) if firsts else None,
         "last_packet_time": max(lasts) if lasts else None,
         "truncated_file": any(i["truncated_file"] for i in infos),
+        "complete": all(i.get("complete", True) for i in infos),
+        "keylog_matching": sum(i.get("keylog_matching", 0) for i in infos),
         "engine": ",".join(dict.fromkeys(i.get("engine", "") for i in infos)),
         "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
                                  if r.capture.get("engine_note")),

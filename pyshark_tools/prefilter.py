@@ -399,6 +399,7 @@ def _pcapng(mm: mmap.mmap, size: int):
     ifaces: list[tuple[int, int, int, int]] = []  # linktype, snaplen, res, multiplier
     hdr = struct.Struct("<II")
     epb = struct.Struct("<IIIIIII")
+    trailer = struct.Struct("<I")  # tshark refuses a block whose two lengths differ
     while pos < size:
         if pos + 12 > size:
             raise Unsupported("the file ends inside a block")
@@ -406,7 +407,9 @@ def _pcapng(mm: mmap.mmap, size: int):
         if btype == 6 and pos + 28 <= size:  # the common case first
             _t, _l, ifid, hi, lo, cap, orig = epb.unpack_from(mm, pos)
             if blen < 32 or blen % 4 or pos + blen > size or ifid >= len(ifaces) \
-                    or 28 + cap > blen:
+                    or 32 + cap > blen \
+                    or trailer.unpack_from(mm, pos + blen - 4)[0] != blen:
+                # (32: tshark's header, data and trailing length)
                 raise Unsupported("the file ends inside a block (or a block is damaged)")
             linktype, snaplen, res, mult = ifaces[ifid]
             units = (hi << 32) | lo
@@ -421,17 +424,21 @@ def _pcapng(mm: mmap.mmap, size: int):
                 else None
             if endian is None:
                 raise Unsupported("damaged pcapng section header")
+            if struct.unpack_from(endian + "HH", mm, pos + 12) not in ((1, 0), (1, 2)):
+                raise Unsupported("a pcapng version tshark does not read (it reads 1.0, 1.2)")
             hdr = struct.Struct(endian + "II")
             epb = struct.Struct(endian + "IIIIIII")
+            trailer = struct.Struct(endian + "I")
             section += 1
             ifaces = []
             btype, blen = hdr.unpack_from(mm, pos)
-        if blen < 12 or blen % 4 or pos + blen > size:
+        if blen < 12 or blen % 4 or pos + blen > size \
+                or trailer.unpack_from(mm, pos + blen - 4)[0] != blen:
             raise Unsupported("the file ends inside a block (or a block is damaged)")
         body = pos + 8
         if btype == 6:
             ifid, hi, lo, cap, orig = struct.unpack_from(endian + "IIIII", mm, body)
-            if ifid >= len(ifaces) or 28 + cap > blen:
+            if ifid >= len(ifaces) or 32 + cap > blen:
                 raise Unsupported("damaged enhanced packet block")
             linktype, snaplen, res, mult = ifaces[ifid]
             units = (hi << 32) | lo

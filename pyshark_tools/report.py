@@ -22,7 +22,7 @@ from .certificates import TrustStore, load_trust_store
 from .events import DEFAULT_PORTS, IMPLICIT_TLS_PORTS, extract
 from .evidence import conversation_filters
 from .findings import Options, worst
-from .keylog import check_keylog
+from .keylog import check_keylog, matching_keylog
 from .schema import EXIT_OK, EXIT_PROBLEMS, SCHEMA_VERSION, Severity
 from .tshark import CaptureError, Tshark, find_tshark
 
@@ -205,6 +205,9 @@ def _check_capture(path: Path) -> None:
         raise CaptureError(f"capture {path} does not exist")
     if path.is_dir():
         raise CaptureError(f"capture {path} is a folder, not a capture file")
+    if not path.is_file():  # a FIFO would block, a device never ends; both are read twice
+        raise CaptureError(f"capture {path} is not a regular file (a pipe or device): save "
+                           "the capture to a file first")
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
@@ -276,14 +279,19 @@ def analyze(
     ports = tuple(dict.fromkeys([*ports, *IMPLICIT_TLS_PORTS]))
     from .parallel import extract_with_engine
 
-    extraction, engine, engine_note = extract_with_engine(
-        tshark, path, ports=ports, all_tls=all_tls, keylog=keylog, prefilter=prefilter,
-        jobs=jobs, dask_client=dask_client, progress=progress, reference=extract,
-        native=native,
-    )
+    # tshark gets only the key-log lines of this capture's ClientHellos (none: no key log)
+    with matching_keylog(keylog_info, path) as matched:
+        extraction, engine, engine_note = extract_with_engine(
+            tshark, path, ports=ports, all_tls=all_tls,
+            keylog=matched.path if matched else None, prefilter=prefilter,
+            jobs=jobs, dask_client=dask_client, progress=progress, reference=extract,
+            native=native,
+        )
     certificates = build_certificates(extraction.certificate_messages, store)
     options = Options(expect_cert_name=expect_cert_name,
-                      accepted_domains=tuple(accepted_domains), sender_ips=tuple(sender_ips))
+                      accepted_domains=tuple(accepted_domains), sender_ips=tuple(sender_ips),
+                      keylog_entries=matched.entries if matched else None,
+                      keylog_matching=matched.matching if matched else None)
     # summarise + diagnose + severity, chunk by chunk of conversations (linear cost; the
     # fast engine spreads the chunks over its processes)
     from .parallel import build_tables, default_jobs
@@ -312,6 +320,8 @@ def analyze(
     events = events[events["stream"].isin(set(conversations["stream"].astype(int)))]
 
     warnings = list(extraction.warnings) + refused
+    if keylog_info is not None and keylog_info.warning():
+        warnings.insert(0, keylog_info.warning())
     if extraction.truncated_file:
         warnings = [w for w in warnings if "cut short" not in w]
     info = {
@@ -321,10 +331,12 @@ def analyze(
         "first_packet_time": extraction.first_time,
         "last_packet_time": extraction.last_time,
         "truncated_file": extraction.truncated_file,
+        "complete": extraction.complete,
         "ports": list(ports),
         "all_tls": all_tls,
         "keylog": str(keylog_info.path) if keylog_info else None,
         "keylog_entries": keylog_info.entries if keylog_info else 0,
+        "keylog_matching": matched.matching if matched else 0,
         "trust_store": store.source,
         "expect_cert_name": expect_cert_name,
         "accepted_domains": list(options.accepted_domains),

@@ -434,7 +434,7 @@ class _Pcapng:
         units = (words[:, 4].astype(np.uint64) << np.uint64(32)) | words[:, 5]
         cap = words[:, 6].astype(np.int64)
         orig = words[:, 7].astype(np.int64)
-        if bool((28 + cap > blen).any()):
+        if bool((32 + cap > blen).any()):  # tshark: header, data and trailing length
             raise Declined("damaged enhanced packet block")
         _check_lengths(cap, orig)
         # The interface an EPB names must already be described in its own section.
@@ -457,8 +457,8 @@ class _Pcapng:
                 raise Declined("a big-endian pcapng section")
             if bom != b"\x4d\x3c\x2b\x1a" or blen < 28:
                 raise Declined("damaged pcapng section header")
-            if struct.unpack_from("<H", mm, pos + 12)[0] != 1:
-                raise Declined("pcapng major version other than 1")
+            if struct.unpack_from("<HH", mm, pos + 12) not in ((1, 0), (1, 2)):
+                raise Declined("a pcapng version tshark does not read (it reads 1.0, 1.2)")
             _check_options(mm, pos + 24, pos + blen - 4)
             self.sections.append(len(self.interfaces))
             self.shb_pos.append(pos)

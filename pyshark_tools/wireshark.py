@@ -202,6 +202,45 @@ def planned_files(folders: Folders) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _symlink_below(base: Path, dest: Path) -> Path | None:
+    """The first symbolic link on the way from ``base`` (exclusive) down to ``dest``
+    (inclusive), dangling or not; None when there is none."""
+    try:
+        parts = dest.relative_to(base).parts
+    except ValueError:
+        return dest if dest.is_symlink() else None
+    current = base
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
+
+
+def check_no_symlinks(folders: Folders) -> None:
+    """Refuse (one line) when anything the installer would write or remove below the
+    user's Wireshark folders is a symbolic link: writing through it would change files
+    outside those folders."""
+    for _src, dest in planned_files(folders):
+        base = (folders.personal_lua_plugins if dest == folders.plugin_path
+                else folders.personal_config)
+        link = _symlink_below(base, dest)
+        if link is not None:
+            raise WiresharkInstallError(
+                f"refusing to write through the symbolic link {link} (to "
+                f"{os.readlink(link)}): it leads out of the Wireshark folders; remove it "
+                "and run the command again"
+            )
+
+
+def _write_new(dest: Path, data: bytes) -> None:
+    """Create ``dest`` without following a link that appeared meanwhile."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(dest, flags, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
 def _backup_path(dest: Path) -> Path:
     candidate = dest.with_name(dest.name + ".bak")
     n = 1
@@ -222,6 +261,7 @@ def install(
     """
     _check_sources()
     folders = folders or wireshark_folders(tshark)
+    check_no_symlinks(folders)
     pairs = planned_files(folders)
     changed = [
         dest for src, dest in pairs if dest.exists() and dest.read_bytes() != src.read_bytes()
@@ -241,8 +281,12 @@ def install(
             backup = _backup_path(dest)
             dest.replace(backup)
             actions.append(Action("backup", backup, f"previous {dest.name}"))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _write_new(dest, data)
+        except OSError as exc:
+            raise WiresharkInstallError(
+                f"cannot write {dest}: {exc.strerror or exc}") from None
         actions.append(Action("wrote", dest, f"{len(data)} bytes"))
     return actions
 
@@ -254,6 +298,7 @@ def uninstall(folders: Folders | None = None, tshark: str | None = None) -> list
     """
     _check_sources()
     folders = folders or wireshark_folders(tshark)
+    check_no_symlinks(folders)
     actions: list[Action] = []
     for src, dest in planned_files(folders):
         if not dest.exists():

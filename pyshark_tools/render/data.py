@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..merged import is_merged, per_capture
 from ..report import Report, _columns, _iso_strings, _jsonable
+from ..sanitize import csv_cell
 from ..schema import SCHEMA_VERSION
 from ..user_tables import joined
 from .inline import markdown_inline, markdown_text
@@ -108,6 +109,12 @@ def to_csv(report: Report, table: str = "conversations") -> str:
     for i, dtype in enumerate(df.dtypes):
         if isinstance(dtype, pd.DatetimeTZDtype):
             out.isetitem(i, ["" if text is None else text for text in _iso_strings(df.iloc[:, i])])
+        elif str(dtype) == "object" or isinstance(dtype, pd.CategoricalDtype | pd.StringDtype):
+            # a cell a spreadsheet would run as a formula is quoted (OWASP)
+            cells = df.iloc[:, i].astype(object)
+            quoted = [csv_cell(v) for v in cells]
+            if any(q is not v for q, v in zip(quoted, cells, strict=True)):
+                out.isetitem(i, pd.Series(quoted, index=df.index, dtype=object))
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()

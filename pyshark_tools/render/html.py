@@ -103,7 +103,8 @@ def _capture_summary(report: Report) -> str:
                  + ", ".join(str(p) for p in info["ports"])
                  + (" (SMTP) and TLS on any port (--all-tls)" if info.get("all_tls") else "")))
     entries = int(info.get("keylog_entries") or 0)
-    keylog = (f"<code>{_e(info['keylog'])}</code> ({entries} key{'s' if entries != 1 else ''})"
+    keylog = (f"<code>{_e(info['keylog'])}</code> ({entries} key{'s' if entries != 1 else ''}, "
+              f"{int(info.get('keylog_matching') or 0)} match this capture)"
               if info.get("keylog") else "none (TLS 1.3 handshakes and SMTP inside TLS stay "
               "hidden)")
     rows.append(("TLS key log", keylog))

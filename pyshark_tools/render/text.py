@@ -33,7 +33,8 @@ def render_text(report: Report, console: Console, details: bool = False,
     if info.get("first_packet_time") is not None:
         span = (f", {pd.Timestamp(info['first_packet_time']):%Y-%m-%d %H:%M:%S} to "
                 f"{pd.Timestamp(info['last_packet_time']):%H:%M:%S} UTC")
-    keys = (f"; key log: {info['keylog_entries']} secret(s)" if info.get("keylog") else "")
+    keys = (f"; key log: {info['keylog_entries']} secret(s), {info.get('keylog_matching', 0)} "
+            "match this capture" if info.get("keylog") else "")
     console.print(f"{info['packets_analysed']} packets on {ports_text(info)}{span}; "
                   f"tshark {info['tshark_version']}{keys}")
     logs = info.get("server_logs")

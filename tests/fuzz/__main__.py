@@ -1,0 +1,42 @@
+"""``python -m tests.fuzz --count 5000``: a long fuzzing run (see tests/fuzz/run.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .run import SMALL_SEEDS, plan, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
+    parser.add_argument("--count", type=int, default=300, help="mutants (default 300)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the plan (default 1)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants at once (default 2)")
+    parser.add_argument("--keep", type=Path, default=Path("fuzz-failures"),
+                        help="folder for failing mutants (default ./fuzz-failures)")
+    parser.add_argument("--all-fixtures", action="store_true",
+                        help="also mutate the large mixed-traffic capture")
+    parser.add_argument("--quiet", action="store_true", help="no line per mutant")
+    args = parser.parse_args(argv)
+    fixtures = SMALL_SEEDS
+    if args.all_fixtures:
+        from ..conftest import FIXTURES
+
+        fixtures = tuple(sorted(p.stem for p in FIXTURES.glob("*.pcapng")))
+    started = time.monotonic()
+    summary = run(plan(args.count, args.seed, fixtures), jobs=args.jobs, keep=args.keep,
+                  progress=not args.quiet)
+    print(summary.table())
+    print(f"{len(summary.verdicts)} mutants in {time.monotonic() - started:.0f} s, "
+          f"{len(summary.failures())} failure(s)" +
+          (f": kept in {args.keep}" if summary.failures() else ""))
+    for verdict in summary.failures():
+        print(f"- {verdict.outcome}: {verdict.mutant.name}: {verdict.detail.splitlines()[-1:]}")
+    return 1 if summary.failures() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

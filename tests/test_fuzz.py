@@ -1,0 +1,40 @@
+"""The fuzzing budget of CI: seeded mutants of the fixtures through both engines.
+
+Asserts no traceback, no hang, valid JSON (every renderer runs), and the fast engine's
+report identical to the reference engine's wherever the fast engine claims to read the
+capture. Every failure the fuzzer ever found is a capture in tests/fuzz/regressions/ and
+checked here by name. Long runs: ``python -m tests.fuzz --count 5000``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .fuzz.run import mutant_of_regression, plan, regression_captures, run
+
+#: Mutants per CI run (FUZZ_COUNT overrides): a few minutes on two cores.
+CI_COUNT = int(os.environ.get("FUZZ_COUNT", "300"))
+CI_SEED = int(os.environ.get("FUZZ_SEED", "17"))
+
+
+def _report(verdicts) -> str:
+    return "\n".join(f"{v.outcome}: {v.mutant.name}: {v.detail[-1500:]}" for v in verdicts)
+
+
+def test_ci_fuzz_budget() -> None:
+    summary = run(plan(CI_COUNT, CI_SEED), jobs=2)
+    assert len(summary.verdicts) == CI_COUNT
+    assert not summary.failures(), _report(summary.failures()) + "\n" + summary.table()
+    # the budget means something only if most mutants are read, and read by the fast engine
+    assert sum(v.outcome == "ok" for v in summary.verdicts) > CI_COUNT // 2
+    assert sum(v.fast_engine == "fast" for v in summary.verdicts) > CI_COUNT // 3
+
+
+@pytest.mark.parametrize("capture", regression_captures(), ids=lambda p: p.stem)
+def test_regression_capture(capture) -> None:
+    from .fuzz.run import judge
+
+    verdict = judge(mutant_of_regression(capture), capture)
+    assert verdict.outcome in ("ok", "refused"), f"{verdict.outcome}: {verdict.detail}"
