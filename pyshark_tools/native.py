@@ -17,6 +17,7 @@ fixture, the peer corpus and the benchmark capture.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -169,8 +170,36 @@ def _certificate_list(body: bytes) -> tuple[int, tuple[bytes, ...]]:
     ders = []
     while pos < end:
         start, pos = _vector(body, pos, 3, end)
+        if not _one_der_value(body, start, pos) or not _parses(body[start:pos]):
+            # tshark's reading of a damaged certificate list differs (it may stop at it)
+            raise Demote("a certificate entry that does not parse")
         ders.append(body[start:pos])
     return end - 3, tuple(ders)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parses(der: bytes) -> bool:
+    """Whether ``der`` reads as an X.509 certificate (cached: chains repeat)."""
+    from cryptography import x509
+
+    try:
+        x509.load_der_x509_certificate(der)
+    except Exception:  # any refusal (ValueError, an unsupported version ...)
+        return False
+    return True
+
+
+def _one_der_value(data: bytes, start: int, end: int) -> bool:
+    """Whether data[start:end] is exactly one DER SEQUENCE (what a certificate is)."""
+    if end - start < 2 or data[start] != 0x30:
+        return False
+    first = data[start + 1]
+    if first < 0x80:
+        return start + 2 + first == end
+    size = first & 0x7F
+    if size == 0 or size > 4 or start + 2 + size > end:
+        return False
+    return start + 2 + size + int.from_bytes(data[start + 2:start + 2 + size], "big") == end
 
 
 @dataclass

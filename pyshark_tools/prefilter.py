@@ -411,6 +411,8 @@ def _pcapng(mm: mmap.mmap, size: int):
                     or trailer.unpack_from(mm, pos + blen - 4)[0] != blen:
                 # (32: tshark's header, data and trailing length)
                 raise Unsupported("the file ends inside a block (or a block is damaged)")
+            if 32 + cap + (-cap % 4) < blen:  # options: tshark refuses damaged ones
+                _packet_options(mm, pos + 28 + cap + (-cap % 4), pos + blen - 4, "<")
             linktype, snaplen, res, mult = ifaces[ifid]
             units = (hi << 32) | lo
             start = pos + 28
@@ -440,6 +442,8 @@ def _pcapng(mm: mmap.mmap, size: int):
             ifid, hi, lo, cap, orig = struct.unpack_from(endian + "IIIII", mm, body)
             if ifid >= len(ifaces) or 32 + cap > blen:
                 raise Unsupported("damaged enhanced packet block")
+            if 32 + cap + (-cap % 4) < blen:
+                _packet_options(mm, body + 20 + cap + (-cap % 4), pos + blen - 4, endian)
             linktype, snaplen, res, mult = ifaces[ifid]
             units = (hi << 32) | lo
             start = body + 20
@@ -1113,6 +1117,16 @@ def _count(conv: _Conv, direction: int, frame: int, ns: int, orig: int, truncate
         conv.fin = True
     if flags & _RST:
         conv.rst = True
+
+
+def _packet_options(mm: mmap.mmap, pos: int, end: int, endian: str) -> None:
+    """A packet's options as tshark checks them (``scan.check_packet_options``)."""
+    from .scan import Declined, check_packet_options
+
+    try:
+        check_packet_options(mm, pos, end, endian)
+    except Declined as why:
+        raise Unsupported(str(why)) from None
 
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:

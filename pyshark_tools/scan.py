@@ -437,6 +437,11 @@ class _Pcapng:
         if bool((32 + cap > blen).any()):  # tshark: header, data and trailing length
             raise Declined("damaged enhanced packet block")
         _check_lengths(cap, orig)
+        with_options = np.flatnonzero(32 + cap + (-cap % 4) < blen)
+        for k in with_options.tolist():  # rare: options tshark checks (comments, flags ...)
+            start = int(starts[k])
+            check_packet_options(self.mm, start + 28 + int(cap[k]) + (-int(cap[k]) % 4),
+                                 start + int(blen[k]) - 4)
         # The interface an EPB names must already be described in its own section.
         if len(self.sections) == 1:
             first = np.zeros(len(starts), np.int64)
@@ -507,6 +512,22 @@ def _options(mm: mmap.mmap, pos: int, end: int) -> Iterator[tuple[int, int, int]
 def _check_options(mm: mmap.mmap, pos: int, end: int) -> None:
     for _option in _options(mm, pos, end):
         pass
+
+
+#: Enhanced packet block options with a fixed length (flags, drop count, packet id, queue):
+#: tshark refuses a file where one has another length.
+_EPB_OPTION_SIZES = {2: 4, 4: 8, 5: 8, 6: 4}
+
+
+def check_packet_options(mm: mmap.mmap, pos: int, end: int, endian: str = "<") -> None:
+    """An EPB's options as tshark checks them; :class:`Declined` where it would refuse."""
+    while pos + 4 <= end:
+        code, olen = struct.unpack_from(endian + "HH", mm, pos)
+        if code == 0:
+            return
+        if pos + 4 + olen > end or _EPB_OPTION_SIZES.get(code, olen) != olen:
+            raise Declined("a packet option tshark refuses")
+        pos += 4 + olen + (-olen % 4)
 
 
 def _check_names(mm: mmap.mmap, pos: int, blen: int) -> None:

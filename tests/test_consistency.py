@@ -17,6 +17,7 @@ from pyshark_tools import analyze
 from pyshark_tools.findings import diagnose
 from pyshark_tools.invariants import INVARIANTS, violations
 from pyshark_tools.report import Report
+from pyshark_tools.user_tables import joined
 
 from .conftest import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
 from .corpus import CORPUS
@@ -36,9 +37,15 @@ def _fixture_report(name: str, with_keys: bool) -> Report:
     return analyze_fixture(name, with_keys)
 
 
+def _stages(report: Report) -> tuple:
+    """The report's tables as the stages hand them on (separated strings, not lists)."""
+    return (joined("conversations", report.conversations),
+            joined("certificates", report.certificates))
+
+
 def _unguarded(report: Report) -> list[str]:
-    findings = diagnose(report.conversations, report.certificates, report.events,
-                        guard=False)
+    conversations, certificates = _stages(report)
+    findings = diagnose(conversations, certificates, report.events, guard=False)
     return violations(report.conversations.to_dict("records"),
                       findings.to_dict("records"))
 
@@ -78,12 +85,12 @@ def test_the_guard_refuses_a_contradicting_finding_and_says_so():
     """A conversation whose EHLO reply lists STARTTLS and that negotiated TLS 1.2: if a
     table claimed STARTTLS was not offered, W1 must not come out, and the refusal is named."""
     report = _fixture_report("tls12-client-cert-ok", False)
-    conversations = report.conversations.copy()
+    conversations, certificates = _stages(report)
     conversations["starttls_offered"] = False  # a contradiction planted in the facts
-    guarded = diagnose(conversations, report.certificates, report.events)
+    guarded = diagnose(conversations, certificates, report.events)
     assert "W1" not in set(guarded["id"])
     assert any("W1 not reported" in line for line in guarded.attrs["refused"])
-    unguarded = diagnose(conversations, report.certificates, report.events, guard=False)
+    unguarded = diagnose(conversations, certificates, report.events, guard=False)
     assert "W1" in set(unguarded["id"])
 
 
