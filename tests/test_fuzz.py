@@ -14,6 +14,18 @@ import pytest
 
 from .fuzz.run import mutant_of_regression, plan, regression_captures, run
 
+#: Differences the fuzzer found that are not fixed yet (open in the failure-modes issue):
+#: their captures are in tests/fuzz/regressions/ and fail there, marked as known; the budget
+#: below still fails on any other difference.
+KNOWN_DIFFERENCES = {
+    # the native reader loses the ClientHello and the alert after a coalesced 220 reply
+    "legacy-tls10.coalesce.s17.i87",
+    # the native reader misreads a conversation after a split segment next to a lost one
+    "tcp-lost-in-handshake.split.s17.i262",
+    # the prefilter counts one frame more than tshark after a split segment (VLAN capture)
+    "vlan-8021q.split.s17.i295",
+}
+
 #: Mutants per CI run (FUZZ_COUNT overrides): a few minutes on two cores.
 CI_COUNT = int(os.environ.get("FUZZ_COUNT", "300"))
 CI_SEED = int(os.environ.get("FUZZ_SEED", "17"))
@@ -26,13 +38,19 @@ def _report(verdicts) -> str:
 def test_ci_fuzz_budget() -> None:
     summary = run(plan(CI_COUNT, CI_SEED), jobs=2)
     assert len(summary.verdicts) == CI_COUNT
-    assert not summary.failures(), _report(summary.failures()) + "\n" + summary.table()
+    failures = [v for v in summary.failures() if v.mutant.name not in KNOWN_DIFFERENCES
+                or v.outcome != "differs"]
+    assert not failures, _report(failures) + "\n" + summary.table()
     # the budget means something only if most mutants are read, and read by the fast engine
     assert sum(v.outcome == "ok" for v in summary.verdicts) > CI_COUNT // 2
     assert sum(v.fast_engine == "fast" for v in summary.verdicts) > CI_COUNT // 3
 
 
-@pytest.mark.parametrize("capture", regression_captures(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("capture", [
+    pytest.param(path, marks=pytest.mark.xfail(strict=True, reason="known fast/reference "
+                                               "difference, not fixed yet"))
+    if path.stem in KNOWN_DIFFERENCES else path
+    for path in regression_captures()], ids=lambda p: p.stem)
 def test_regression_capture(capture) -> None:
     from .fuzz.run import judge
 
