@@ -256,8 +256,12 @@ def extract(
             reader.row(facts, row, frame, when, src, dst)
         except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
             run.garbage_lines += 1
+    watched = set(ports)
     for stream, facts in streams.items():
-        facts.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
+        # truly missing, not merely reordered; only where the display filter passes every
+        # segment (with --all-tls, other ports show only their TLS-bearing frames)
+        if _port(facts.first_src) in watched or _port(facts.first_dst) in watched:
+            facts.lost_segments = gaps.holes(stream)
     events, certs = reader.finish()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(

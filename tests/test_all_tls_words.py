@@ -44,7 +44,8 @@ def test_findings_about_https_speak_of_tls_not_smtp():
 
 def test_text_report_names_the_protocol_and_what_was_read():
     done = subprocess.run([sys.executable, "-m", "pyshark_tools.cli",
-                           fixture_path("mixed-traffic"), "--all-tls", "--trust-store", TRUST],
+                           fixture_path("mixed-traffic"), "--all-tls", "--details",
+                           "--trust-store", TRUST],
                           capture_output=True, text=True, timeout=300, check=False,
                           env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
     assert done.returncode == 1, done.stderr

@@ -36,7 +36,7 @@ def test_findings_grouped_by_rule_above_the_threshold(mixed, monkeypatch) -> Non
         assert shown.count(f"Fix: {group.iloc[0]['fix']}") == 1
         for stream, frames in zip(group["stream"], group["evidence_frames"], strict=True):
             assert f"    {stream}: " in shown
-            assert f"frames {', '.join(frames.split())}" in shown
+            assert f"frames {', '.join(map(str, frames))}" in shown
     counts = mixed.conversations["client_cert"].astype(str).value_counts()
     for verdict, n in counts.items():
         assert f"{n}  {grouped.verdict_label(verdict)}" in shown

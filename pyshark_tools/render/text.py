@@ -96,10 +96,10 @@ def render_text(report: Report, console: Console, details: bool = False,
             paragraph(console, 4, str(f["explanation"]))
             if f["evidence_frames"]:
                 frames = items(f["evidence_frames"])
-                console.print(f"    Evidence: frame {', '.join(frames)} (Wireshark filter: "
-                              f"{evidence_filter(c)})", highlight=False)
+                paragraph(console, 4, f"Evidence: frame {', '.join(frames)} (Wireshark filter: "
+                                      f"{evidence_filter(c)})")
             if _s(f.get("evidence_lines")):
-                console.print(f"    Evidence: server log {f['evidence_lines']}", highlight=False)
+                paragraph(console, 4, f"Evidence: server log {f['evidence_lines']}")
             paragraph(console, 4, f"Fix: {f['fix']}")
     counts = findings["severity"].astype(str).value_counts()
     console.print()
