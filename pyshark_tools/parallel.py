@@ -495,11 +495,11 @@ def _tables_chunk(sub: Extraction, certificates, ports: Sequence[int], all_tls: 
                   options: Any):
     from .conversations import summarise
     from .findings import diagnose
-    from .report import _attach_severity
+    from .report import attach_severity
 
     conversations = summarise(sub, certificates, ports=ports, all_tls=all_tls)
     findings = diagnose(conversations, certificates, sub.events, options)
-    return _attach_severity(conversations, findings), findings
+    return attach_severity(conversations, findings), findings
 
 
 def _tables_chunk_args(args: tuple):

@@ -96,7 +96,7 @@ class Report:
         logs' log_sessions and log_findings when logs were given)."""
         doc = {
             "schema_version": SCHEMA_VERSION,
-            "capture": _jsonable(self.capture),
+            "capture": jsonable(self.capture),
             "conversations": _records(self.conversations),
             "certificates": _records(self.certificates),
             "findings": _records(self.findings),
@@ -107,11 +107,11 @@ class Report:
         return doc
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, datetime | pd.Timestamp):
         return pd.Timestamp(value).isoformat().replace("+00:00", "Z")
     if isinstance(value, Path):
@@ -121,7 +121,7 @@ def _jsonable(value: Any) -> Any:
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts, built from whole converted columns (per-cell work was slow)."""
-    columns = _columns(df)
+    columns = json_columns(df)
     if not columns:
         return [{} for _ in range(len(df))]
     names = [name for name, _ in columns]
@@ -129,7 +129,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return list(map(dict, map(zip, repeat(names), rows)))
 
 
-def _columns(df: pd.DataFrame) -> list[tuple[Any, list[Any]]]:
+def json_columns(df: pd.DataFrame) -> list[tuple[Any, list[Any]]]:
     """Each column as (name, JSON-ready values); shared by ``_records`` and the JSON writer."""
     return [(name, _column_values(df.iloc[:, i])) for i, name in enumerate(df.columns)]
 
@@ -143,7 +143,7 @@ def _column_values(column: pd.Series) -> list[Any]:
     dtype (or a look at the cell types) shows the cells are plain Python scalars."""
     dtype = column.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
-        return _iso_strings(column)
+        return iso_strings(column)
     if isinstance(dtype, pd.CategoricalDtype):
         # Convert each category once; code -1 (missing) picks the trailing None.
         lookup = [_cell(value) for value in dtype.categories.tolist()] + [None]
@@ -167,13 +167,13 @@ def _cell(value: Any) -> Any:
     if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
         return None
     if isinstance(value, pd.Timestamp | datetime):
-        return _jsonable(value)
+        return jsonable(value)
     if hasattr(value, "item"):
         return value.item()
     return value
 
 
-def _iso_strings(column: pd.Series) -> list[str | None]:
+def iso_strings(column: pd.Series) -> list[str | None]:
     """Datetimes as ``Timestamp.isoformat()`` with ``+00:00`` written ``Z``; NaT as None.
 
     numpy formats UTC/naive columns at microsecond precision in one call; anything else
@@ -363,7 +363,7 @@ def analyze(
     )
 
 
-def _attach_severity(conversations: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+def attach_severity(conversations: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
     """Each conversation's worst severity and its finding ids (in the findings' order)."""
     conversations = conversations.copy()
     severities: dict[int, list[str]] = {}
@@ -414,7 +414,7 @@ def attach_logs(report: Report, logs: Iterable[str | os.PathLike], *,
                        tolerance=DEFAULT_TOLERANCE_S if tolerance is None else tolerance)
     info["server_logs"] = {"files": files, **joined.summary}
     warnings += joined.refused
-    conversations = _attach_severity(joined.conversations, joined.findings)
+    conversations = attach_severity(joined.conversations, joined.findings)
     return Report(capture=info, conversations=for_users("conversations", conversations),
                   certificates=report.certificates,
                   findings=for_users("findings", joined.findings),

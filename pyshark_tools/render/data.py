@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..merged import is_merged, per_capture
-from ..report import Report, _columns, _iso_strings, _jsonable
+from ..report import Report, iso_strings, json_columns, jsonable
 from ..sanitize import csv_cell
 from ..schema import SCHEMA_VERSION
 from ..user_tables import joined
@@ -40,14 +40,14 @@ def to_json(report: Report) -> str:
     """``json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\\n"``, byte for byte.
 
     json's indented encoder is pure Python and took seconds on big captures, so the tables
-    are written a column at a time from ``_columns``; only unusual cells go through json.
+    are written a column at a time from ``json_columns``; only unusual cells go through json.
     """
     names = JSON_TABLES + (LOG_TABLES if len(report.log_sessions) else ())
     tables = [getattr(report, name) for name in names]
     if not all(_plain_columns(df) for df in tables):
         return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     pieces = [f'{{\n  "schema_version": {SCHEMA_VERSION},\n  "capture": ',
-              _dumps(_jsonable(report.capture), 1)]
+              _dumps(jsonable(report.capture), 1)]
     for name, df in zip(names, tables, strict=True):
         pieces += [f",\n  {_encode_str(name)}: ", _json_table(df)]
     pieces.append("\n}\n")
@@ -89,7 +89,7 @@ def _json_table(df: pd.DataFrame) -> str:
     """One table as json writes its list of records one level inside the document."""
     if not len(df):
         return "[]"
-    columns = _columns(df)
+    columns = json_columns(df)
     if columns:
         # One %-template per table fills a whole record in a single C-level call.
         keys = (_encode_str(name).replace("%", "%%") + ": %s" for name, _ in columns)
@@ -108,7 +108,7 @@ def to_csv(report: Report, table: str = "conversations") -> str:
     out = df.copy(deep=False)
     for i, dtype in enumerate(df.dtypes):
         if isinstance(dtype, pd.DatetimeTZDtype):
-            out.isetitem(i, ["" if text is None else text for text in _iso_strings(df.iloc[:, i])])
+            out.isetitem(i, ["" if text is None else text for text in iso_strings(df.iloc[:, i])])
         elif str(dtype) == "object" or isinstance(dtype, pd.CategoricalDtype | pd.StringDtype):
             # a cell a spreadsheet would run as a formula is quoted (OWASP)
             cells = df.iloc[:, i].astype(object)
