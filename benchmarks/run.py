@@ -42,8 +42,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.generate import generate
-from pyshark_tools.events import FIELDS, decode_as_rules, display_filter
 from pyshark_tools.tshark import field_command, find_tshark
+from pyshark_tools.tshark_rows import FIELDS, decode_as_rules, display_filter
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

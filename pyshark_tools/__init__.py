@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .report import Report, analyze
+    from .pipeline import analyze
+    from .report import Report
     from .schema import ClientCert, Severity
 
 __all__ = ["ClientCert", "Report", "Severity", "__version__", "analyze"]
 
 #: name -> module, imported on first use: the command line's --help needs none of pandas,
 #: numpy or cryptography
-_LAZY = {"Report": "report", "analyze": "report", "ClientCert": "schema", "Severity": "schema"}
+_LAZY = {"Report": "report", "analyze": "pipeline", "ClientCert": "schema", "Severity": "schema"}
 
 
 def __getattr__(name: str) -> Any:

@@ -141,14 +141,18 @@ def _check_networks(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
-def _run_analysis(tshark_timeout: float | None = None, **kwargs: object) -> Report:
+def _run_analysis(capture: object, tshark_timeout: float | None = None,
+                  **settings: object) -> Report:
+    """``analyze`` with the command line's settings (``AnalysisOptions`` fields); input
+    errors become one line and their exit code."""
     from .errors import CaptureError, KeylogError, TrustStoreError, TsharkError, exit_code_for
-    from .report import analyze
+    from .options import AnalysisOptions
+    from .pipeline import analyze
     from .tshark import find_tshark
 
     try:
         tshark = find_tshark(time_limit=tshark_timeout)
-        return analyze(tshark=tshark, **kwargs)  # type: ignore[arg-type]
+        return analyze(capture, AnalysisOptions(tshark=tshark, **settings))  # type: ignore[arg-type]
     except (TsharkError, CaptureError, KeylogError, TrustStoreError) as exc:
         raise _Failure(str(exc), exit_code_for(exc)) from None
 

@@ -1,70 +1,26 @@
-"""Capture -> tshark -> per-frame SMTP/TLS events and per-stream TCP facts.
+"""The extraction contract: what every engine hands to the analysis.
 
-One streamed ``tshark -T fields`` pass. Memory grows with the number of conversations and
-of SMTP/TLS events, not with the number of packets: plain TCP segments only update counters.
+Both readers (tshark's field rows in ``tshark_rows``, the native reader) produce the same
+structures: per-frame events (the ``events`` table of ``schema.EVENT_COLUMNS``), per-stream
+TCP facts and the TLS Certificate messages with their raw DER certificates.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 
 from .schema import EVENT_COLUMNS
-from .smtp_dialogue import DialogueReader, ItemKind, SmtpItem
-from .tcpgaps import SequenceGaps, tcp_preferences
-from .tls_names import alert_name, cipher_name, handshake_name, version_name
-from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
+from .smtp_dialogue import ItemKind, SmtpItem
 
 DEFAULT_PORTS: tuple[int, ...] = (25, 587)
 IMPLICIT_TLS_PORTS: tuple[int, ...] = (465,)
 
-FIELDS: tuple[str, ...] = (
-    "frame.number",
-    "frame.time_epoch",
-    "frame.len",
-    "frame.cap_len",
-    "tcp.stream",
-    "ip.src",
-    "ip.dst",
-    "ipv6.src",
-    "ipv6.dst",
-    "tcp.srcport",
-    "tcp.dstport",
-    "tcp.flags",
-    "tcp.len",
-    "tcp.seq_raw",
-    "tcp.payload",
-    "tcp.analysis.lost_segment",
-    "_ws.malformed",
-    "smtp.command_line",
-    "smtp.response.code",
-    "smtp.rsp.parameter",
-    "tls.record.content_type",
-    "tls.record.opaque_type",
-    "tls.handshake.type",
-    "tls.handshake.version",
-    "tls.handshake.extensions.supported_version",
-    "tls.handshake.ciphersuite",
-    "tls.handshake.extensions_server_name",
-    "tls.handshake.certificates_length",
-    "tls.handshake.certificate",
-    "tls.alert_message.level",
-    "tls.alert_message.desc",
-    "tls.handshake.ja3",
-    "tls.handshake.ja3s",
-    "tls.handshake.random",
-    "tls.handshake.extensions.psk.identity.selected",
-)
-
 #: ServerHello.random of a HelloRetryRequest (RFC 8446, 4.1.3)
 HELLO_RETRY_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
-
-# Commands whose arguments carry credentials: the report keeps the verb only.
-_SECRET_COMMANDS = {"AUTH"}
 
 
 @dataclass
@@ -132,51 +88,6 @@ def endpoint(ip: str, port: str | int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def display_filter(ports: Sequence[int], all_tls: bool) -> str:
-    """Only frames of the SMTP ports (and, with all_tls, any TLS) reach Python."""
-    port_list = ",".join(str(p) for p in sorted(set(ports)))
-    base = f"tcp.port in {{{port_list}}}"
-    return f"{base} || tls" if all_tls else base
-
-
-def decode_as_rules(ports: Sequence[int]) -> list[str]:
-    """Tell tshark to read SMTP (or TLS for implicit-TLS ports) on non-standard ports."""
-    rules = []
-    for port in sorted(set(ports)):
-        if port in IMPLICIT_TLS_PORTS:
-            rules.append(f"tcp.port=={port},tls")
-        elif port not in (25, 587):
-            rules.append(f"tcp.port=={port},smtp")
-    return rules
-
-
-def _split(value: str) -> list[str]:
-    return value.split(AGGREGATOR) if value else []
-
-
-def _ints(value: str) -> list[int]:
-    out = []
-    for item in _split(value):
-        try:
-            out.append(int(item, 0))
-        except ValueError:
-            continue
-    return out
-
-
-def _clean_line(text: str) -> str:
-    """tshark prints CR LF as the four characters ``\\r\\n``: drop them."""
-    return text.replace("\\r\\n", "").replace("\\r", "").replace("\\n", "").strip()
-
-
-def _redact(line: str) -> str:
-    verb = line.split(" ", 1)[0].upper()
-    if verb in _SECRET_COMMANDS:
-        mech = line.split(" ")[1] if len(line.split(" ")) > 1 else ""
-        return f"{verb} {mech} [credentials not shown]".replace("  ", " ")
-    return line
-
-
 class EventSink:
     """Collects event rows compactly (column lists, not dicts)."""
 
@@ -204,165 +115,6 @@ class EventSink:
         return df
 
 
-def extract(
-    tshark: Tshark,
-    capture: str | os.PathLike,
-    *,
-    ports: Sequence[int] = DEFAULT_PORTS,
-    all_tls: bool = False,
-    keylog: str | os.PathLike | None = None,
-    stream_filter: Iterable[int] | None = None,
-) -> Extraction:
-    """Run the single tshark pass and turn its rows into events and stream facts."""
-    options = list(tcp_preferences(capture))  # out-of-order reassembly (tcpgaps.py)
-    if keylog is not None:
-        options.append(f"tls.keylog_file:{os.fspath(keylog)}")
-    dfilter = display_filter(ports, all_tls)
-    wanted = sorted(set(stream_filter)) if stream_filter is not None else None
-    if wanted is not None:
-        dfilter = f"({dfilter}) && tcp.stream in {{{','.join(map(str, wanted))}}}"
-    cmd = field_command(
-        tshark, capture, FIELDS, display_filter=dfilter, decode_as=decode_as_rules(ports),
-        options=options,
-    )
-    run = FieldRun(time_limit=tshark.limit_for(capture))
-    reader = RowReader(ports)
-    streams: dict[int, StreamFacts] = {}
-    packets = 0
-    first_time = last_time = None
-    gaps = SequenceGaps()
-    for row in iter_fields(cmd, FIELDS, run):
-        packets += 1
-        try:
-            frame = int(row["frame.number"])
-            stream = int(row["tcp.stream"])
-            when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
-        except ValueError:
-            continue
-        first_time = first_time or when
-        last_time = when
-        src_ip = row["ip.src"] or row["ipv6.src"]
-        dst_ip = row["ip.dst"] or row["ipv6.dst"]
-        src = endpoint(src_ip, row["tcp.srcport"])
-        dst = endpoint(dst_ip, row["tcp.dstport"])
-        facts = streams.get(stream)
-        if facts is None:
-            facts = streams[stream] = StreamFacts(
-                stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
-            )
-        try:
-            _count_tcp(facts, row, frame, when, src)
-            gaps.add(stream, src, row)
-            reader.row(facts, row, frame, when, src, dst)
-        except (ValueError, IndexError):  # a row tshark garbled: counted, skipped
-            run.garbage_lines += 1
-    watched = set(ports)
-    for stream, facts in streams.items():
-        # truly missing, not merely reordered; only where the display filter passes every
-        # segment (with --all-tls, other ports show only their TLS-bearing frames)
-        if _port(facts.first_src) in watched or _port(facts.first_dst) in watched:
-            facts.lost_segments = gaps.holes(stream)
-    events, certs = reader.finish()
-    certs = assign_roles(streams, events, certs, ports)
-    return Extraction(
-        events=events,
-        streams=streams,
-        certificate_messages=certs,
-        warnings=run.warnings,
-        truncated_file=run.truncated,
-        packets_read=packets,
-        first_time=first_time,
-        last_time=last_time,
-        tshark_command=cmd,
-        complete=run.complete,
-    )
-
-
-def _count_tcp(
-    facts: StreamFacts, row: dict[str, str], frame: int, when: datetime, src: str
-) -> None:
-    facts.frames += 1
-    facts.last_frame = frame
-    facts.last_time = when
-    try:
-        facts.bytes += int(row["frame.len"] or 0)
-        if int(row["frame.cap_len"] or 0) < int(row["frame.len"] or 0):
-            facts.truncated_frames += 1
-    except ValueError:
-        pass
-    flags = int(row["tcp.flags"], 16) if row["tcp.flags"] else 0
-    if flags & 0x002 and not flags & 0x010:
-        facts.syn_from = src
-    if flags & 0x001:
-        facts.fin = True
-    if flags & 0x004:
-        facts.rst = True
-    if row["_ws.malformed"]:
-        facts.malformed += 1
-
-
-class RowReader:
-    """tshark's ``-T fields`` rows -> events and certificate messages, for both engines.
-
-    TLS comes from tshark's per-frame fields; cleartext SMTP from the TCP payload, read as
-    a byte stream by :class:`~pyshark_tools.smtp_dialogue.DialogueReader` (tshark's
-    per-frame ``smtp.*`` fields are used only inside decrypted TLS).
-    """
-
-    def __init__(self, ports: Sequence[int]) -> None:
-        self.sink = EventSink()
-        self.certs: list[CertificateMessage] = []
-        self.appdata_seen: set[tuple[int, str]] = set()
-        self.smtp_ports = frozenset(ports) - frozenset(IMPLICIT_TLS_PORTS)
-        self.dialogues: dict[int, tuple[DialogueReader, str, str]] = {}
-        self.facts: dict[int, StreamFacts] = {}
-        self.syn_from: dict[int, str] = {}
-
-    def row(self, facts: StreamFacts, row: dict[str, str], frame: int, when: datetime,
-            src: str, dst: str) -> None:
-        """One frame's fields."""
-        self.facts[facts.stream] = facts
-        self._clear_text(facts, row, frame, when, src, dst)
-        _frame_events(self, facts, row, frame, when, src, dst)
-
-    def _clear_text(self, facts: StreamFacts, row: dict[str, str], frame: int,
-                    when: datetime, src: str, dst: str) -> None:
-        stream = facts.stream
-        flags = int(row["tcp.flags"], 16) if _is_hex(row["tcp.flags"][2:]) else 0
-        if flags & 0x002 and not flags & 0x010:
-            self.syn_from.setdefault(stream, src)
-        entry = self.dialogues.get(stream)
-        if entry is None:
-            if _port(src) not in self.smtp_ports and _port(dst) not in self.smtp_ports:
-                return
-            if not row["tcp.payload"]:
-                return
-            client = self.syn_from.get(stream) or _client_by_port(src, dst, self.smtp_ports)
-            entry = self.dialogues[stream] = (DialogueReader(), client,
-                                              dst if client == src else src)
-        reader, client, _server = entry
-        sender = "client" if src == client else "server"
-        if not reader.wants(sender) or not row["tcp.payload"]:
-            return
-        try:
-            payload = bytes.fromhex(row["tcp.payload"])
-            declared = int(row["tcp.len"] or len(payload))
-            seq = int(row["tcp.seq_raw"]) if row["tcp.seq_raw"] else None
-        except ValueError:
-            return
-        reader.feed(sender, frame, when, payload, seq, max(declared, len(payload)))
-
-    def finish(self) -> tuple[pd.DataFrame, list[CertificateMessage]]:
-        """The events (frame order) and certificate messages of every row read."""
-        for stream, (reader, client, server) in self.dialogues.items():
-            facts = self.facts[stream]
-            add_dialogue(self.sink, stream, client, server, reader.finish(), facts)
-        events = self.sink.frame()
-        if self.dialogues and len(events):
-            events = events.sort_values("frame", kind="stable").reset_index(drop=True)
-        return events, self.certs
-
-
 def add_dialogue(sink: EventSink, stream: int, client: str, server: str,
                  items: Sequence[SmtpItem], facts: StreamFacts | None = None) -> dict[str, str]:
     """A conversation's SMTP items as events; the stream facts they set (also into
@@ -388,143 +140,8 @@ def add_dialogue(sink: EventSink, stream: int, client: str, server: str,
     return found
 
 
-def _client_by_port(src: str, dst: str, smtp_ports: frozenset[int]) -> str:
-    """Without a SYN: the side talking to the SMTP port is the client."""
-    if _port(dst) in smtp_ports and _port(src) not in smtp_ports:
-        return src
-    if _port(src) in smtp_ports and _port(dst) not in smtp_ports:
-        return dst
-    return dst  # SMTP servers speak first: the first sender of a payload is the server
-
-
-def _frame_events(
-    reader: RowReader,
-    facts: StreamFacts,
-    row: dict[str, str],
-    frame: int,
-    when: datetime,
-    src: str,
-    dst: str,
-) -> None:
-    """Turn one frame's TLS fields (and decrypted SMTP) into zero or more events."""
-    sink, certs, appdata_seen = reader.sink, reader.certs, reader.appdata_seen
-    stream = facts.stream
-    content_types = _ints(row["tls.record.content_type"])
-    opaque = bool(row["tls.record.opaque_type"])
-    in_tls = bool(content_types) or opaque
-
-    def add(kind: str, name: str, detail: str, decrypted: bool) -> None:
-        sink.add(frame=frame, time=when, stream=stream, src=src, dst=dst, sender=None,
-                 kind=kind, name=name, detail=detail, decrypted=decrypted)
-
-    if not in_tls:
-        return
-    facts.has_tls = True
-    hs_types = _ints(row["tls.handshake.type"])
-    after_ccs: list[tuple[str, str, bool]] = []
-    for hs in hs_types:
-        detail = ""
-        name = handshake_name(hs)
-        if hs == 1:
-            facts.client_hello_from = facts.client_hello_from or src
-            offered = _ints(row["tls.handshake.extensions.supported_version"]) or _ints(
-                row["tls.handshake.version"]
-            )
-            names = [version_name(v) for v in offered if (v & 0x0F0F) == v]
-            parts = [f"versions={','.join(n for n in names if n)}"]
-            if row["tls.handshake.extensions_server_name"]:
-                parts.append(f"sni={_split(row['tls.handshake.extensions_server_name'])[0]}")
-            if row["tls.handshake.ja3"]:
-                parts.append(f"ja3={_split(row['tls.handshake.ja3'])[0]}")
-            detail = " ".join(parts)
-        elif hs == 2:
-            selected = _ints(row["tls.handshake.extensions.supported_version"])
-            legacy = _ints(row["tls.handshake.version"])
-            version = version_name(selected[0] if selected else (legacy[0] if legacy else None))
-            suites = _ints(row["tls.handshake.ciphersuite"])
-            cipher = cipher_name(suites[-1]) if suites else None
-            parts = [f"version={version}", f"cipher={cipher}"]
-            psk = _split(row["tls.handshake.extensions.psk.identity.selected"])
-            if psk:  # TLS 1.3: the server accepted a pre-shared key (resumption)
-                parts.append(f"psk={psk[0]}")
-            if row["tls.handshake.ja3s"]:
-                parts.append(f"ja3s={_split(row['tls.handshake.ja3s'])[0]}")
-            detail = " ".join(parts)
-            if HELLO_RETRY_RANDOM in _split(row["tls.handshake.random"]):
-                name = "HelloRetryRequest"
-        elif hs == 11:
-            lengths = _ints(row["tls.handshake.certificates_length"])
-            ders = tuple(bytes.fromhex(h) for h in _split(row["tls.handshake.certificate"])
-                         if _is_hex(h))
-            declared = lengths[0] if lengths else None
-            certs.append(CertificateMessage(stream, frame, when, src, dst, declared, ders,
-                                            opaque))
-            detail = f"certificates={len(ders)} length={declared}"
-        # Hellos are always clear; later messages in a frame with decrypted records are not.
-        decrypted = opaque and hs not in (1, 2)
-        if 20 in content_types and (decrypted or hs == 20):
-            after_ccs.append((name, detail, decrypted))
-        else:
-            add("tls_handshake", name, detail, decrypted)
-    if 20 in content_types:
-        # wire order: what ChangeCipherSpec protects (Finished, decrypted records) follows it
-        add("tls_ccs", "ChangeCipherSpec", "", False)
-        for name, detail, decrypted in after_ccs:
-            add("tls_handshake", name, detail, decrypted)
-    if 21 in content_types:
-        descs = _split(row["tls.alert_message.desc"])
-        levels = _split(row["tls.alert_message.level"])
-        if descs:
-            for i, desc in enumerate(descs):
-                level = "fatal" if i < len(levels) and levels[i] == "2" else "warning"
-                add("tls_alert", alert_name(desc), f"{level} {desc}", opaque)
-        else:
-            add("tls_alert", "encrypted_alert", "", False)
-    if 23 in content_types and (stream, src) not in appdata_seen:
-        appdata_seen.add((stream, src))
-        add("tls_appdata", "ApplicationData", "first application data", False)
-    # SMTP inside decrypted TLS (tshark's reading of each record) follows its record
-    for line in _split(row["smtp.command_line"]):
-        text = _redact(_clean_line(line))
-        if text:
-            facts.has_smtp = True
-            add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
-            facts.first_command_from = facts.first_command_from or src
-    codes = _split(row["smtp.response.code"])
-    params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
-    if codes:
-        facts.has_smtp = True
-        for code, lines in _pair_replies(codes, params):
-            add("smtp_reply", code, "\n".join(lines), in_tls)
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return bool(text)
-
-
-def _pair_replies(codes: list[str], params: list[str]) -> list[tuple[str, list[str]]]:
-    """Group reply parameter lines under their codes.
-
-    tshark gives one code per reply but one parameter per line, so a multi-line EHLO reply
-    has one code and many parameters; pipelined replies have one of each.
-    """
-    if len(codes) == len(params):
-        return [(c, [f"{c} {p}".rstrip()]) for c, p in zip(codes, params, strict=True)]
-    if len(codes) == 1:
-        lines = [f"{codes[0]}-{p}" for p in params[:-1]] + [f"{codes[0]} {params[-1]}"] \
-            if params else [codes[0]]
-        return [(codes[0], lines)]
-    out = [(c, [f"{c} {p}".rstrip()]) for c, p in zip(codes[:-1], params, strict=False)]
-    rest = params[len(codes) - 1:]
-    out.append((codes[-1], [f"{codes[-1]} {p}" for p in rest] or [codes[-1]]))
-    return out
-
-
-def _port(endpoint_text: str) -> int:
+def port_of(endpoint_text: str) -> int:
+    """The port of an ``ip:port`` endpoint (0 when there is none: a garbled row)."""
     try:
         return int(endpoint_text.rsplit(":", 1)[1])
     except (IndexError, ValueError):  # a row without a port (garbled tshark output)
@@ -537,9 +154,9 @@ def _client_of(facts: StreamFacts, ports: Sequence[int]) -> str:
         return facts.syn_from
     a, b = facts.first_src, facts.first_dst
     known = set(ports) | set(IMPLICIT_TLS_PORTS)
-    if _port(b) in known and _port(a) not in known:
+    if port_of(b) in known and port_of(a) not in known:
         return a
-    if _port(a) in known and _port(b) not in known:
+    if port_of(a) in known and port_of(b) not in known:
         return b
     return facts.client_hello_from or facts.first_command_from or a
 

@@ -573,3 +573,18 @@ def worst(severities: Sequence[str]) -> str:
     order = [s.value for s in Severity]
     present = [s for s in order if s in set(severities)]
     return present[0] if present else ""
+
+
+def attach_severity(conversations: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+    """Each conversation's worst severity and its finding ids (in the findings' order)."""
+    conversations = conversations.copy()
+    severities: dict[int, list[str]] = {}
+    ids: dict[int, list[str]] = {}
+    for stream, severity, rule in zip(findings["stream"], findings["severity"].astype(str),
+                                      findings["id"], strict=True):
+        severities.setdefault(int(stream), []).append(severity)
+        ids.setdefault(int(stream), []).append(rule)
+    streams = [int(s) for s in conversations["stream"]]
+    conversations["severity"] = [worst(severities.get(s, [])) for s in streams]
+    conversations["finding_ids"] = [" ".join(dict.fromkeys(ids.get(s, []))) for s in streams]
+    return conversations

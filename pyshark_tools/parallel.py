@@ -30,24 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .events import (
-    FIELDS,
-    CertificateMessage,
-    EventSink,
-    Extraction,
-    RowReader,
-    StreamFacts,
-    assign_roles,
-    decode_as_rules,
-    display_filter,
-    endpoint,
-)
+from .events import CertificateMessage, EventSink, Extraction, StreamFacts, assign_roles, endpoint
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
 from .tcpgaps import SequenceGaps, tcp_preferences
 from .tshark import DISABLED_PROTOCOLS, CaptureError, FieldRun, Tshark, field_command, iter_fields
+from .tshark_rows import FIELDS, RowReader, decode_as_rules, display_filter
 
 __all__ = ["DISABLED_PROTOCOLS", "ShardResult", "default_jobs", "fast_extract", "run_shard"]
 
@@ -334,7 +324,7 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
     )
 
 
-def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+def sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for one in counts:
         for why, n in one.items():
@@ -392,98 +382,6 @@ def extract_with_engine(
 
 # --- many captures -----------------------------------------------------------------------
 
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
-_GLOB_CHARS = set("*?[")
-
-
-def is_many(capture: Any) -> bool:
-    """A folder, a glob pattern or a list of captures (rather than one capture file)."""
-    if isinstance(capture, list | tuple):
-        return True
-    text = os.fspath(capture)
-    path = Path(text)
-    if path.is_dir():
-        return True
-    return not path.exists() and bool(_GLOB_CHARS & set(text))
-
-
-def capture_files(capture: Any) -> list[Path]:
-    """The capture files a folder, glob or list names, sorted (a list keeps its order)."""
-    import glob
-
-    from .tshark import CaptureError
-
-    if isinstance(capture, list | tuple):
-        files = [Path(c) for c in capture]
-    else:
-        text = os.fspath(capture)
-        path = Path(text)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file()
-                           and p.name.lower().endswith(CAPTURE_SUFFIXES))
-            if not files:
-                raise CaptureError(f"folder {path} holds no capture files "
-                                   f"({', '.join(CAPTURE_SUFFIXES)})")
-        else:
-            files = sorted(Path(p) for p in glob.glob(text, recursive=True)
-                           if Path(p).is_file())
-            if not files:
-                raise CaptureError(f"no capture file matches {text}")
-    return files
-
-
-def analyze_many(capture: Any, **kwargs: Any):
-    """``analyze`` every capture of a folder/glob/list and merge the reports into one.
-
-    Every table gains a ``capture`` column (the file each row comes from); stream and frame
-    numbers stay those of that file, as Wireshark shows them.
-    """
-    import pandas as pd
-
-    from .report import Report, analyze
-
-    reports = []
-    for path in capture_files(capture):
-        reports.append((path, analyze(path, **kwargs)))
-
-    def cat(name: str) -> pd.DataFrame:
-        frames = []
-        for path, rep in reports:
-            df = getattr(rep, name).copy()
-            df["capture"] = str(path)
-            frames.append(df)
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-    infos = [rep.capture for _p, rep in reports]
-    warnings = [f"{p.name}: {w}" for p, rep in reports for w in rep.warnings]
-    firsts = [i["first_packet_time"] for i in infos if i.get("first_packet_time") is not None]
-    lasts = [i["last_packet_time"] for i in infos if i.get("last_packet_time") is not None]
-    info = dict(infos[0])
-    info.update({
-        "file": os.fspath(capture) if not isinstance(capture, list | tuple)
-        else [str(p) for p, _r in reports],
-        "files": [str(p) for p, _r in reports],
-        "size_bytes": sum(i["size_bytes"] for i in infos),
-        "packets_analysed": sum(i["packets_analysed"] for i in infos),
-        "first_packet_time": min(firsts) if firsts else None,
-        "last_packet_time": max(lasts) if lasts else None,
-        "truncated_file": any(i["truncated_file"] for i in infos),
-        "complete": all(i.get("complete", True) for i in infos),
-        "keylog_matching": sum(i.get("keylog_matching", 0) for i in infos),
-        "engine": ",".join(dict.fromkeys(i.get("engine", "") for i in infos)),
-        "engine_note": "; ".join(f"{p.name}: {r.capture['engine_note']}" for p, r in reports
-                                 if r.capture.get("engine_note")),
-        "native_conversations": sum(i.get("native_conversations", 0) for i in infos),
-        "native_demoted": _sum_counts(i.get("native_demoted") or {} for i in infos),
-        "conversations_in_capture": sum(i.get("conversations_in_capture", 0) for i in infos),
-        "warnings": warnings,
-        "captures": infos,
-    })
-    return Report(capture=info, conversations=cat("conversations"),
-                  certificates=cat("certificates"), findings=cat("findings"),
-                  events=cat("events"), warnings=warnings)
-
-
 # --- per-conversation tables in chunks ---------------------------------------------------
 
 #: Conversations per chunk: chunks keep the cost linear even if a stage filters per
@@ -494,8 +392,7 @@ CHUNK = 2048
 def _tables_chunk(sub: Extraction, certificates, ports: Sequence[int], all_tls: bool,
                   options: Any):
     from .conversations import summarise
-    from .findings import diagnose
-    from .report import attach_severity
+    from .findings import attach_severity, diagnose
 
     conversations = summarise(sub, certificates, ports=ports, all_tls=all_tls)
     findings = diagnose(conversations, certificates, sub.events, options)

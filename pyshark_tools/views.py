@@ -164,7 +164,7 @@ class PacketReadError(RuntimeError):
 
 
 def _decode_as(ports: Any) -> dict[str, str]:
-    from .events import decode_as_rules
+    from .tshark_rows import decode_as_rules
 
     rules = {}
     for rule in decode_as_rules([int(p) for p in ports]):

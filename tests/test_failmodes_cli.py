@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import pyshark_tools.report as report_module
+import pyshark_tools.pipeline as pipeline_module
 from pyshark_tools import cli
 
 from .conftest import FIXTURES
@@ -60,7 +60,7 @@ def _explode(**_kwargs):
 
 
 def test_an_internal_error_is_one_line_and_exit_5(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report_module, "analyze", _explode)
+    monkeypatch.setattr(pipeline_module, "analyze", _explode)
     result = CliRunner().invoke(cli.main, [str(EMPTY), "-q"])
     assert result.exit_code == 5
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
@@ -69,7 +69,7 @@ def test_an_internal_error_is_one_line_and_exit_5(monkeypatch: pytest.MonkeyPatc
 
 
 def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report_module, "analyze", _explode)
+    monkeypatch.setattr(pipeline_module, "analyze", _explode)
     result = CliRunner().invoke(cli.main, [str(EMPTY), "-q", "--debug"])
     assert isinstance(result.exception, RuntimeError)  # not turned into one line
 

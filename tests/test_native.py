@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 
 import pyshark_tools.events as events_module
+import pyshark_tools.tshark_rows as tshark_rows_module
 from fixtures.factory.pcapng import write
 from fixtures.factory.tcp import TcpFlow
 from pyshark_tools import analyze
-from pyshark_tools.events import extract
 from pyshark_tools.native import Demote, _client_hello, _is_grease
 from pyshark_tools.parallel import fast_extract
 from pyshark_tools.prefilter import Unsupported, prefilter
 from pyshark_tools.tshark import find_tshark
+from pyshark_tools.tshark_rows import extract
 
 from .corpus import CORPUS
 from .test_levers_identical import assert_same_report
@@ -192,6 +193,7 @@ def test_corpus_handshakes_same_as_tshark(monkeypatch: pytest.MonkeyPatch) -> No
     if not traces:
         pytest.fail(f"the peer corpus is missing under {CORPUS}")
     monkeypatch.setattr(events_module, "IMPLICIT_TLS_PORTS", TLS_PORTS)
+    monkeypatch.setattr(tshark_rows_module, "IMPLICIT_TLS_PORTS", TLS_PORTS)
     tshark = find_tshark()
     ports = (25, 587, *TLS_PORTS)
     native_streams = compared = 0

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from pyshark_tools import analyze
-from pyshark_tools.events import IMPLICIT_TLS_PORTS, extract
-from pyshark_tools.parallel import capture_files, fast_extract, is_many
+from pyshark_tools.events import IMPLICIT_TLS_PORTS
+from pyshark_tools.parallel import fast_extract
+from pyshark_tools.pipeline import capture_files, is_many
 from pyshark_tools.tshark import find_tshark
+from pyshark_tools.tshark_rows import extract
 
 from .conftest import FIXTURES, fixture_path
 from .test_levers_identical import assert_same_report

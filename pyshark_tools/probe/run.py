@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..certificates import TrustStore
 from ..events import DEFAULT_PORTS
-from ..report import Report, analyze
+from ..pipeline import analyze
+from ..report import Report
 from ..tshark import Tshark
 from .fit import FitCheck, assess_fit
 from .handshake import CertificateRequest, find_certificate_request

@@ -7,17 +7,20 @@ import json
 import math
 from collections.abc import Iterable
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..json_cells import iso_strings, json_columns, jsonable
 from ..merged import is_merged, per_capture
-from ..report import Report, iso_strings, json_columns, jsonable
 from ..sanitize import csv_cell
 from ..schema import SCHEMA_VERSION
 from ..user_tables import joined
 from .inline import markdown_inline, markdown_text
 from .labels import items, verdict_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 TABLES = ("conversations", "certificates", "findings", "events")
 

@@ -3,14 +3,18 @@ messages interleaved and annotated (frame numbers, sender, certificate subjects)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
 from ..evidence import evidence_filter
 from ..merged import captures_with_stream, is_merged, one_capture
-from ..report import Report
 from .labels import verdict_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 
 def transcript(report: Report, stream: int) -> list[tuple[int, str, str, str]]:

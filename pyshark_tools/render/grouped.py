@@ -11,13 +11,16 @@ otherwise dominate a capture with thousands of conversations.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
-from ..report import Report
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, items, verdict_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 #: More conversations than this: findings grouped by rule (``--details`` for everything).
 GROUP_ABOVE = 20

@@ -6,11 +6,15 @@ is, and the consequence, worst first. The tone (error/warning/info/ok) colours i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from ..report import Report
 from ..schema import CLIENT_CERT_UNKNOWN, ClientCert, Severity
 from .labels import items
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 #: Verdicts that mean "this conversation presented no client certificate".
 _NO_CERT = {ClientCert.EMPTY.value, ClientCert.NOT_REQUESTED.value, ClientCert.NO_TLS.value,

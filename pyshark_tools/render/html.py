@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..evidence import evidence_filter
 from ..merged import capture_files, is_merged, per_capture
-from ..report import Report
 from .headline import headline
 from .inline import html_inline
 from .labels import items, verdict_label
 from .ladder import STYLE_COLOURS, ladder_svg, severity_colours, verdict_colours
 from .loglines import evidence_html, logs_summary_html
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 CSS = """
 .tsr { font-family: "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif; color: #24292f;

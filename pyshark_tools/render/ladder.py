@@ -13,12 +13,15 @@ import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..evidence import evidence_filter
-from ..report import Report
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 #: The rich styles of ``labels.py`` as web colours (foreground, light background).
 STYLE_COLOURS: dict[str, tuple[str, str]] = {

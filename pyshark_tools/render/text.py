@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -9,9 +11,11 @@ from rich.text import Text
 
 from ..evidence import evidence_filter
 from ..merged import is_merged, per_capture
-from ..report import Report
 from .grouped import GROUP_ABOVE, render_grouped
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, items, verdict_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Report
 
 
 def _s(value: object) -> str:

@@ -90,9 +90,9 @@ def _engine_run(path: Path, engine: str, options: dict[str, Any]) -> dict[str, A
 
     from pyshark_tools import analyze
     from pyshark_tools.errors import exit_code_for
+    from pyshark_tools.json_cells import records as _records
     from pyshark_tools.render import data
     from pyshark_tools.render.text import render_text
-    from pyshark_tools.report import _records
     from pyshark_tools.sanitize import printable_report
     from pyshark_tools.tshark import find_tshark
 
