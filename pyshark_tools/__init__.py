@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .errors import CaptureError, KeylogError, TrustStoreError, TsharkError
+    from .options import AnalysisOptions
     from .pipeline import analyze
     from .report import Report
     from .schema import ClientCert, Severity
 
-__all__ = ["ClientCert", "Report", "Severity", "__version__", "analyze"]
+__all__ = ["AnalysisOptions", "CaptureError", "ClientCert", "KeylogError", "Report", "Severity",
+           "TrustStoreError", "TsharkError", "__version__", "analyze"]
 
 #: name -> module, imported on first use: the command line's --help needs none of pandas,
 #: numpy or cryptography
-_LAZY = {"Report": "report", "analyze": "pipeline", "ClientCert": "schema", "Severity": "schema"}
+_LAZY = {"Report": "report", "analyze": "pipeline", "AnalysisOptions": "options",
+         "ClientCert": "schema", "Severity": "schema", "CaptureError": "errors",
+         "KeylogError": "errors", "TrustStoreError": "errors", "TsharkError": "errors"}
 
 
 def __getattr__(name: str) -> Any:

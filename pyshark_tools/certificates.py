@@ -75,6 +75,8 @@ from cryptography.x509.verification import (
 
 from pyshark_tools.schema import CERTIFICATE_COLUMNS
 
+from .errors import CertificateParseError, TrustStoreError
+
 __all__ = [
     "TRUST_STATUSES",
     "CertInfo",
@@ -122,14 +124,6 @@ _EKU_NAMES: dict[str, str] = {
     "2.16.840.1.113730.4.1": "nsSGC",
     "1.3.6.1.4.1.311.20.2.2": "msSmartcardLogin",
 }
-
-
-class CertificateParseError(ValueError):
-    """The bytes are not a DER certificate cryptography can read (one-line message)."""
-
-
-class TrustStoreError(ValueError):
-    """The trust store file is unreadable, empty or not a PEM bundle."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
+from .errors import Interrupted
 from .sanitize import printable
 from .schema import EXIT_UNREADABLE, EXIT_USAGE
-from .signals import Interrupted
 from .signals import install as install_signal_handlers
 from .tshark import DEFAULT_TIME_LIMIT
 from .wireshark_cli import wireshark

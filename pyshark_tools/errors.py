@@ -9,23 +9,31 @@ ours: the user gets one line naming it, exit code 5, and ``--debug`` for the tra
 from __future__ import annotations
 
 import re
+import signal
 import traceback
 from pathlib import Path
 
-from .certificates import TrustStoreError
-from .keylog import KeylogError
 from .sanitize import printable
 from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
-from .tshark import CaptureError, TsharkError
 
 __all__ = [
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "CaptureError",
+    "CaptureWriteError",
+    "CertificateParseError",
+    "ConnectError",
+    "CredentialsError",
+    "Interrupted",
     "KeylogError",
+    "LogsUnreadable",
+    "MissingExtra",
     "OutputError",
+    "PacketReadError",
     "TrustStoreError",
     "TsharkError",
+    "WiresharkInstallError",
+    "WouldOverwrite",
     "exit_code_for",
     "internal_error_line",
 ]
@@ -34,6 +42,71 @@ __all__ = [
 EXIT_INTERNAL = 5
 #: Ended by a signal: 128 + the signal's number, as shells report it.
 EXIT_INTERRUPTED = 128
+
+
+class TsharkError(Exception):
+    """tshark is missing, too old, or failed in a way no capture explains."""
+
+
+class CaptureError(Exception):
+    """The capture (or a file tshark reads with it) cannot be read at all."""
+
+
+class KeylogError(Exception):
+    """The key log cannot be used; the message never contains key material."""
+
+
+class CertificateParseError(ValueError):
+    """The bytes are not a DER certificate cryptography can read (one-line message)."""
+
+
+class TrustStoreError(ValueError):
+    """The trust store file is unreadable, empty or not a PEM bundle."""
+
+
+class WiresharkInstallError(Exception):
+    """Something the installer cannot do (changed files without --force, bad folders)."""
+
+
+class WouldOverwrite(WiresharkInstallError):
+    """Installed files differ from the shipped ones and --force was not given."""
+
+
+class LogsUnreadable(Exception):
+    """No input held anything this tool can read (exit code 4 on the command line)."""
+
+
+class CredentialsError(Exception):
+    """The certificate or key cannot be read (missing, wrong password, not matching)."""
+
+
+class ConnectError(Exception):
+    """The probe could not open the TCP connection (exit code 6)."""
+
+
+class CaptureWriteError(Exception):
+    """The probe's pcapng cannot be written where asked (-o)."""
+
+
+class PacketReadError(RuntimeError):
+    """pyshark/tshark could not read the packets."""
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class Interrupted(BaseException):
+    """A signal ended the run (BaseException: no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:  # pragma: no cover
+            name = f"signal {signum}"
+        super().__init__(name)
+        self.name = name
 
 
 class OutputError(Exception):

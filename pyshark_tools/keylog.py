@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import KeylogError
+
 LABELS = frozenset({
     "CLIENT_RANDOM",
     "CLIENT_EARLY_TRAFFIC_SECRET",
@@ -25,10 +27,6 @@ LABELS = frozenset({
     "RSA",
 })
 _LINE = re.compile(r"^([A-Z_0-9]+) ([0-9a-fA-F]+) ([0-9a-fA-F]+)$")
-
-
-class KeylogError(Exception):
-    """The key log cannot be used; the message never contains key material."""
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import CaptureError
 from .events import CertificateMessage, EventSink, Extraction, StreamFacts, assign_roles, endpoint
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
 from .tcpgaps import SequenceGaps, tcp_preferences
-from .tshark import DISABLED_PROTOCOLS, CaptureError, FieldRun, Tshark, field_command, iter_fields
+from .tshark import DISABLED_PROTOCOLS, FieldRun, Tshark, field_command, iter_fields
 from .tshark_rows import FIELDS, RowReader, decode_as_rules, display_filter
 
 __all__ = ["DISABLED_PROTOCOLS", "ShardResult", "default_jobs", "fast_extract", "run_shard"]

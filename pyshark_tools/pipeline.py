@@ -18,6 +18,7 @@ import pandas as pd
 from . import __version__
 from .cert_table import build_certificates
 from .certificates import TrustStore, load_trust_store
+from .errors import CaptureError
 from .events import IMPLICIT_TLS_PORTS
 from .evidence import conversation_filters
 from .findings import Options, attach_severity
@@ -25,7 +26,7 @@ from .keylog import check_keylog, matching_keylog
 from .options import AnalysisOptions
 from .parallel import build_tables, default_jobs, extract_with_engine, sum_counts
 from .report import Report
-from .tshark import CaptureError, find_tshark
+from .tshark import find_tshark
 from .tshark_rows import extract
 
 __all__ = ["analyze", "analyze_many", "attach_logs", "capture_files", "is_many"]

@@ -97,7 +97,8 @@ def numbering_for(version: Sequence[int]) -> Numbering:
 @functools.cache
 def tshark_numbering(tshark: str | None = None) -> Numbering:
     """The rules of the tshark that will read the capture (``EITHER`` when none is found)."""
-    from .tshark import TsharkError, find_tshark
+    from .errors import TsharkError
+    from .tshark import find_tshark
 
     try:
         return numbering_for(find_tshark(tshark).version)

@@ -14,6 +14,7 @@ import os
 import signal
 from types import FrameType
 
+from .errors import Interrupted
 from .tshark import terminate_children
 
 __all__ = ["HANDLED", "Interrupted", "install"]
@@ -22,19 +23,6 @@ HANDLED = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "S
                             signal.SIGINT) if s is not None)
 
 _MAIN_PID: int | None = None
-
-
-class Interrupted(BaseException):
-    """A signal ended the run (BaseException: no ``except Exception`` swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:  # pragma: no cover
-            name = f"signal {signum}"
-        super().__init__(name)
-        self.name = name
 
 
 def _handle(signum: int, _frame: FrameType | None) -> None:

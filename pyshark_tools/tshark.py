@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CaptureError, TsharkError
+
 MIN_VERSION = (3, 6)
 #: Joins several occurrences of one field inside a row; never appears in tshark's text.
 AGGREGATOR = "\x1f"
@@ -27,14 +29,6 @@ INSTALL_HINT = (
     "install it with 'sudo apt-get install tshark' (Debian/Ubuntu), 'brew install wireshark' "
     "(macOS) or the Wireshark installer (Windows), or point TSHARK at it"
 )
-
-
-class TsharkError(Exception):
-    """tshark is missing, too old, or failed in a way no capture explains."""
-
-
-class CaptureError(Exception):
-    """The capture (or a file tshark reads with it) cannot be read at all."""
 
 
 #: Seconds every tshark pass may take at least (``--tshark-timeout``; 0: no limit) ...

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .errors import MissingExtra, PacketReadError
 from .evidence import evidence_filter
 from .render.labels import items, verdict_label
 from .render.ladder import STYLE_COLOURS, Ladder, verdict_colours
@@ -157,10 +158,6 @@ class Transcript:
 
 # ---------------------------------------------------------------------------------------
 # pyshark drill-down, safe inside a running event loop
-
-
-class PacketReadError(RuntimeError):
-    """pyshark/tshark could not read the packets."""
 
 
 def _decode_as(ports: Any) -> dict[str, str]:
@@ -334,10 +331,6 @@ def tls_handshakes(packet: Any) -> list[dict[str, Any]]:
 
 def _hex(verdict: object) -> str:
     return verdict_colours(verdict)[0]
-
-
-class MissingExtra(ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
 
 
 def need_matplotlib(function: str) -> None:

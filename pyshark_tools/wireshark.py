@@ -20,7 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyshark_tools.tshark import AGGREGATOR, TsharkError, find_tshark
+from pyshark_tools.errors import TsharkError
+from pyshark_tools.tshark import AGGREGATOR, find_tshark
+
+from .errors import WiresharkInstallError, WouldOverwrite
 
 PROFILE_NAME = "SMTP-TLS-Certs"
 PLUGIN_NAME = "smtptls.lua"
@@ -54,14 +57,6 @@ With the tls-smtp-report tool installed, `tls-smtp-report wireshark install` doe
 Wireshark 4.2 and later load no personal Lua plugin for root: install and run Wireshark as
 your own user (capture rights come from the "wireshark" group), not with sudo.
 """
-
-
-class WiresharkInstallError(Exception):
-    """Something the installer cannot do (changed files without --force, bad folders)."""
-
-
-class WouldOverwrite(WiresharkInstallError):
-    """Installed files differ from the shipped ones and --force was not given."""
 
 
 def dissectors_dir() -> Path:

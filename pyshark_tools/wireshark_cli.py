@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from pyshark_tools import wireshark as ws
+from pyshark_tools.errors import TsharkError
 from pyshark_tools.schema import EXIT_TSHARK, EXIT_USAGE
-from pyshark_tools.tshark import TsharkError
 
 
 class _Refused(click.ClickException):

@@ -38,7 +38,8 @@ NOT_SMTP_PORTS = {53, 80, 443}
 def usable_keylog(truth: dict) -> str | None:
     """The scenario's key log, or None when it has none or none with a key in it (a
     handshake that died before any secret existed)."""
-    from pyshark_tools.keylog import KeylogError, check_keylog
+    from pyshark_tools.errors import KeylogError
+    from pyshark_tools.keylog import check_keylog
 
     if not truth.get("keylog"):
         return None

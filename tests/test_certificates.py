@@ -15,11 +15,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pyshark_tools.certificates import (
     TRUST_STATUSES,
-    CertificateParseError,
     CertInfo,
     TrustResult,
     TrustStore,
-    TrustStoreError,
     certificate_rows,
     load_trust_store,
     matching_name,
@@ -27,6 +25,7 @@ from pyshark_tools.certificates import (
     parse_certificate,
     validate_chain,
 )
+from pyshark_tools.errors import CertificateParseError, TrustStoreError
 from pyshark_tools.schema import CERTIFICATE_COLUMNS
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pyshark_tools.errors import CredentialsError
 from pyshark_tools.probe.command import ProbeFailure, parse_target
-from pyshark_tools.probe.credentials import CredentialsError, load_pem
+from pyshark_tools.probe.credentials import load_pem
 from pyshark_tools.probe.fit import FitAspect, assess_fit
 from pyshark_tools.probe.handshake import (
     CertificateRequest,

@@ -307,7 +307,8 @@ def _python_verdicts(capture: Path, keylog: Path | None, ports: tuple[int, ...])
 
 
 def _usable(keylog: Path | None) -> Path | None:
-    from pyshark_tools.keylog import KeylogError, check_keylog
+    from pyshark_tools.errors import KeylogError
+    from pyshark_tools.keylog import check_keylog
 
     if keylog is None:
         return None

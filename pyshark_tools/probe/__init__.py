@@ -5,7 +5,8 @@
 >>> result = probe(ProbeSettings("mail.example.net", 25, rcpt_to="someone@example.org"))
 """
 
+from ..errors import ConnectError
 from .run import ProbeReport, probe
-from .session import ConnectError, ProbeSettings, Stop
+from .session import ProbeSettings, Stop
 
 __all__ = ["ConnectError", "ProbeReport", "ProbeSettings", "Stop", "probe"]

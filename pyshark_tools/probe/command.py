@@ -13,16 +13,24 @@ from cryptography import x509
 from rich.console import Console
 from rich.text import Text
 
-from ..certificates import TrustStoreError, load_trust_store
+from ..certificates import load_trust_store
+from ..errors import (
+    CaptureError,
+    CaptureWriteError,
+    ConnectError,
+    CredentialsError,
+    KeylogError,
+    TrustStoreError,
+    TsharkError,
+)
 from ..events import IMPLICIT_TLS_PORTS
-from ..keylog import KeylogError
 from ..render.text import render_text
 from ..schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
-from ..tshark import CaptureError, TsharkError, find_tshark
-from .credentials import Credentials, CredentialsError, load_pem, load_pfx
+from ..tshark import find_tshark
+from .credentials import Credentials, load_pem, load_pfx
 from .handshake import certificate_type_name, scheme_name
-from .run import CaptureWriteError, ProbeReport, probe
-from .session import ConnectError, ProbeSettings
+from .run import ProbeReport, probe
+from .session import ProbeSettings
 
 EXIT_NO_CONNECTION = 6  # the probe could not open the TCP connection
 MAX_CA_NAMES_SHOWN = 6  # in text; the fit line names the one that matched

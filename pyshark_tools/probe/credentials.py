@@ -19,9 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-
-class CredentialsError(Exception):
-    """The certificate or key cannot be read (missing, wrong password, not matching)."""
+from ..errors import CredentialsError
 
 
 @dataclass(frozen=True)

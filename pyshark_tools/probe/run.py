@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..certificates import TrustStore
+from ..errors import CaptureWriteError
 from ..events import DEFAULT_PORTS
 from ..pipeline import analyze
 from ..report import Report
@@ -18,10 +19,6 @@ from .fit import FitCheck, assess_fit
 from .handshake import CertificateRequest, find_certificate_request
 from .recorder import write_pcapng
 from .session import Exchange, ProbeSettings, SessionResult, Stop, run_session
-
-
-class CaptureWriteError(Exception):
-    """The probe's pcapng cannot be written where asked (-o)."""
 
 
 @dataclass

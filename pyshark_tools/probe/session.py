@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from ..errors import ConnectError
 from .credentials import Credentials
 from .recorder import CloseKind, Direction, Recording
 
@@ -41,10 +42,6 @@ class Stop(StrEnum):
     CLOSED_BY_SERVER = "closed_by_server"
     TIMEOUT = "timeout"
     PROTOCOL_ERROR = "protocol_error"
-
-
-class ConnectError(Exception):
-    """The probe could not open the TCP connection (exit code 6)."""
 
 
 @dataclass(frozen=True)

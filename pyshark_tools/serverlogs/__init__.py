@@ -5,7 +5,8 @@ whose evidence is the log's own ``file:line``); ``join.join_logs`` attaches them
 capture's conversations and fills in what the capture could not see.
 """
 
+from ..errors import LogsUnreadable
 from .model import LogFormat, LogRole, LogSession
-from .reader import LogReport, LogsUnreadable, read_logs
+from .reader import LogReport, read_logs
 
 __all__ = ["LogFormat", "LogReport", "LogRole", "LogSession", "LogsUnreadable", "read_logs"]

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import LogsUnreadable
 from ..findings import Options
 from ..schema import EXIT_OK, EXIT_PROBLEMS, Severity
 from . import exchange, exim, postfix
 from .inputs import LogText, read_texts
 from .model import LogFormat, LogSession, LogWarning
 from .rows import build
-
-
-class LogsUnreadable(Exception):
-    """No input held anything this tool can read (exit code 4 on the command line)."""
 
 
 @dataclass
