@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fixtures.factory import link, pcapng
-from pyshark_tools.prefilter import _l3, _packets
+from pyshark_tools.engine.prefilter import _l3, _packets
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -42,8 +42,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.generate import generate
-from pyshark_tools.tshark import field_command, find_tshark
-from pyshark_tools.tshark_rows import FIELDS, decode_as_rules, display_filter
+from pyshark_tools.engine.tshark import field_command, find_tshark
+from pyshark_tools.engine.tshark_rows import FIELDS, decode_as_rules, display_filter
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -160,7 +160,7 @@ def pyshark_slice(capture: Path) -> tuple[float, int]:
 
 
 def count_packets(capture: Path) -> int:
-    from pyshark_tools.prefilter import prefilter
+    from pyshark_tools.engine.prefilter import prefilter
 
     with tempfile.TemporaryDirectory() as tmp:
         return prefilter(capture, tmp, ports=PORTS, shards=1).packets_total
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         print(runs[-1], flush=True)
     extract_code = (
         "import sys\n"
-        "from pyshark_tools.parallel import fast_extract\n"
-        "from pyshark_tools.tshark import find_tshark\n"
+        "from pyshark_tools.engine.parallel import fast_extract\n"
+        "from pyshark_tools.engine.tshark import find_tshark\n"
         "fast_extract(find_tshark(), sys.argv[1], ports=(25, 587, 465))\n"
     )
     runs.append(measure("fast engine, extraction only (prefilter + native reader + tshark "
@@ -375,8 +375,8 @@ def index_against_block_walk(capture: Path) -> tuple[float, float]:
     """Seconds (best of 3) of the vectorised index and of a bare walk over the blocks."""
     import mmap
 
-    from pyshark_tools.prefilter import _packets
-    from pyshark_tools.scan import index_capture
+    from pyshark_tools.engine.prefilter import _packets
+    from pyshark_tools.engine.scan import index_capture
 
     def walk() -> None:
         with capture.open("rb") as handle, mmap.mmap(handle.fileno(), 0,

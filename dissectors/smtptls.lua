@@ -3,7 +3,7 @@
 -- Answers, on the frames that matter, "did the SMTP client present its TLS certificate?"
 -- (the Exchange Online "550 5.7.64 TenantAttribution; Relay Access Denied" investigation).
 -- Fields live under "smtptls."; the verdict strings are the ClientCert vocabulary of
--- pyshark_tools/schema.py:
+-- pyshark_tools/core/schema.py:
 --   presented, empty, not_requested, hidden_tls13, resumed, no_tls, handshake_failed,
 --   not_captured
 -- This file decides those verdicts on its own (it does not call the Python analyzer):

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .core.schema import ClientCert, Severity
     from .errors import CaptureError, KeylogError, TrustStoreError, TsharkError
     from .options import AnalysisOptions
     from .pipeline import analyze
     from .report import Report
-    from .schema import ClientCert, Severity
 
 __all__ = ["AnalysisOptions", "CaptureError", "ClientCert", "KeylogError", "Report", "Severity",
            "TrustStoreError", "TsharkError", "__version__", "analyze"]
@@ -24,7 +24,7 @@ __all__ = ["AnalysisOptions", "CaptureError", "ClientCert", "KeylogError", "Repo
 #: name -> module, imported on first use: the command line's --help needs none of pandas,
 #: numpy or cryptography
 _LAZY = {"Report": "report", "analyze": "pipeline", "AnalysisOptions": "options",
-         "ClientCert": "schema", "Severity": "schema", "CaptureError": "errors",
+         "ClientCert": "core.schema", "Severity": "core.schema", "CaptureError": "errors",
          "KeylogError": "errors", "TrustStoreError": "errors", "TsharkError": "errors"}
 
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
+from .core.schema import EXIT_UNREADABLE, EXIT_USAGE
+from .engine.signals import install as install_signal_handlers
+from .engine.tshark import DEFAULT_TIME_LIMIT
 from .errors import Interrupted
 from .sanitize import printable
-from .schema import EXIT_UNREADABLE, EXIT_USAGE
-from .signals import install as install_signal_handlers
-from .tshark import DEFAULT_TIME_LIMIT
-from .wireshark_cli import wireshark
+from .wireshark.commands import wireshark
 
 if TYPE_CHECKING:  # imported where used: --help starts without pandas, numpy, cryptography
     from rich.console import Console
@@ -103,7 +103,7 @@ def _output_target(output: str | None) -> Path | None:
     if output is None or output == "-":
         return None
     from .errors import OutputError
-    from .output import check_target
+    from .render.output import check_target
 
     try:
         check_target(output)
@@ -121,7 +121,7 @@ def _write(target: Path | None, text: str, styled: bool = False) -> None:
         click.echo(text.encode("utf-8", "backslashreplace"), nl=False)
         return
     from .errors import OutputError
-    from .output import write_report
+    from .render.output import write_report
 
     try:
         write_report(target, text)
@@ -145,10 +145,10 @@ def _run_analysis(capture: object, tshark_timeout: float | None = None,
                   **settings: object) -> Report:
     """``analyze`` with the command line's settings (``AnalysisOptions`` fields); input
     errors become one line and their exit code."""
+    from .engine.tshark import find_tshark
     from .errors import CaptureError, KeylogError, TrustStoreError, TsharkError, exit_code_for
     from .options import AnalysisOptions
     from .pipeline import analyze
-    from .tshark import find_tshark
 
     try:
         tshark = find_tshark(time_limit=tshark_timeout)
@@ -270,7 +270,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
     target = _output_target(output)
     capture = _stdin_capture(capture) if capture == "-" else capture
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
-    from .progress import ByteProgress
+    from .engine.progress import ByteProgress
 
     # one bar from reading to the rendered output (it is gone before the output is written)
     label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"

@@ -13,8 +13,8 @@ import signal
 import traceback
 from pathlib import Path
 
+from .core.schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
 from .sanitize import printable
-from .schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
 
 __all__ = [
     "EXIT_INTERNAL",

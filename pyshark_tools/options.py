@@ -8,11 +8,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from .events import DEFAULT_PORTS
+from .core.events import DEFAULT_PORTS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .certificates import TrustStore
-    from .tshark import Tshark
+    from .core.certificates import TrustStore
+    from .engine.tshark import Tshark
 
 __all__ = ["AnalysisOptions"]
 

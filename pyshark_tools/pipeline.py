@@ -16,18 +16,18 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .cert_table import build_certificates
-from .certificates import TrustStore, load_trust_store
+from .core.cert_table import build_certificates
+from .core.certificates import TrustStore, load_trust_store
+from .core.events import IMPLICIT_TLS_PORTS
+from .core.evidence import conversation_filters
+from .core.findings import Options, attach_severity
+from .engine.keylog import check_keylog, matching_keylog
+from .engine.parallel import build_tables, default_jobs, extract_with_engine, sum_counts
+from .engine.tshark import find_tshark
+from .engine.tshark_rows import extract
 from .errors import CaptureError
-from .events import IMPLICIT_TLS_PORTS
-from .evidence import conversation_filters
-from .findings import Options, attach_severity
-from .keylog import check_keylog, matching_keylog
 from .options import AnalysisOptions
-from .parallel import build_tables, default_jobs, extract_with_engine, sum_counts
 from .report import Report
-from .tshark import find_tshark
-from .tshark_rows import extract
 
 __all__ = ["analyze", "analyze_many", "attach_logs", "capture_files", "is_many"]
 
@@ -159,7 +159,7 @@ def _analyze_file(path: Path, settings: AnalysisOptions) -> Report:
         "exo_only": exo_only,
         "warnings": warnings,
     }
-    from .user_tables import for_users
+    from .core.user_tables import for_users
 
     return Report(
         capture=info,
@@ -196,8 +196,8 @@ def attach_logs(report: Report, logs: Iterable[str | os.PathLike], *,
                       certificates=report.certificates, findings=report.findings,
                       events=report.events, warnings=warnings, log_sessions=log_sessions,
                       log_findings=log_findings)
-    from .user_tables import for_users
-    from .user_tables import joined as stage_form
+    from .core.user_tables import for_users
+    from .core.user_tables import joined as stage_form
 
     # the join works on the stages' separated strings; users get lists back
     joined = join_logs(stage_form("conversations", report.conversations),

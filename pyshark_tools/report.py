@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .json_cells import jsonable, records
-from .schema import EXIT_OK, EXIT_PROBLEMS, SCHEMA_VERSION, Severity
+from .core.json_cells import jsonable, records
+from .core.schema import EXIT_OK, EXIT_PROBLEMS, SCHEMA_VERSION, Severity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .views import ConversationView
+    from .notebook import ConversationView
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Report:
         (its path or file name) may be left out only when one capture has that stream.
         """
         from .merged import captures_with_stream, is_merged, one_capture
-        from .views import ConversationView
+        from .notebook import ConversationView
 
         if is_merged(self):
             if capture is None:

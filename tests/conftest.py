@@ -38,8 +38,8 @@ NOT_SMTP_PORTS = {53, 80, 443}
 def usable_keylog(truth: dict) -> str | None:
     """The scenario's key log, or None when it has none or none with a key in it (a
     handshake that died before any secret existed)."""
+    from pyshark_tools.engine.keylog import check_keylog
     from pyshark_tools.errors import KeylogError
-    from pyshark_tools.keylog import check_keylog
 
     if not truth.get("keylog"):
         return None
@@ -87,7 +87,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     marked = [item for item in items if item.get_closest_marker("personal_lua")]
     if not marked or shutil.which("tshark") is None:
         return
-    from pyshark_tools.wireshark import personal_lua_runs
+    from pyshark_tools.wireshark.install import personal_lua_runs
 
     if personal_lua_runs():
         return

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from pyshark_tools import analyze
+from pyshark_tools.core.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
 from pyshark_tools.report import Report
-from pyshark_tools.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
 
 from .conftest import (
     FIXTURES,
@@ -234,7 +234,7 @@ def test_default_trust_store_calls_the_test_pki_untrusted() -> None:
 
 def test_internal_ehlo_name_adds_w6b() -> None:
     """diagnose() is a pure function of the tables: change the EHLO name, get W6b."""
-    from pyshark_tools.findings import Options, diagnose
+    from pyshark_tools.core.findings import Options, diagnose
 
     report = _report("tls12-client-cert-empty", False)
     conversations = report.conversations.copy()

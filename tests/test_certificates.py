@@ -1,4 +1,4 @@
-"""pyshark_tools.certificates against certificates built here with cryptography."""
+"""pyshark_tools.core.certificates against certificates built here with cryptography."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pyshark_tools.certificates import (
+from pyshark_tools.core.certificates import (
     TRUST_STATUSES,
     CertInfo,
     TrustResult,
@@ -25,8 +25,8 @@ from pyshark_tools.certificates import (
     parse_certificate,
     validate_chain,
 )
+from pyshark_tools.core.schema import CERTIFICATE_COLUMNS
 from pyshark_tools.errors import CertificateParseError, TrustStoreError
-from pyshark_tools.schema import CERTIFICATE_COLUMNS
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

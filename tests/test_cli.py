@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
+from pyshark_tools.core.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
 
 from .conftest import FIXTURES
 

@@ -1,6 +1,6 @@
 """No finding contradicts the facts of its own conversation, on any capture we have.
 
-The preconditions live once in ``pyshark_tools.invariants``; the findings module refuses a
+The preconditions live once in ``pyshark_tools.core.invariants``; the findings module refuses a
 finding that breaks one. Here the rules run with that guard off, so a rule that would need
 the guard fails the test instead of being silently held back. Then the SMTP dialogue the
 report read is compared with what the fixture generator said on the wire.
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from pyshark_tools import analyze
-from pyshark_tools.findings import diagnose
-from pyshark_tools.invariants import INVARIANTS, violations
+from pyshark_tools.core.findings import diagnose
+from pyshark_tools.core.invariants import INVARIANTS, violations
+from pyshark_tools.core.user_tables import joined
 from pyshark_tools.report import Report
-from pyshark_tools.user_tables import joined
 
 from .conftest import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
 from .corpus import CORPUS

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.certificates import CertInfo, parse_certificate
+from pyshark_tools.core.certificates import CertInfo, parse_certificate
 
 from .corpus import ARKIME, CORPUS, ZEEK, baseline_traces, zeek_rows
 

@@ -1,4 +1,4 @@
-"""Evidence filters (pyshark_tools.evidence): the conversation by addresses and ports, the
+"""Evidence filters (pyshark_tools.core.evidence): the conversation by addresses and ports, the
 same frames in every Wireshark version; checked by running them through real tshark."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from pyshark_tools.evidence import conversation_filter, conversation_filters, evidence_filter
-from pyshark_tools.tshark import find_tshark
+from pyshark_tools.core.evidence import conversation_filter, conversation_filters, evidence_filter
+from pyshark_tools.engine.tshark import find_tshark
 
 from .conftest import analyze_fixture, fixture_path
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pyshark_tools.keylog import capture_client_randoms, check_keylog, matching_keylog
+from pyshark_tools.engine.keylog import capture_client_randoms, check_keylog, matching_keylog
 
 from .conftest import FIXTURES
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pyshark_tools.certificates import certificate_rows, load_trust_store, validate_chain
+from pyshark_tools.core.certificates import certificate_rows, load_trust_store, validate_chain
 
 from .conftest import FIXTURES
 

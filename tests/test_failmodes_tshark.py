@@ -85,7 +85,7 @@ def test_crashing_tshark_leaves_a_partial_report_marked_incomplete(engine: str) 
 
 
 def test_the_time_limit_scales_with_the_capture_size(tmp_path: Path) -> None:
-    from pyshark_tools.tshark import SECONDS_PER_MIB, Tshark
+    from pyshark_tools.engine.tshark import SECONDS_PER_MIB, Tshark
 
     big = tmp_path / "big.pcapng"
     with big.open("wb") as handle:

@@ -83,7 +83,7 @@ def test_generated_capture_same_report(generated_capture) -> None:
 
 def test_generated_capture_read_by_forked_workers(generated_capture, monkeypatch) -> None:
     """The index's conversations spread over 3 processes (2 forked) give the same report."""
-    import pyshark_tools.prefilter as prefilter_module
+    import pyshark_tools.engine.prefilter as prefilter_module
 
     monkeypatch.setattr(prefilter_module, "FORK_MIN_PACKETS", 0)
     reference = analyze(generated_capture, prefilter=False, progress=False)
@@ -97,7 +97,7 @@ def test_generated_capture_read_by_forked_workers(generated_capture, monkeypatch
 def test_fixture_same_report_without_the_index(name: str, monkeypatch) -> None:
     """The per-packet loop (what runs when the vectorised index declines a capture) with the
     native reader gives the reference report too."""
-    import pyshark_tools.scan as scan_module
+    import pyshark_tools.engine.scan as scan_module
 
     reference = _run(name, False, prefilter=False)
     monkeypatch.setattr(scan_module, "index_capture", lambda *_args, **_kw: None)

@@ -14,16 +14,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import pyshark_tools.events as events_module
-import pyshark_tools.tshark_rows as tshark_rows_module
+import pyshark_tools.core.events as events_module
+import pyshark_tools.engine.tshark_rows as tshark_rows_module
 from fixtures.factory.pcapng import write
 from fixtures.factory.tcp import TcpFlow
 from pyshark_tools import analyze
-from pyshark_tools.native import Demote, _client_hello, _is_grease
-from pyshark_tools.parallel import fast_extract
-from pyshark_tools.prefilter import Unsupported, prefilter
-from pyshark_tools.tshark import find_tshark
-from pyshark_tools.tshark_rows import extract
+from pyshark_tools.engine.native import Demote, _client_hello, _is_grease
+from pyshark_tools.engine.parallel import fast_extract
+from pyshark_tools.engine.prefilter import Unsupported, prefilter
+from pyshark_tools.engine.tshark import find_tshark
+from pyshark_tools.engine.tshark_rows import extract
 
 from .corpus import CORPUS
 from .test_levers_identical import assert_same_report

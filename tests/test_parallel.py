@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from pyshark_tools import analyze
-from pyshark_tools.events import IMPLICIT_TLS_PORTS
-from pyshark_tools.parallel import fast_extract
+from pyshark_tools.core.events import IMPLICIT_TLS_PORTS
+from pyshark_tools.engine.parallel import fast_extract
+from pyshark_tools.engine.tshark import find_tshark
+from pyshark_tools.engine.tshark_rows import extract
 from pyshark_tools.pipeline import capture_files, is_many
-from pyshark_tools.tshark import find_tshark
-from pyshark_tools.tshark_rows import extract
 
 from .conftest import FIXTURES, fixture_path
 from .test_levers_identical import assert_same_report
@@ -118,10 +118,10 @@ def test_cli_unreachable_dask_scheduler_is_a_clean_error() -> None:
 def test_chunks_give_the_unchunked_tables() -> None:
     import pandas as pd
 
-    from pyshark_tools.cert_table import build_certificates
-    from pyshark_tools.certificates import load_trust_store
-    from pyshark_tools.findings import Options
-    from pyshark_tools.parallel import build_tables
+    from pyshark_tools.core.cert_table import build_certificates
+    from pyshark_tools.core.certificates import load_trust_store
+    from pyshark_tools.core.findings import Options
+    from pyshark_tools.engine.parallel import build_tables
 
     ex = extract(find_tshark(), fixture_path("mixed-traffic"), ports=PORTS)
     certs = build_certificates(ex.certificate_messages,

@@ -20,9 +20,9 @@ import pytest
 from fixtures.factory import pcapng
 from fixtures.factory.tcp import TcpFlow
 from pyshark_tools import analyze
-from pyshark_tools.prefilter import Unsupported, _packets, prefilter
-from pyshark_tools.progress import ByteProgress
-from pyshark_tools.tshark import find_tshark
+from pyshark_tools.engine.prefilter import Unsupported, _packets, prefilter
+from pyshark_tools.engine.progress import ByteProgress
+from pyshark_tools.engine.tshark import find_tshark
 
 from .conftest import FIXTURES, fixture_path
 from .test_levers_identical import assert_same_report
@@ -163,7 +163,7 @@ def test_retransmission_after_the_cut_keeps_the_conversation_whole(
     frames.insert(i + 1, (frames[i][0] + 5, frames[i][1], frames[i][2]))
     capture = _rewrite(tmp_path / "retrans.pcapng", frames)
     if not use_index:  # the reading finds it (no index ahead): read again, kept whole
-        import pyshark_tools.scan as scan_module
+        import pyshark_tools.engine.scan as scan_module
 
         monkeypatch.setattr(scan_module, "index_capture", lambda *_args, **_kw: None)
     out = tmp_path / "out"
@@ -236,7 +236,7 @@ def test_progress_bar_on_a_terminal_only() -> None:
 
 def test_bytes_read_reported_while_the_index_reads(tmp_path: Path) -> None:
     """The progress bar moves while the vectorised index reads the file, not only after."""
-    from pyshark_tools.scan import index_capture
+    from pyshark_tools.engine.scan import index_capture
 
     capture = fixture_path("mixed-traffic")
     size = capture.stat().st_size

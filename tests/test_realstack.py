@@ -197,7 +197,7 @@ LUA_CASES = [
 
 @pytest.mark.parametrize(("name", "mode"), LUA_CASES)
 def test_lua_plugin_verdict(name: str, mode: str) -> None:
-    from pyshark_tools.wireshark import lua_verdicts
+    from pyshark_tools.wireshark.install import lua_verdicts
 
     truth = _truth(name)
     keylog = _keylog(truth) if mode == "with_keylog" else None

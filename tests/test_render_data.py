@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pyshark_tools.core.schema import SCHEMA_VERSION
+from pyshark_tools.core.user_tables import LIST_COLUMNS
 from pyshark_tools.render import data
 from pyshark_tools.report import Report
-from pyshark_tools.schema import SCHEMA_VERSION
-from pyshark_tools.user_tables import LIST_COLUMNS
 
 from .conftest import analyze_fixture
 

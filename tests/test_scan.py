@@ -1,4 +1,4 @@
-"""The vectorised capture index (pyshark_tools.scan) against real tshark.
+"""The vectorised capture index (pyshark_tools.engine.scan) against real tshark.
 
 For every capture it indexes, each packet of the SMTP-port conversations must carry
 tshark's frame number and tcp.stream, its direction, lengths, timestamp and the bytes tshark
@@ -22,15 +22,9 @@ import pytest
 
 from fixtures.factory import pcapng
 from fixtures.factory.tcp import Endpoints, TcpFlow, UdpExchange, dns_query
-from pyshark_tools import prefilter, scan
-from pyshark_tools.scan import (
-    CaptureIndex,
-    Declined,
-    _Pcapng,
-    build_index,
-    index_capture,
-)
-from pyshark_tools.tshark import find_tshark
+from pyshark_tools.engine import prefilter, scan
+from pyshark_tools.engine.scan import CaptureIndex, Declined, _Pcapng, build_index, index_capture
+from pyshark_tools.engine.tshark import find_tshark
 
 from .conftest import FIXTURES
 from .corpus import CORPUS

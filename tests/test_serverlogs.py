@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.schema import LOG_FINDING_COLUMNS, LOG_SESSION_COLUMNS
+from pyshark_tools.core.schema import LOG_FINDING_COLUMNS, LOG_SESSION_COLUMNS
 from pyshark_tools.serverlogs import LogsUnreadable, read_logs
 
 from .conftest import FIXTURES

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pyshark_tools.invariants import violations
-from pyshark_tools.tables import records
+from pyshark_tools.core.invariants import violations
+from pyshark_tools.core.tables import records
 
 from .conftest import FIXTURES, analyze_fixture, fixture_truth
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyshark_tools.smtp_dialogue import DialogueReader, ItemKind
+from pyshark_tools.core.smtp_dialogue import DialogueReader, ItemKind
 
 EHLO_REPLY = (b"250-mx.example.net Hello\r\n250-SIZE 35882577\r\n250-8BITMIME\r\n"
               b"250-STARTTLS\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 HELP\r\n")

@@ -22,13 +22,14 @@ def test_command_line_imports_nothing_heavy() -> None:
 
 
 def test_default_ports_agree() -> None:
-    from pyshark_tools import cli, events
+    from pyshark_tools import cli
+    from pyshark_tools.core import events
 
     assert cli.DEFAULT_PORTS == events.DEFAULT_PORTS
 
 
 def test_tshark_version_asked_once(tmp_path: Path, monkeypatch) -> None:
-    from pyshark_tools import tshark
+    from pyshark_tools.engine import tshark
 
     calls = tmp_path / "calls"
     fake = tmp_path / "tshark"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from pyshark_tools import analyze
-from pyshark_tools.prefilter import IRREGULAR
-from pyshark_tools.tcpgaps import SequenceGaps
+from pyshark_tools.core.tcpgaps import SequenceGaps
+from pyshark_tools.engine.prefilter import IRREGULAR
 
 from .conftest import analyze_fixture, fixture_truth
 from .test_levers_identical import assert_same_report
@@ -95,7 +95,7 @@ def test_gaps_count_only_bytes_never_captured() -> None:
 
 def test_out_of_order_reassembly_unless_packets_may_be_cut(tmp_path) -> None:
     from fixtures.factory import pcapng
-    from pyshark_tools.tcpgaps import OUT_OF_ORDER, tcp_preferences
+    from pyshark_tools.core.tcpgaps import OUT_OF_ORDER, tcp_preferences
 
     from .conftest import fixture_path
 

@@ -11,9 +11,9 @@ from functools import cache
 import pandas as pd
 
 from pyshark_tools import analyze
-from pyshark_tools.certificates import TRUST_STATUSES
+from pyshark_tools.core.certificates import TRUST_STATUSES
+from pyshark_tools.core.schema import SCHEMA_VERSION, Severity
 from pyshark_tools.render.data import to_csv, to_json
-from pyshark_tools.schema import SCHEMA_VERSION, Severity
 
 from .conftest import FIXTURES, fixture_path, fixture_truth
 
@@ -85,7 +85,7 @@ def test_repr_in_a_plain_repl_is_one_short_line():
 
 def test_plots_without_matplotlib_name_the_extra():
     done = _python("import sys\nsys.modules['matplotlib'] = None\n"
-                   "from pyshark_tools import analyze\nfrom pyshark_tools.views import "
+                   "from pyshark_tools import analyze\nfrom pyshark_tools.notebook import "
                    "plot_timeline, plot_certificate_validity\n"
                    "r = analyze('fixtures/tls12-client-cert-ok.pcapng')\n"
                    "for plot in (plot_timeline, plot_certificate_validity):\n"

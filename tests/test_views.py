@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from pyshark_tools import ClientCert, analyze
-from pyshark_tools.render.labels import verdict_label
-from pyshark_tools.views import (
+from pyshark_tools.notebook import (
     ConversationView,
     Transcript,
     plot_certificate_validity,
     plot_timeline,
     tls_handshakes,
 )
+from pyshark_tools.render.labels import verdict_label
 
 from .conftest import FIXTURES, fixture_path, fixture_truth
 

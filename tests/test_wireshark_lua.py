@@ -6,7 +6,7 @@ fixtures' ``client_cert_expected`` (with and without the key log), check that a 
 pass never contradicts two passes, compare its certificate parsing with ``cryptography``
 and make sure damaged packets never raise a Lua error.
 
-``lua_verdicts`` (pyshark_tools.wireshark) is the helper for the Lua-vs-Python comparison.
+``lua_verdicts`` (pyshark_tools.wireshark.install) is the helper for the Lua-vs-Python comparison.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.schema import ClientCert
-from pyshark_tools.tshark import AGGREGATOR, find_tshark
-from pyshark_tools.wireshark import (
+from pyshark_tools.core.schema import ClientCert
+from pyshark_tools.engine.tshark import AGGREGATOR, find_tshark
+from pyshark_tools.wireshark.install import (
     field_is_true,
     lua_verdicts,
     plugin_source,
@@ -307,8 +307,8 @@ def _python_verdicts(capture: Path, keylog: Path | None, ports: tuple[int, ...])
 
 
 def _usable(keylog: Path | None) -> Path | None:
+    from pyshark_tools.engine.keylog import check_keylog
     from pyshark_tools.errors import KeylogError
-    from pyshark_tools.keylog import check_keylog
 
     if keylog is None:
         return None

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.tshark import AGGREGATOR
-from pyshark_tools.wireshark import field_is_true, lua_verdicts, plugin_source
+from pyshark_tools.engine.tshark import AGGREGATOR
+from pyshark_tools.wireshark.install import field_is_true, lua_verdicts, plugin_source
 
 from .conftest import FIXTURES, fixture_path, fixture_truth
 

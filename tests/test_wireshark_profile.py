@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.schema import ClientCert
-from pyshark_tools.wireshark import (
+from pyshark_tools.core.schema import ClientCert
+from pyshark_tools.wireshark.install import (
     PROFILE_FILES,
     PROFILE_NAME,
     field_is_true,

@@ -13,7 +13,10 @@ from cryptography import x509
 from rich.console import Console
 from rich.text import Text
 
-from ..certificates import load_trust_store
+from ..core.certificates import load_trust_store
+from ..core.events import IMPLICIT_TLS_PORTS
+from ..core.schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
+from ..engine.tshark import find_tshark
 from ..errors import (
     CaptureError,
     CaptureWriteError,
@@ -23,10 +26,7 @@ from ..errors import (
     TrustStoreError,
     TsharkError,
 )
-from ..events import IMPLICIT_TLS_PORTS
 from ..render.text import render_text
-from ..schema import EXIT_TSHARK, EXIT_UNREADABLE, EXIT_USAGE
-from ..tshark import find_tshark
 from .credentials import Credentials, load_pem, load_pfx
 from .handshake import certificate_type_name, scheme_name
 from .run import ProbeReport, probe

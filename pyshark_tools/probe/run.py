@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..certificates import TrustStore
+from ..core.certificates import TrustStore
+from ..core.events import DEFAULT_PORTS
+from ..engine.tshark import Tshark
 from ..errors import CaptureWriteError
-from ..events import DEFAULT_PORTS
 from ..pipeline import analyze
 from ..report import Report
-from ..tshark import Tshark
 from .fit import FitCheck, assess_fit
 from .handshake import CertificateRequest, find_certificate_request
 from .recorder import write_pcapng

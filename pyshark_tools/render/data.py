@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..json_cells import iso_strings, json_columns, jsonable
+from ..core.json_cells import iso_strings, json_columns, jsonable
+from ..core.schema import SCHEMA_VERSION
+from ..core.user_tables import joined
 from ..merged import is_merged, per_capture
 from ..sanitize import csv_cell
-from ..schema import SCHEMA_VERSION
-from ..user_tables import joined
 from .inline import markdown_inline, markdown_text
 from .labels import items, verdict_label
 

@@ -9,7 +9,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
-from ..evidence import evidence_filter
+from ..core.evidence import evidence_filter
 from ..merged import captures_with_stream, is_merged, one_capture
 from .labels import verdict_label
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..schema import CLIENT_CERT_UNKNOWN, ClientCert, Severity
+from ..core.schema import CLIENT_CERT_UNKNOWN, ClientCert, Severity
 from .labels import items
 
 if TYPE_CHECKING:  # pragma: no cover

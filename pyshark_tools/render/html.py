@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..evidence import evidence_filter
+from ..core.evidence import evidence_filter
 from ..merged import capture_files, is_merged, per_capture
 from .headline import headline
 from .inline import html_inline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..schema import ClientCert
+from ..core.schema import ClientCert
 
 VERDICT_LABELS: dict[str, str] = {
     ClientCert.PRESENTED: "presented",

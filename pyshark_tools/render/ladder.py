@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..evidence import evidence_filter
+from ..core.evidence import evidence_filter
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
 if TYPE_CHECKING:  # pragma: no cover

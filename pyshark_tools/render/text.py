@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..evidence import evidence_filter
+from ..core.evidence import evidence_filter
 from ..merged import is_merged, per_capture
 from .grouped import GROUP_ABOVE, render_grouped
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, items, verdict_label

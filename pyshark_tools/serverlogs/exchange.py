@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..schema import ClientCert
+from ..core.schema import ClientCert
 from .inputs import LogText, numbered_lines
 from .model import (
     LogFormat,

@@ -13,7 +13,7 @@ import re
 
 import pandas as pd
 
-from ..schema import ClientCert
+from ..core.schema import ClientCert
 from .inputs import LogText, numbered_lines
 from .model import LogFormat, LoggedCert, LogRef, LogReply, LogRole, LogSession, LogWarning
 from .syslog import is_journal_export, is_journal_json, records

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..invariants import allows
-from ..schema import (
+from ..core.invariants import allows
+from ..core.schema import (
     CLIENT_CERT_UNKNOWN,
     FINDING_COLUMNS,
     LOG_LINE_COLUMNS,
     ClientCert,
     Severity,
 )
-from ..tables import records
+from ..core.tables import records
 from .model import LogSession
 from .rules import L_DISAGREE, L_NOT_LOGGED
 
@@ -228,7 +228,7 @@ def join_logs(conversations: pd.DataFrame, findings: pd.DataFrame, certificates:
 def _guarded(added: list[dict[str, object]], conversations: pd.DataFrame
              ) -> tuple[list[dict[str, object]], list[str]]:
     """(kept, refusals): the log's findings obey the capture's invariants, on the joined
-    facts (``pyshark_tools.invariants``)."""
+    facts (``pyshark_tools.core.invariants``)."""
     joined = {int(c["stream"]): c for c in records(conversations)}
     kept, refused = [], []
     for f in added:

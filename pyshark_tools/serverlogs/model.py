@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import pandas as pd
 
-from ..schema import ClientCert
+from ..core.schema import ClientCert
 
 
 class LogFormat(StrEnum):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..schema import ClientCert
+from ..core.schema import ClientCert
 from .inputs import LogText
 from .model import LogFormat, LoggedCert, LogReply, LogRole, LogSession, LogWarning
 from .syslog import Record, records

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.findings import Options
+from ..core.schema import EXIT_OK, EXIT_PROBLEMS, Severity
 from ..errors import LogsUnreadable
-from ..findings import Options
-from ..schema import EXIT_OK, EXIT_PROBLEMS, Severity
 from . import exchange, exim, postfix
 from .inputs import LogText, read_texts
 from .model import LogFormat, LogSession, LogWarning

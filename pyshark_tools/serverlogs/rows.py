@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..findings import Options, worst
-from ..schema import LOG_FINDING_COLUMNS, LOG_SESSION_COLUMNS, ClientCert, Severity
+from ..core.findings import Options, worst
+from ..core.schema import LOG_FINDING_COLUMNS, LOG_SESSION_COLUMNS, ClientCert, Severity
 from .model import LogRef, LogSession, endpoint
 from .rules import Collector, session_rules
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..certificates import name_matches
-from ..findings import FIX_PRESENT_CERT, Options
-from ..schema import ClientCert, Severity
+from ..core.certificates import name_matches
+from ..core.findings import FIX_PRESENT_CERT, Options
+from ..core.schema import ClientCert, Severity
 from .model import LogFormat, LogRef, LogRole, LogSession
 
 #: Rule ids of the L rules (documented in the README's findings table).

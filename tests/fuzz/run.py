@@ -89,12 +89,12 @@ def _engine_run(path: Path, engine: str, options: dict[str, Any]) -> dict[str, A
     from rich.console import Console
 
     from pyshark_tools import analyze
+    from pyshark_tools.core.json_cells import records as _records
+    from pyshark_tools.engine.tshark import find_tshark
     from pyshark_tools.errors import exit_code_for
-    from pyshark_tools.json_cells import records as _records
     from pyshark_tools.render import data
     from pyshark_tools.render.text import render_text
     from pyshark_tools.sanitize import printable_report
-    from pyshark_tools.tshark import find_tshark
 
     tshark = _TSHARK or find_tshark(time_limit=TSHARK_SECONDS)
     try:
@@ -217,11 +217,11 @@ _TSHARK = None
 def _warm_up() -> None:
     """Import and find everything once: the forked children inherit it."""
     global _TSHARK
-    import pyshark_tools.parallel
-    import pyshark_tools.prefilter
+    import pyshark_tools.engine.parallel
+    import pyshark_tools.engine.prefilter
     import pyshark_tools.render.data
     import pyshark_tools.render.text  # noqa: F401 - imported for the children
-    from pyshark_tools.tshark import find_tshark
+    from pyshark_tools.engine.tshark import find_tshark
 
     _TSHARK = find_tshark(time_limit=TSHARK_SECONDS)
 

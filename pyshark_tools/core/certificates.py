@@ -3,7 +3,7 @@
 Everything here is a pure function of its arguments (plus the trust store you hand in), so
 the capture stages can call it on any certificate list tshark gives them and the renderers
 can trust the column names: :func:`certificate_rows` emits exactly
-:data:`pyshark_tools.schema.CERTIFICATE_COLUMNS`.
+:data:`pyshark_tools.core.schema.CERTIFICATE_COLUMNS`.
 
 Trust status vocabulary (:attr:`TrustResult.status`), checked in this order; the first
 problem found is the status and ``detail`` lists every problem found, so a user fixing the
@@ -73,9 +73,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from pyshark_tools.schema import CERTIFICATE_COLUMNS
+from pyshark_tools.core.schema import CERTIFICATE_COLUMNS
 
-from .errors import CertificateParseError, TrustStoreError
+from ..errors import CertificateParseError, TrustStoreError
 
 __all__ = [
     "TRUST_STATUSES",

@@ -1,10 +1,10 @@
 """The fast engine: prefilter, then tshark over conversation shards in parallel, then merge.
 
-``fast_extract`` returns the same :class:`~pyshark_tools.events.Extraction` the reference
+``fast_extract`` returns the same :class:`~pyshark_tools.core.events.Extraction` the reference
 engine (``events.extract``: one tshark pass over the whole capture) returns, with the original
 capture's frame numbers, ``tcp.stream`` indices, times and per-conversation counts:
 
-1. :func:`pyshark_tools.prefilter.prefilter` reads the capture once, keeps only what tshark
+1. :func:`pyshark_tools.engine.prefilter.prefilter` reads the capture once, keeps only what tshark
    needs and splits the SMTP conversations round-robin into ``jobs`` reduced captures;
 2. each shard goes through the same ``tshark -T fields`` pass and the same row -> event code
    as the reference (locally in ``jobs`` processes, or as Dask tasks on a cluster);
@@ -30,13 +30,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CaptureError
-from .events import CertificateMessage, EventSink, Extraction, StreamFacts, assign_roles, endpoint
+from ..core.events import (
+    CertificateMessage,
+    EventSink,
+    Extraction,
+    StreamFacts,
+    assign_roles,
+    endpoint,
+)
+from ..core.tcpgaps import SequenceGaps, tcp_preferences
+from ..errors import CaptureError
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
-from .tcpgaps import SequenceGaps, tcp_preferences
 from .tshark import DISABLED_PROTOCOLS, FieldRun, Tshark, field_command, iter_fields
 from .tshark_rows import FIELDS, RowReader, decode_as_rules, display_filter
 
@@ -76,7 +83,7 @@ def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int
     """The reference engine's fields pass over one reduced capture (``-`` = stdin), with the
     original capture's TCP ``preferences`` (``tcpgaps.tcp_preferences``)."""
     options = [*preferences, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
-    # (DISABLED_PROTOCOLS: every fields pass, see pyshark_tools.tshark)
+    # (DISABLED_PROTOCOLS: every fields pass, see pyshark_tools.engine.tshark)
     return field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
                          decode_as=decode_as_rules(ports), options=options)
 
@@ -159,8 +166,8 @@ def fast_extract(
     native: bool = True,
 ) -> Extraction:
     """Prefilter + sharded tshark + merge. Raises ``prefilter.Unsupported`` when the capture
-    needs the reference engine. ``native``: conversations :mod:`pyshark_tools.native` can read
-    exactly skip tshark (never with a key log: decryption is tshark's)."""
+    needs the reference engine. ``native``: conversations :mod:`pyshark_tools.engine.native`
+    can read exactly skip tshark (never with a key log: decryption is tshark's)."""
     if dask_client is not None:
         workers = max(1, jobs or _dask_workers(dask_client))
     else:
@@ -392,8 +399,8 @@ CHUNK = 2048
 
 def _tables_chunk(sub: Extraction, certificates, ports: Sequence[int], all_tls: bool,
                   options: Any):
-    from .conversations import summarise
-    from .findings import attach_severity, diagnose
+    from ..core.conversations import summarise
+    from ..core.findings import attach_severity, diagnose
 
     conversations = summarise(sub, certificates, ports=ports, all_tls=all_tls)
     findings = diagnose(conversations, certificates, sub.events, options)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import KeylogError
+from ..errors import KeylogError
 
 LABELS = frozenset({
     "CLIENT_RANDOM",

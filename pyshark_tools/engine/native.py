@@ -2,11 +2,11 @@
 
 Without a key log, all the report needs from an SMTP/TLS conversation is in its first few
 packets: the SMTP dialogue up to STARTTLS and the TLS handshake messages up to the first
-application-data record (where :mod:`pyshark_tools.prefilter` cuts). For the conversations
+application-data record (where :mod:`pyshark_tools.engine.prefilter` cuts). For the conversations
 that take the well-trodden path this module builds the very events, certificate messages and
 stream facts that tshark's row handling (``events.RowReader``) builds. The cleartext SMTP
 dialogue is read by the same byte-stream reader in both engines
-(:mod:`pyshark_tools.smtp_dialogue`).
+(:mod:`pyshark_tools.core.smtp_dialogue`).
 
 The TLS side is deliberately narrow: whatever it has not been checked to read exactly like
 tshark 4.x -- handshake messages spanning records, HelloRetryRequest, heartbeats,
@@ -24,9 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .events import HELLO_RETRY_RANDOM, CertificateMessage
-from .smtp_dialogue import DialogueReader, ItemKind
-from .tls_names import alert_name, cipher_name, handshake_name, version_name
+from ..core.events import HELLO_RETRY_RANDOM, CertificateMessage
+from ..core.smtp_dialogue import DialogueReader, ItemKind
+from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
 
 __all__ = ["Demote", "NativeConversation", "NativeResult"]
 

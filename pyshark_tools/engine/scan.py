@@ -1,6 +1,6 @@
 """A vectorised index of a capture: which packets belong to the SMTP-port conversations.
 
-The prefilter's per-packet loop (:mod:`pyshark_tools.prefilter`) spends ~4.5 µs on every
+The prefilter's per-packet loop (:mod:`pyshark_tools.engine.prefilter`) spends ~4.5 µs on every
 packet, although most packets of a large capture belong to conversations it then ignores.
 :func:`index_capture` reads the same capture with a vectorised scan for the packet blocks
 (Python steps only where that chain breaks) and numpy over a small matrix of each packet's
@@ -45,7 +45,7 @@ from numpy.lib.stride_tricks import as_strided
 __all__ = ["CaptureIndex", "Declined", "Interface", "Numbering", "build_index", "index_capture",
            "numbering_for", "tshark_numbering"]
 
-# The loop's constants (pyshark_tools.prefilter), repeated rather than imported so that the
+# The loop's constants (pyshark_tools.engine.prefilter), repeated rather than imported so that the
 # prefilter can import this module; tests/test_scan.py checks that they still agree.
 LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = (
     0, 1, 101, 108, 113, 228, 229, 276)
@@ -97,7 +97,7 @@ def numbering_for(version: Sequence[int]) -> Numbering:
 @functools.cache
 def tshark_numbering(tshark: str | None = None) -> Numbering:
     """The rules of the tshark that will read the capture (``EITHER`` when none is found)."""
-    from .errors import TsharkError
+    from ..errors import TsharkError
     from .tshark import find_tshark
 
     try:
@@ -1131,7 +1131,7 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pyshark_tools.scan CAPTURE [PORT...]``: time the index, or say why not."""
+    """``python -m pyshark_tools.engine.scan CAPTURE [PORT...]``: time the index, or say why not."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(main.__doc__)

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .core.evidence import evidence_filter
+from .core.schema import ClientCert
 from .errors import MissingExtra, PacketReadError
-from .evidence import evidence_filter
 from .render.labels import items, verdict_label
 from .render.ladder import STYLE_COLOURS, Ladder, verdict_colours
-from .schema import ClientCert
 
 if TYPE_CHECKING:  # pragma: no cover
     from .report import Report
@@ -161,7 +161,7 @@ class Transcript:
 
 
 def _decode_as(ports: Any) -> dict[str, str]:
-    from .tshark_rows import decode_as_rules
+    from .engine.tshark_rows import decode_as_rules
 
     rules = {}
     for rule in decode_as_rules([int(p) for p in ports]):
@@ -242,7 +242,7 @@ def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
                       timeout: float) -> list[Any]:
     from pyshark.capture.capture import StopCapture
 
-    from .tshark import find_tshark
+    from .engine.tshark import find_tshark
 
     _ensure_thread_safe_child_watcher()
     loop = asyncio.new_event_loop()

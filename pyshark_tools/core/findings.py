@@ -111,7 +111,7 @@ def _frames(*frames: object) -> str:
 
 class _Collector:
     """Finding rows; a finding its conversation's facts contradict is refused (see
-    :mod:`pyshark_tools.invariants`) and named in ``refused`` instead."""
+    :mod:`pyshark_tools.core.invariants`) and named in ``refused`` instead."""
 
     def __init__(self, guard: bool = True) -> None:
         self.rows: list[dict[str, object]] = []

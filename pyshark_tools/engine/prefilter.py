@@ -494,12 +494,12 @@ def prefilter(
     """Read ``capture`` once; write ``shards`` reduced pcapng files into ``out_dir``.
 
     ``keep_all_tls``: a key log may decrypt the conversations, keep every byte of them.
-    ``native``: read the conversations :mod:`pyshark_tools.native` is sure of in Python
+    ``native``: read the conversations :mod:`pyshark_tools.engine.native` is sure of in Python
     (their events in ``Prefiltered.native``); only the others go into the shards.
-    ``use_index``: find the SMTP conversations' packets with :mod:`pyshark_tools.scan`
+    ``use_index``: find the SMTP conversations' packets with :mod:`pyshark_tools.engine.scan`
     (vectorised) when it can promise the loop's exact reading, and spread the conversations
     over ``workers`` forked processes; otherwise one loop over every packet.
-    ``numbering``: whose ``tcp.stream`` rules (:class:`~pyshark_tools.scan.Numbering`;
+    ``numbering``: whose ``tcp.stream`` rules (:class:`~pyshark_tools.engine.scan.Numbering`;
     default: those of the tshark on the PATH).
     Raises :class:`Unsupported` when the exact reference view cannot be promised.
     """
@@ -814,7 +814,8 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
               progress: Callable[[int, int], None] | None,
               numbering: Numbering | str = "4.0") -> Prefiltered:
     """Every packet in order: number TCP conversations like Wireshark (``numbering``: the
-    rules of which version, see :class:`~pyshark_tools.scan.Numbering`), hand on SMTP ones."""
+    rules of which version, see :class:`~pyshark_tools.engine.scan.Numbering`), hand on SMTP
+    ones."""
     portset = state.portset
     v44 = numbering == "4.4"  # the values of scan.Numbering
     either = numbering == "either"

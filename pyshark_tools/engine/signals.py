@@ -14,7 +14,7 @@ import os
 import signal
 from types import FrameType
 
-from .errors import Interrupted
+from ..errors import Interrupted
 from .tshark import terminate_children
 
 __all__ = ["HANDLED", "Interrupted", "install"]

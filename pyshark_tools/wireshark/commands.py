@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from pyshark_tools import wireshark as ws
+from pyshark_tools.core.schema import EXIT_TSHARK, EXIT_USAGE
 from pyshark_tools.errors import TsharkError
-from pyshark_tools.schema import EXIT_TSHARK, EXIT_USAGE
+from pyshark_tools.wireshark.install import install as ws
 
 
 class _Refused(click.ClickException):

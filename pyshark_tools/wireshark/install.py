@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyshark_tools.engine.tshark import AGGREGATOR, find_tshark
 from pyshark_tools.errors import TsharkError
-from pyshark_tools.tshark import AGGREGATOR, find_tshark
 
-from .errors import WiresharkInstallError, WouldOverwrite
+from ..errors import WiresharkInstallError, WouldOverwrite
 
 PROFILE_NAME = "SMTP-TLS-Certs"
 PLUGIN_NAME = "smtptls.lua"
@@ -64,10 +64,10 @@ def dissectors_dir() -> Path:
     override = os.environ.get("TLS_SMTP_DISSECTORS")
     if override:
         return Path(override)
-    shipped = Path(__file__).resolve().parent / "dissectors"  # installed from a wheel
+    shipped = Path(__file__).resolve().parents[1] / "dissectors"  # installed from a wheel
     if (shipped / PLUGIN_NAME).is_file():
         return shipped
-    return Path(__file__).resolve().parents[1] / "dissectors"  # a checkout
+    return Path(__file__).resolve().parents[2] / "dissectors"  # a checkout
 
 
 def plugin_source() -> Path:
@@ -390,7 +390,7 @@ def tshark_with_plugin(
 ) -> list[list[str]]:
     """Rows of ``-T fields`` output (one list per frame) with smtptls.lua loaded.
 
-    Several occurrences of a field are joined with ``pyshark_tools.tshark.AGGREGATOR``.
+    Several occurrences of a field are joined with ``pyshark_tools.engine.tshark.AGGREGATOR``.
 
     ``two_pass`` runs ``-2 -R frame`` so each conversation's verdict is on all of its
     frames. Runs in a throw-away HOME / WIRESHARK_CONFIG_DIR.

@@ -16,8 +16,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
-from .sanitize import printable
+from ..errors import OutputError
+from ..sanitize import printable
 
 __all__ = ["OutputError", "check_target", "write_report"]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CaptureError, TsharkError
+from ..errors import CaptureError, TsharkError
 
 MIN_VERSION = (3, 6)
 #: Joins several occurrences of one field inside a row; never appears in tshark's text.

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from .events import (
+from ..core.events import (
     DEFAULT_PORTS,
     HELLO_RETRY_RANDOM,
     IMPLICIT_TLS_PORTS,
@@ -27,9 +27,9 @@ from .events import (
     endpoint,
     port_of,
 )
-from .smtp_dialogue import DialogueReader
-from .tcpgaps import SequenceGaps, tcp_preferences
-from .tls_names import alert_name, cipher_name, handshake_name, version_name
+from ..core.smtp_dialogue import DialogueReader
+from ..core.tcpgaps import SequenceGaps, tcp_preferences
+from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
 FIELDS: tuple[str, ...] = (
@@ -220,7 +220,7 @@ class RowReader:
     """tshark's ``-T fields`` rows -> events and certificate messages, for both engines.
 
     TLS comes from tshark's per-frame fields; cleartext SMTP from the TCP payload, read as
-    a byte stream by :class:`~pyshark_tools.smtp_dialogue.DialogueReader` (tshark's
+    a byte stream by :class:`~pyshark_tools.core.smtp_dialogue.DialogueReader` (tshark's
     per-frame ``smtp.*`` fields are used only inside decrypted TLS).
     """
 

@@ -2,7 +2,7 @@
 
 A finding that contradicts the facts of its own conversation ("STARTTLS not offered" next
 to "TLS 1.2, certificate presented") costs the reader's trust in every other line. Each
-rule's precondition is written here once, as data: :mod:`pyshark_tools.findings` refuses to
+rule's precondition is written here once, as data: :mod:`pyshark_tools.core.findings` refuses to
 emit a finding whose precondition fails (and says so in the capture's warnings), and the
 tests check that no rule ever needs that refusal on any fixture or corpus capture.
 """
