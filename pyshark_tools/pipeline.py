@@ -21,6 +21,7 @@ from .core.certificates import TrustStore, load_trust_store
 from .core.events import IMPLICIT_TLS_PORTS
 from .core.evidence import conversation_filters
 from .core.findings import Options, attach_severity
+from .core.schema import Engine
 from .engine.keylog import check_keylog, matching_keylog
 from .engine.parallel import build_tables, default_jobs, extract_with_engine, sum_counts
 from .engine.tshark import find_tshark
@@ -106,8 +107,8 @@ def _analyze_file(path: Path, settings: AnalysisOptions) -> Report:
     # fast engine spreads the chunks over its processes)
     conversations, findings = build_tables(
         extraction, certificates, ports=ports, all_tls=all_tls, options=options,
-        jobs=(jobs or default_jobs()) if engine == "fast" else 1,
-        dask_client=dask_client if engine == "fast" else None,
+        jobs=(jobs or default_jobs()) if engine is Engine.FAST else 1,
+        dask_client=dask_client if engine is Engine.FAST else None,
     )
     refused = list(findings.attrs.get("refused", []))  # findings the invariants held back
 
@@ -150,7 +151,7 @@ def _analyze_file(path: Path, settings: AnalysisOptions) -> Report:
         "accepted_domains": list(options.accepted_domains),
         "tshark_version": tshark.version_text,
         "tool_version": __version__,
-        "engine": engine,
+        "engine": engine.value,
         "engine_note": engine_note,
         "native_conversations": extraction.native_streams,
         "native_demoted": extraction.native_demoted,

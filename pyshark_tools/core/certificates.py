@@ -73,9 +73,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from pyshark_tools.core.schema import CERTIFICATE_COLUMNS
-
 from ..errors import CertificateParseError, TrustStoreError
+from .schema import CERTIFICATE_COLUMNS, TrustStatus
 
 __all__ = [
     "TRUST_STATUSES",
@@ -92,17 +91,8 @@ __all__ = [
     "validate_chain",
 ]
 
-TRUST_STATUSES: tuple[str, ...] = (
-    "trusted",
-    "expired",
-    "not_yet_valid",
-    "self_signed",
-    "missing_intermediate",
-    "untrusted",
-    "weak_signature",
-    "invalid",
-    "empty",
-)
+#: The trust vocabulary in its order (``schema.TrustStatus``).
+TRUST_STATUSES: tuple[str, ...] = tuple(status.value for status in TrustStatus)
 
 #: Signature hashes Exchange Online (and every current verifier) refuses.
 WEAK_HASHES = frozenset({"sha1", "md5", "md4", "md2"})

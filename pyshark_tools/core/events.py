@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from .schema import EVENT_COLUMNS
+from .schema import EVENT_COLUMNS, EVENTS
 from .smtp_dialogue import ItemKind, SmtpItem
 
 DEFAULT_PORTS: tuple[int, ...] = (25, 587)
@@ -105,13 +105,11 @@ class EventSink:
 
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.columns, columns=list(EVENT_COLUMNS))
-        df["frame"] = df["frame"].astype("Int64")
-        df["stream"] = df["stream"].astype("Int64")
-        df["time"] = pd.to_datetime(df["time"], utc=True)
-        df["decrypted"] = df["decrypted"].astype("boolean")
-        df["last_frame"] = df["last_frame"].astype("Int64")
-        for name in ("sender", "kind"):
-            df[name] = df[name].astype("category")
+        for column in EVENTS:  # the declared dtypes (text columns are str already)
+            if column.dtype and column.dtype.startswith("datetime64"):
+                df[column.name] = pd.to_datetime(df[column.name], utc=True)
+            elif column.dtype in ("Int64", "boolean", "category"):
+                df[column.name] = df[column.name].astype(column.dtype)
         return df
 
 

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .certificates import TRUST_STATUSES
-from .schema import Severity
+from .schema import TABLES, Severity, TrustStatus
 
-#: (table, column) -> the separator the stages use; CSV writes the lists back with it.
+#: (table, column) -> the separator the stages use; CSV writes the lists back with it (from
+#: the tables' declaration in ``schema``).
 LIST_COLUMNS: dict[tuple[str, str], str] = {
-    ("conversations", "tls_offered"): ",",
-    ("conversations", "reply_codes"): " ",
-    ("conversations", "tls_alerts"): " ",
-    ("conversations", "finding_ids"): " ",
-    ("certificates", "sans"): "; ",
-    ("certificates", "ekus"): "; ",
-    ("findings", "evidence_frames"): " ",
+    (table, column.name): column.sep
+    for table, columns in TABLES.items() for column in columns if column.sep is not None
 }
 #: List columns whose items are numbers.
 INT_LISTS = frozenset({("findings", "evidence_frames")})
@@ -32,8 +27,8 @@ SEVERITY_CATEGORIES = [s.value for s in Severity] + [""]
 #: (table, column) -> categories.
 CATEGORICAL_COLUMNS: dict[tuple[str, str], list[str]] = {
     ("conversations", "severity"): SEVERITY_CATEGORIES,
-    ("conversations", "client_chain_trust"): list(TRUST_STATUSES),
-    ("certificates", "trust"): list(TRUST_STATUSES),
+    ("conversations", "client_chain_trust"): [s.value for s in TrustStatus],
+    ("certificates", "trust"): [s.value for s in TrustStatus],
     ("findings", "severity"): [s.value for s in Severity],
 }
 

@@ -38,6 +38,7 @@ from ..core.events import (
     assign_roles,
     endpoint,
 )
+from ..core.schema import Engine
 from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..errors import CaptureError
 from .forking import can_fork, forked_pool, map_forked
@@ -356,18 +357,18 @@ def extract_with_engine(
     progress: bool | None,
     reference: Callable[..., Extraction],
     native: bool = True,
-) -> tuple[Extraction, str, str]:
-    """(extraction, engine name, why): the fast engine when it can promise the reference
+) -> tuple[Extraction, Engine, str]:
+    """(extraction, engine, why): the fast engine when it can promise the reference
     engine's exact result, the reference engine otherwise."""
     from .prefilter import Unsupported
     from .progress import ByteProgress
 
     if not prefilter:
         return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
-                "reference", "fast engine switched off")
+                Engine.REFERENCE, "fast engine switched off")
     if all_tls:
         return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
-                "reference", "--all-tls needs every TLS conversation: one tshark pass")
+                Engine.REFERENCE, "--all-tls needs every TLS conversation: one tshark pass")
 
     # a bar the caller owns (the command line's, kept through rendering) is not closed here
     owned = isinstance(progress, ByteProgress)
@@ -378,17 +379,15 @@ def extract_with_engine(
                                       dask_client=dask_client, progress=bar, native=native)
             if owned:
                 bar.phase("conversations, certificates, findings")
-            return extraction, "fast", ""
+            return extraction, Engine.FAST, ""
         except (Unsupported, CaptureError, BrokenProcessPool) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the
             # fast engine must not cost the user the report); BrokenProcessPool: a worker
             # died (killed, out of memory): the reference engine needs none
             bar.phase("tshark (reference engine)")
             return (reference(tshark, path, ports=ports, all_tls=all_tls, keylog=keylog),
-                    "reference", f"fast engine not used: {exc}")
+                    Engine.REFERENCE, f"fast engine not used: {exc}")
 
-
-# --- many captures -----------------------------------------------------------------------
 
 # --- per-conversation tables in chunks ---------------------------------------------------
 
