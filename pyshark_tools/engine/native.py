@@ -86,6 +86,8 @@ def _vector(data: bytes, pos: int, size: int, limit: int) -> tuple[int, int]:
     return start, end
 
 
+# long: ClientHello fields in wire order, each length checked before it is read (RFC 8446 4.1.2, RFC
+#   5246 7.4.1.2); split, the offsets would pass back and forth
 def _client_hello(body: bytes) -> tuple[list[int], str | None, str]:
     """(offered versions, first SNI host name, JA3 hash) of a ClientHello body."""
     size = len(body)
@@ -297,6 +299,8 @@ class NativeConversation:
         if records:
             self._records(direction, d, frame, ns, records)
 
+    # long: runs per TLS record of every conversation: header, reassembly across records and the
+    #   demote decisions in one pass
     def _records(self, direction: int, d: _Direction, frame: int, ns: int,
                  records: list[tuple[int, bytes]]) -> None:
         src, dst = self._src_dst(direction)
@@ -344,6 +348,8 @@ class NativeConversation:
             rows.append((frame, ns, self.stream, src, dst, "tls_appdata", "ApplicationData",
                          "first application data", None))
 
+    # long: the switch over one conversation's handshake message types (RFC 5246 7.4, RFC 8446 4),
+    #   each case a few lines
     def _handshake(self, record: bytes, frame: int, ns: int, src: str,
                    dst: str) -> tuple[int, list[tuple[str, str]]]:
         """(bytes used, messages) of the whole handshake messages at the start of

@@ -153,6 +153,8 @@ def _run_shard_args(args: tuple) -> ShardResult:
     return run_shard(*args)
 
 
+# long: the fast engine's steps in their order (index or loop, native reader, shards on cores or
+#   Dask, merge), each with its fallback beside it
 def fast_extract(
     tshark: Tshark,
     capture: str | os.PathLike,
@@ -270,6 +272,8 @@ def _dask_workers(client: Any) -> int:
         return default_jobs()
 
 
+# long: shard results joined stream by stream in frame order (events, facts, certificate messages,
+#   counts): one invariant, one place
 def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]) -> Extraction:
     """Shard results + prefilter counts -> the reference engine's Extraction."""
     streams: dict[int, StreamFacts] = {}
@@ -410,6 +414,8 @@ def _tables_chunk_args(args: tuple):
     return _tables_chunk(*args)
 
 
+# long: the core stages chunked over processes or Dask, and the serial path for small captures, side
+#   by side so they stay equal
 def build_tables(extraction: Extraction, certificates, *, ports: Sequence[int], all_tls: bool,
                  options: Any, jobs: int = 1, dask_client: Any = None, chunk: int = CHUNK):
     """(conversations with severity, findings): the same tables as ``summarise`` and

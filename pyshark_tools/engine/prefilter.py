@@ -312,6 +312,8 @@ def _plain_options(data: bytes, l4: int, thl: int) -> bool:
     return pos == end
 
 
+# long: runs per packet: the IPv4/IPv6 header checks inline (a call per check costs time on millions
+#   of packets)
 def _l3(linktype: int, data: bytes) -> tuple[int, int]:
     """(IP version 4/6 or 0, offset of the IP header) for one frame."""
     if linktype == LT_ETHERNET:
@@ -392,6 +394,8 @@ def _packets(mm: mmap.mmap, size: int):
         yield (key, linktype, snaplen, res, units, units * mult, mm[start:pos], orig, pos, None)
 
 
+# long: runs per pcapng block: block types, options and the refusals tshark would make, read in file
+#   order
 def _pcapng(mm: mmap.mmap, size: int):
     pos = 0
     section = -1
@@ -477,6 +481,8 @@ def _pcapng(mm: mmap.mmap, size: int):
         pos += blen
 
 
+# long: the loop's set-up in order: the index first, then the per-packet loop or its forked workers,
+#   then the shards
 def prefilter(
     capture: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -659,6 +665,8 @@ class _Pass:
         except _KeepWhole as why:
             self.redo[conv.stream] = str(why)
 
+    # long: runs per packet of a watched conversation: TCP numbering by the Wireshark version's
+    #   rules inline, for speed
     def _packet(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int, units: int,
                 ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
                 l4: int, thl: int, seglen: int, seq: int, flags: int, truncated: bool) -> None:
@@ -810,6 +818,8 @@ class _Pass:
         )
 
 
+# long: the per-packet loop: kept in one frame on purpose (locals stay local; a call per step per
+#   packet costs time on captures of millions of packets)
 def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
               progress: Callable[[int, int], None] | None,
               numbering: Numbering | str = "4.0") -> Prefiltered:

@@ -795,6 +795,8 @@ class _Conversations:
             np.concatenate(col) for col in zip(*self.key6, strict=True))
 
 
+# long: vectorised: every step is a whole-array mask over all packets' headers, read top to bottom
+#   as the headers are
 def _classify(b: _Bytes, cap: np.ndarray, orig: np.ndarray, linktype: np.ndarray
               ) -> _Tcp | None:
     """The loop's TCP packets of a chunk; decline whatever the loop would refuse or read
@@ -1017,6 +1019,8 @@ def _irregular(tcp: _Conversations, seg: np.ndarray, pairs: int, syn: np.ndarray
     return irregular
 
 
+# long: vectorised per chunk: the conversation numbering rules as array operations, one after the
+#   other
 def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: np.ndarray,
            numbering: Numbering = Numbering.V4_0) -> tuple[np.ndarray, np.ndarray]:
     """Wireshark's rule packet by packet, for the few pairs where a SYN or SYN-ACK carries
@@ -1059,6 +1063,8 @@ def _split(tcp: _Conversations, split: np.ndarray, seg: np.ndarray, seg_first: n
 # -------------------------------------------------------------------------------- index
 
 
+# long: the index over the memory-mapped file chunk by chunk, with the decline reasons where they
+#   arise
 def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
            progress: Callable[[int, int], None] | None = None,
            numbering: Numbering = Numbering.V4_0) -> CaptureIndex:

@@ -259,6 +259,8 @@ def _is_row(parts: list[str], width: int) -> bool:
     return len(parts) == width and parts[0].isdigit()
 
 
+# long: one generator owns the child's whole life (start, time limit, stderr drain, clean-up in
+#   finally), so no path leaves a tshark or its folder behind
 def iter_fields(
     cmd: Sequence[str], fields: Sequence[str], run: FieldRun
 ) -> Iterator[dict[str, str]]:
@@ -336,6 +338,8 @@ def iter_fields(
     _judge(run, "".join(stderr_parts), timed_out.is_set())
 
 
+# long: one decision list over tshark's exit in priority order (time limit, signal, cut, damage,
+#   failure); split, the order would be implicit
 def _judge(run: FieldRun, stderr: str, timed_out: bool) -> None:
     """Turn tshark's exit status and messages into warnings, flags or one exception."""
     messages = [

@@ -119,6 +119,8 @@ def _redact(line: str) -> str:
     return line
 
 
+# long: the reference pass: runs per row of tshark's output, counting TCP facts and feeding the
+#   readers inline
 def extract(
     tshark: Tshark,
     capture: str | os.PathLike,
@@ -240,6 +242,8 @@ class RowReader:
         self._clear_text(facts, row, frame, when, src, dst)
         _frame_events(self, facts, row, frame, when, src, dst)
 
+    # long: runs per row: the cleartext payload handed to the SMTP dialogue reader with its
+    #   direction and sequence number
     def _clear_text(self, facts: StreamFacts, row: dict[str, str], frame: int,
                     when: datetime, src: str, dst: str) -> None:
         stream = facts.stream
@@ -287,6 +291,8 @@ def _client_byport_of(src: str, dst: str, smtp_ports: frozenset[int]) -> str:
     return dst  # SMTP servers speak first: the first sender of a payload is the server
 
 
+# long: runs per row: one frame's TLS fields (records, handshake messages, alerts, decrypted SMTP)
+#   in wire order
 def _frame_events(
     reader: RowReader,
     facts: StreamFacts,
