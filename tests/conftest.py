@@ -1,75 +1,12 @@
-"""Shared test helpers: where the capture fixtures live and which scenarios exist."""
+"""pytest's hooks and fixtures for the suite: markers by what a test needs, the personal-Lua
+skip, and a clean terminal environment. Shared helpers live in ``helpers.py``."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-#: The committed capture fixtures (``python -m fixtures.build`` regenerates them).
-FIXTURES = ROOT / "fixtures"
-
-
-def fixture_scenarios(folder: Path = FIXTURES) -> list[str]:
-    """Names of the scenarios that have a ground-truth JSON in ``folder``."""
-    return sorted(p.stem for p in folder.glob("*.json"))
-
-
-def fixture_truth(name: str, folder: Path = FIXTURES) -> dict:
-    """The ground truth (``fixtures/<name>.json``) of one scenario."""
-    return json.loads((folder / f"{name}.json").read_text())
-
-
-def fixture_path(name: str, folder: Path = FIXTURES) -> Path:
-    """The capture file of one scenario (pcapng, or pcap for the link-layer variants)."""
-    truth = folder / f"{name}.json"
-    if truth.exists():
-        return folder / json.loads(truth.read_text())["capture"]
-    return folder / f"{name}.pcapng"
-
-
-NOT_SMTP_PORTS = {53, 80, 443}
-
-
-def usable_keylog(truth: dict) -> str | None:
-    """The scenario's key log, or None when it has none or none with a key in it (a
-    handshake that died before any secret existed)."""
-    from pyshark_tools.engine.keylog import check_keylog
-    from pyshark_tools.errors import KeylogError
-
-    if not truth.get("keylog"):
-        return None
-    path = FIXTURES / truth["keylog"]
-    try:
-        check_keylog(path)
-    except KeylogError:
-        return None
-    return str(path)
-
-
-def smtp_ports(truth: dict) -> tuple[int, ...]:
-    """The SMTP server ports of a scenario (the analyzer's --port values)."""
-    return tuple(sorted({c["server_port"] for c in truth["conversations"]} - NOT_SMTP_PORTS))
-
-
-def analyze_fixture(name: str, with_keys: bool, **options: object):
-    """analyze() a scenario the way its ground truth expects (ports, trust store, name)."""
-    from pyshark_tools import analyze
-
-    truth = fixture_truth(name)
-    return analyze(
-        FIXTURES / truth["capture"] if truth.get("capture") else fixture_path(name),
-        keylog=usable_keylog(truth) if with_keys else None,
-        ports=smtp_ports(truth),
-        trust_store=FIXTURES / truth["trust_store"],
-        expect_cert_name=truth.get("expect_cert_name"),
-        **options,
-    )
-
 
 # Wireshark 4.2 and later run no personal Lua plugin for root. Tests marked personal_lua need
 # smtptls.lua inside tshark/Wireshark: as root with such a version they cannot run, and are
@@ -78,12 +15,33 @@ PERSONAL_LUA_SKIP = ("this tshark runs no personal Lua plugin for root (Wireshar
                      "run these as an unprivileged user (scripts/debian13-root.sh does)")
 
 
+#: What a test needs, by its file: ``pytest -m "not slow and not gui and not browser"`` is the
+#: quick run while developing; CI runs everything.
+MARKERS = {
+    "gui": ("the real Wireshark GUI under Xvfb", {"test_wireshark_gui.py"}),
+    "browser": ("headless Chromium", {"test_html_layout.py", "test_html_report.py"}),
+    "lua": ("Lua interpreters or the plugin inside tshark",
+            {"test_wireshark_lua.py", "test_wireshark_lua_versions.py"}),
+    "corpus": ("the peer corpus of other projects' captures beside the repository",
+               {"test_corpus_analyzer.py", "test_corpus_certificates.py", "test_all_tls_words.py"}),
+    "slow": ("minutes of work: fuzzing, real mail servers in Debian roots, probes",
+             {"test_fuzz.py", "test_realstack.py", "test_serverlogs_realstack.py", "test_probe.py",
+              "test_levers_identical.py", "test_wireshark_gui.py"}),
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "personal_lua: needs smtptls.lua to run inside tshark for this user")
+    for name, (needs, _files) in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: needs {needs}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name, (_needs, files) in MARKERS.items():
+            if item.path.name in files:
+                item.add_marker(getattr(pytest.mark, name))
     marked = [item for item in items if item.get_closest_marker("personal_lua")]
     if not marked or shutil.which("tshark") is None:
         return

@@ -17,10 +17,9 @@ import pytest
 
 from pyshark_tools import analyze
 
-from .conftest import FIXTURES, fixture_path, fixture_truth
 from .corpus import CORPUS, zeek_rows
+from .helpers import TRUST, fixture_path, fixture_truth
 
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 SMTP_WORDS = re.compile(r"EHLO|Exchange|Set-SendConnector|SMTP|sending server|connector|"
                         r"Postfix|Exim|mail", re.I)
 REFUSED = CORPUS / "zeek" / "Traces" / "tls" / "certificate-request-failed.pcap"

@@ -15,7 +15,7 @@ from pyshark_tools import analyze
 from pyshark_tools.core.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
 from pyshark_tools.report import Report
 
-from .conftest import (
+from .helpers import (
     FIXTURES,
     NOT_SMTP_PORTS,
     analyze_fixture,

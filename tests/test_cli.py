@@ -18,12 +18,11 @@ import pytest
 
 from pyshark_tools.core.schema import CERTIFICATE_COLUMNS, CONVERSATION_COLUMNS, FINDING_COLUMNS
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES, TRUST
 
 EMPTY = FIXTURES / "tls12-client-cert-empty.pcapng"
 EMPTY_KEYS = FIXTURES / "tls12-client-cert-empty.keys"
 OK = FIXTURES / "tls12-client-cert-ok.pcapng"
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 
 
 def run(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -19,8 +19,8 @@ from pyshark_tools.core.invariants import INVARIANTS, violations
 from pyshark_tools.core.user_tables import joined
 from pyshark_tools.report import Report
 
-from .conftest import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
 from .corpus import CORPUS
+from .helpers import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
 
 CASES = [
     pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")

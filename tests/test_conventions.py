@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import FIXTURES, ROOT, fixture_path, fixture_truth
+from .helpers import FIXTURES, ROOT, TRUST, fixture_path, fixture_truth
 
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 SEED = fixture_path("tls12-client-cert-empty")
 CLI = [sys.executable, "-m", "pyshark_tools.cli"]
 

@@ -12,7 +12,7 @@ import pytest
 from pyshark_tools.core.evidence import conversation_filter, conversation_filters, evidence_filter
 from pyshark_tools.engine.tshark import find_tshark
 
-from .conftest import analyze_fixture, fixture_path
+from .helpers import analyze_fixture, fixture_path
 
 
 def _frames(capture, display_filter: str) -> list[int]:

@@ -20,10 +20,9 @@ from click.testing import CliRunner
 import pyshark_tools.pipeline as pipeline_module
 from pyshark_tools import cli
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES, TRUST
 
 EMPTY = FIXTURES / "tls12-client-cert-empty.pcapng"
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 
 
 def run(*args: object, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES, TRUST
 
 CAPTURES = Path(__file__).parent / "failmodes" / "captures"
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 ENGINES = {"reference": ["--no-prefilter"], "fast": [], "fast-tshark": ["--no-native"]}
 
 

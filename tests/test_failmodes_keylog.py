@@ -11,12 +11,11 @@ from pathlib import Path
 
 from pyshark_tools.engine.keylog import capture_client_randoms, check_keylog, matching_keylog
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES, TRUST
 
 TLS13 = FIXTURES / "tls13-client-cert-ok.pcapng"
 TLS13_KEYS = FIXTURES / "tls13-client-cert-ok.keys"
 OTHER_KEYS = FIXTURES / "tls12-client-cert-empty.keys"
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 
 
 def _run(*args: object) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pyshark_tools.core.certificates import certificate_rows, load_trust_store, validate_chain
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 STORE_PEM = FIXTURES / "pki" / "test-root-ca.pem"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 FAKE = Path(__file__).parent / "failmodes" / "fake_tshark.py"
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES, TRUST
 
 FAKE = Path(__file__).parent / "failmodes" / "fake_tshark.py"
 SCENARIO = "tls12-client-cert-empty"
 CAPTURE = FIXTURES / f"{SCENARIO}.pcapng"
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 # the reference engine, and the fast engine with tshark reading the conversation
 ENGINES = {"reference": ["--no-prefilter"], "fast": ["--no-native"]}
 

@@ -14,9 +14,7 @@ from pyshark_tools.render.data import to_markdown
 from pyshark_tools.render.html import render_html
 from pyshark_tools.render.inline import markdown_inline, spans
 
-from .conftest import FIXTURES, fixture_path, fixture_truth
-
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
+from .helpers import TRUST, fixture_path, fixture_truth
 
 
 @cache

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, fixture_path, fixture_scenarios, fixture_truth
+from tests.helpers import FIXTURES, ROOT, fixture_path, fixture_scenarios, fixture_truth
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")

@@ -23,9 +23,8 @@ from pyshark_tools.render.headline import headline
 from pyshark_tools.render.html import render_html
 from pyshark_tools.render.ladder import STYLE_COLOURS, ladder_svg
 
-from .conftest import FIXTURES, fixture_path, fixture_truth
+from .helpers import FIXTURES, TRUST, fixture_path, fixture_truth
 
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
     "chromium-browser")
 needs_chromium = pytest.mark.skipif(

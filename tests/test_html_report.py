@@ -18,9 +18,8 @@ from pyshark_tools.cli import main
 from pyshark_tools.render.html import render_html
 from pyshark_tools.render.labels import verdict_label
 
-from .conftest import FIXTURES, ROOT, fixture_path, fixture_truth
+from .helpers import FIXTURES, ROOT, TRUST, fixture_path, fixture_truth
 
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 SEED = "tls12-client-cert-empty"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
     "chromium-browser")

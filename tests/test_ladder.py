@@ -12,10 +12,9 @@ from pyshark_tools import analyze
 from pyshark_tools.render.labels import verdict_label
 from pyshark_tools.render.ladder import Ladder, ladder_steps, ladder_svg
 
-from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
+from .helpers import FIXTURES, TRUST, fixture_path, fixture_scenarios, fixture_truth
 
 SVG = "{http://www.w3.org/2000/svg}"
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 RED = "#cf222e"
 
 

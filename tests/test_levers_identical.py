@@ -14,7 +14,7 @@ import pytest
 from pyshark_tools import analyze
 from pyshark_tools.report import Report
 
-from .conftest import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
+from .helpers import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
 
 TABLES = ("conversations", "certificates", "findings", "events")
 #: capture facts that must not depend on the engine

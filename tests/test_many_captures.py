@@ -19,9 +19,8 @@ import pytest
 
 from pyshark_tools import analyze
 
-from .conftest import FIXTURES, fixture_path
+from .helpers import TRUST, fixture_path
 
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 SEED = fixture_path("tls12-client-cert-empty")
 EXPIRED = fixture_path("tls12-client-cert-expired")
 MIXED = fixture_path("mixed-traffic")

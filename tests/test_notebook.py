@@ -10,7 +10,7 @@ import pytest
 
 from pyshark_tools.render.labels import verdict_label
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

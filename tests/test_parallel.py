@@ -18,7 +18,7 @@ from pyshark_tools.engine.tshark import find_tshark
 from pyshark_tools.engine.tshark_rows import extract
 from pyshark_tools.pipeline import capture_files, is_many
 
-from .conftest import FIXTURES, fixture_path
+from .helpers import FIXTURES, fixture_path
 from .test_levers_identical import assert_same_report
 
 PORTS = (25, 587, *IMPLICIT_TLS_PORTS)

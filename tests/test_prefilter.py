@@ -24,7 +24,7 @@ from pyshark_tools.engine.prefilter import Unsupported, _packets, prefilter
 from pyshark_tools.engine.progress import ByteProgress
 from pyshark_tools.engine.tshark import find_tshark
 
-from .conftest import FIXTURES, fixture_path
+from .helpers import FIXTURES, fixture_path
 from .test_levers_identical import assert_same_report
 
 PORTS = (25, 587, 465)

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from .conftest import FIXTURES
+from .helpers import TRUST
 from .probe_server import Behaviour, ExoLikeServer, closed_port, make_chains, write_pem, write_pfx
 
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
 RCPT = "someone@fabrikam.com"
 
 

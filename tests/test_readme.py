@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from .conftest import FIXTURES, ROOT, fixture_truth
+from .helpers import FIXTURES, ROOT, fixture_truth
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SETUP = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")

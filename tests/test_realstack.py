@@ -21,7 +21,7 @@ from fixtures.realstack import exim, postfix
 from pyshark_tools import analyze
 from pyshark_tools.report import Report
 
-from .conftest import FIXTURES, fixture_scenarios, fixture_truth
+from .helpers import FIXTURES, fixture_scenarios, fixture_truth
 
 REALSTACK = FIXTURES / "realstack"
 NAMES = fixture_scenarios(REALSTACK)

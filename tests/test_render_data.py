@@ -18,7 +18,7 @@ from pyshark_tools.core.user_tables import LIST_COLUMNS
 from pyshark_tools.render import data
 from pyshark_tools.report import Report
 
-from .conftest import analyze_fixture
+from .helpers import analyze_fixture
 
 
 def reference_cell(value: Any) -> Any:

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from pyshark_tools.render import grouped, text
 
-from .conftest import analyze_fixture
+from .helpers import analyze_fixture
 
 
 def _render(report, details: bool) -> str:

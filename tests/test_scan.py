@@ -26,8 +26,8 @@ from pyshark_tools.engine import prefilter, scan
 from pyshark_tools.engine.scan import CaptureIndex, Declined, _Pcapng, build_index, index_capture
 from pyshark_tools.engine.tshark import find_tshark
 
-from .conftest import FIXTURES
 from .corpus import CORPUS
+from .helpers import FIXTURES
 
 PORTS = (25, 587, 465)
 T0 = 1_772_442_000_000_000  # µs

@@ -14,7 +14,7 @@ from pyshark_tools.core.schema import TABLES, Column
 from pyshark_tools.core.user_tables import LIST_COLUMNS
 from pyshark_tools.render.tables_doc import tables_markdown
 
-from .conftest import analyze_fixture
+from .helpers import analyze_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Fixtures whose reports fill most columns: a presented chain, an empty Certificate, a cut

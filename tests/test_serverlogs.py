@@ -13,7 +13,7 @@ import pytest
 from pyshark_tools.core.schema import LOG_FINDING_COLUMNS, LOG_SESSION_COLUMNS
 from pyshark_tools.serverlogs import LogsUnreadable, read_logs
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 LOGS = FIXTURES / "serverlogs"
 SEED_LOG = LOGS / "tls12-client-cert-empty.SEND.log"

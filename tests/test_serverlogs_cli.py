@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 from .test_cli import TRUST, assert_clean_error, run
 
 LOGS = FIXTURES / "serverlogs"

@@ -13,7 +13,7 @@ import pytest
 from pyshark_tools.core.invariants import violations
 from pyshark_tools.core.tables import records
 
-from .conftest import FIXTURES, analyze_fixture, fixture_truth
+from .helpers import FIXTURES, analyze_fixture, fixture_truth
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 

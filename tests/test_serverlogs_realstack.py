@@ -13,7 +13,7 @@ import pytest
 
 from pyshark_tools.serverlogs import read_logs
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 REAL = FIXTURES / "realstack"
 #: The mail software whose logs this tool reads (the real stacks also run swaks, smtplib and a

@@ -16,7 +16,7 @@ from pyshark_tools import analyze
 from pyshark_tools.core.tcpgaps import SequenceGaps
 from pyshark_tools.engine.prefilter import IRREGULAR
 
-from .conftest import analyze_fixture, fixture_truth
+from .helpers import analyze_fixture, fixture_truth
 from .test_levers_identical import assert_same_report
 
 #: fixture -> conversations the native reader reads (the others are kept whole for tshark)
@@ -97,7 +97,7 @@ def test_out_of_order_reassembly_unless_packets_may_be_cut(tmp_path) -> None:
     from fixtures.factory import pcapng
     from pyshark_tools.core.tcpgaps import OUT_OF_ORDER, tcp_preferences
 
-    from .conftest import fixture_path
+    from .helpers import fixture_path
 
     assert tcp_preferences(fixture_path("truncated-snaplen")) == ()  # IDB snaplen 200
     assert tcp_preferences(fixture_path("tcp-duplicates-reordered")) == (OUT_OF_ORDER,)

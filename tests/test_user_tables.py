@@ -15,9 +15,7 @@ from pyshark_tools.core.certificates import TRUST_STATUSES
 from pyshark_tools.core.schema import SCHEMA_VERSION, Severity
 from pyshark_tools.render.data import to_csv, to_json
 
-from .conftest import FIXTURES, fixture_path, fixture_truth
-
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
+from .helpers import FIXTURES, TRUST, fixture_path, fixture_truth
 
 
 @cache

@@ -19,9 +19,7 @@ from pyshark_tools.notebook import (
 )
 from pyshark_tools.render.labels import verdict_label
 
-from .conftest import FIXTURES, fixture_path, fixture_truth
-
-TRUST = FIXTURES / "pki" / "test-root-ca.pem"
+from .helpers import FIXTURES, TRUST, fixture_path, fixture_truth
 
 
 @cache

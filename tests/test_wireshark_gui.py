@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, fixture_path
+from .helpers import ROOT, fixture_path
 from .test_wireshark_profile import empty_rule_rgb
 
 SCRIPT = ROOT / "scripts" / "wireshark-screenshot.sh"

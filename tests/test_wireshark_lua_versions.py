@@ -18,7 +18,7 @@ import pytest
 from pyshark_tools.engine.tshark import AGGREGATOR
 from pyshark_tools.wireshark.install import field_is_true, lua_verdicts, plugin_source
 
-from .conftest import FIXTURES, fixture_path, fixture_truth
+from .helpers import FIXTURES, fixture_path, fixture_truth
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed"),

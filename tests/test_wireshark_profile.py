@@ -28,7 +28,7 @@ from pyshark_tools.wireshark.install import (
     wireshark_folders,
 )
 
-from .conftest import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
+from .helpers import FIXTURES, fixture_path, fixture_scenarios, fixture_truth
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed"),

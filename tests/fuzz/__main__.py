@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fixtures = SMALL_SEEDS
     if args.all_fixtures:
-        from ..conftest import FIXTURES
+        from ..helpers import FIXTURES
 
         fixtures = tuple(sorted(p.stem for p in FIXTURES.glob("*.pcapng")))
     started = time.monotonic()

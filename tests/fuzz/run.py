@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..conftest import FIXTURES, fixture_truth, smtp_ports, usable_keylog
+from ..helpers import FIXTURES, fixture_truth, smtp_ports, usable_keylog
 from .mutate import KINDS, mutate
 
 #: Fixtures the mutants start from (the large mixed-traffic capture only in long runs).
