@@ -79,7 +79,9 @@ class Recording:
 _FIN, _SYN, _RST, _PSH, _ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
-def _checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of IPv4 headers and TCP/UDP segments; the fixture
+    factories use this one too."""
     if len(data) % 2:
         data += b"\x00"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -118,7 +120,7 @@ class _Framer:
             pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(segment), 6)
         else:
             pseudo = src.packed + dst.packed + struct.pack("!xBH", 6, len(segment))
-        csum = _checksum(pseudo + segment)
+        csum = internet_checksum(pseudo + segment)
         segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
         self.seq[d] += len(payload) + (1 if flags & (_SYN | _FIN) else 0)
         if self.v6:
@@ -129,7 +131,7 @@ class _Framer:
             self.ip_id[d] = (ident + 1) & 0xFFFF
             hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), ident, 0x4000, 64, 6,
                               0, src.packed, dst.packed)
-            ip = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+            ip = hdr[:10] + struct.pack("!H", internet_checksum(hdr)) + hdr[12:]
             ethertype = 0x0800
         return _MACS[d] + struct.pack("!H", ethertype) + ip + segment
 
