@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from .details import detail_fields
 from .events import IMPLICIT_TLS_PORTS, Extraction, StreamFacts
 from .schema import CONVERSATION_COLUMNS, ClientCert
 from .tables import Record, records_by_stream, tuples_by_stream
@@ -82,16 +83,6 @@ class _Smtp:
     replies: list[tuple[int, str, str]] = field(default_factory=list)  # frame, code, first line
 
 
-def _unspace_versions(detail: str) -> str:
-    """'TLS 1.2' holds a space; the key=value details are split on spaces."""
-    return detail.replace("TLS 1.", "TLS_1.").replace("SSL 3.", "SSL_3.").replace(
-        "SSL 2.", "SSL_2.")
-
-
-def _kv(detail: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in detail.split() if "=" in part)
-
-
 def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
     smtp, tls = _Smtp(), _Tls()
     decrypted_any = False
@@ -141,22 +132,22 @@ def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
 
 def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> None:
     if name == "ClientHello" and tls.client_hello is None:
-        kv = _kv(_unspace_versions(detail))
+        kv = detail_fields(detail)
         tls.client_hello = frame
-        tls.offered = kv.get("versions", "").replace("_", " ")
+        tls.offered = kv.get("versions", "")
         tls.sni, tls.ja3 = kv.get("sni"), kv.get("ja3")
     elif name == "HelloRetryRequest" and tls.hello_retry is None:
         tls.hello_retry = frame  # the real ServerHello follows the second ClientHello
     elif name == "ServerHello" and tls.server_hello is None:
-        kv = _kv(_unspace_versions(detail))
+        kv = detail_fields(detail)
         tls.psk = "psk" in kv
         tls.server_hello = frame
         version = kv.get("version")
-        tls.version = version.replace("_", " ") if version and version != "None" else None
+        tls.version = version if version and version != "None" else None
         tls.cipher = kv.get("cipher") if kv.get("cipher") != "None" else None
         tls.ja3s = kv.get("ja3s")
     elif name == "Certificate":
-        count = int(_kv(detail).get("certificates", "0"))
+        count = int(detail_fields(detail).get("certificates", "0"))
         if sender == "server" and tls.server_cert is None:
             tls.server_cert = frame
         elif sender == "client" and tls.client_cert is None:

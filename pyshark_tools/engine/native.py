@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ..core.details import certificate_detail, client_hello_detail, server_hello_detail
 from ..core.events import HELLO_RETRY_RANDOM, CertificateMessage
 from ..core.smtp_dialogue import DialogueReader, ItemKind
 from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
@@ -372,24 +373,19 @@ class NativeConversation:
                 offered, sni, ja3 = _client_hello(body)
                 self.client_hello_from = self.client_hello_from or src
                 names = [version_name(v) for v in offered if (v & 0x0F0F) == v]
-                parts = [f"versions={','.join(n for n in names if n)}"]
-                if sni:
-                    parts.append(f"sni={sni}")
-                parts.append(f"ja3={ja3}")
-                detail = " ".join(parts)
+                detail = client_hello_detail([n for n in names if n], sni, ja3)
             elif hs == 2:
                 version, suite, psk, ja3s = _server_hello(body)
                 self.tls13 = version == 0x0304
-                accepted = "" if psk is None else f" psk={psk}"
-                detail = f"version={version_name(version)} cipher={cipher_name(suite)}" \
-                         f"{accepted} ja3s={ja3s}"
+                detail = server_hello_detail(version_name(version), cipher_name(suite), psk,
+                                             ja3s)
             elif hs == 11:
                 if self.tls13:
                     raise Demote("cleartext TLS 1.3 Certificate")
                 declared, ders = _certificate_list(body)
                 self.certificates.append(CertificateMessage(
                     self.stream, frame, ns_to_datetime(ns), src, dst, declared, ders, False))
-                detail = f"certificates={len(ders)} length={declared}"
+                detail = certificate_detail(len(ders), declared)
             elif hs not in (0, 4, 12, 13, 14, 15, 16, 22):  # 22: CertificateStatus (OCSP)
                 raise Demote(f"cleartext handshake message {hs}")
             out.append((handshake_name(hs), detail))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from ..core.details import certificate_detail, client_hello_detail, server_hello_detail
 from ..core.events import (
     DEFAULT_PORTS,
     HELLO_RETRY_RANDOM,
@@ -327,25 +328,22 @@ def _frame_events(
                 row["tls.handshake.version"]
             )
             names = [version_name(v) for v in offered if (v & 0x0F0F) == v]
-            parts = [f"versions={','.join(n for n in names if n)}"]
-            if row["tls.handshake.extensions_server_name"]:
-                parts.append(f"sni={_split(row['tls.handshake.extensions_server_name'])[0]}")
-            if row["tls.handshake.ja3"]:
-                parts.append(f"ja3={_split(row['tls.handshake.ja3'])[0]}")
-            detail = " ".join(parts)
+            sni = row["tls.handshake.extensions_server_name"]
+            ja3 = row["tls.handshake.ja3"]
+            detail = client_hello_detail([n for n in names if n],
+                                         _split(sni)[0] if sni else None,
+                                         _split(ja3)[0] if ja3 else None)
         elif hs == 2:
             selected = _ints(row["tls.handshake.extensions.supported_version"])
             legacy = _ints(row["tls.handshake.version"])
             version = version_name(selected[0] if selected else (legacy[0] if legacy else None))
             suites = _ints(row["tls.handshake.ciphersuite"])
             cipher = cipher_name(suites[-1]) if suites else None
-            parts = [f"version={version}", f"cipher={cipher}"]
             psk = _split(row["tls.handshake.extensions.psk.identity.selected"])
-            if psk:  # TLS 1.3: the server accepted a pre-shared key (resumption)
-                parts.append(f"psk={psk[0]}")
-            if row["tls.handshake.ja3s"]:
-                parts.append(f"ja3s={_split(row['tls.handshake.ja3s'])[0]}")
-            detail = " ".join(parts)
+            ja3s = row["tls.handshake.ja3s"]
+            # psk: TLS 1.3, the server accepted a pre-shared key (resumption)
+            detail = server_hello_detail(version, cipher, psk[0] if psk else None,
+                                         _split(ja3s)[0] if ja3s else None)
             if HELLO_RETRY_RANDOM in _split(row["tls.handshake.random"]):
                 name = "HelloRetryRequest"
         elif hs == 11:
@@ -355,7 +353,7 @@ def _frame_events(
             declared = lengths[0] if lengths else None
             certs.append(CertificateMessage(stream, frame, when, src, dst, declared, ders,
                                             opaque))
-            detail = f"certificates={len(ders)} length={declared}"
+            detail = certificate_detail(len(ders), declared)
         # Hellos are always clear; later messages in a frame with decrypted records are not.
         decrypted = opaque and hs not in (1, 2)
         if 20 in content_types and (decrypted or hs == 20):

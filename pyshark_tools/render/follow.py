@@ -9,6 +9,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
+from ..core.details import detail_fields
 from ..core.evidence import evidence_filter
 from ..merged import captures_with_stream, is_merged, one_capture
 from .labels import verdict_label
@@ -46,7 +47,7 @@ def _handshake_text(ev: object, certs: pd.DataFrame) -> tuple[str, str]:
     if name != "Certificate":
         return f"[TLS {name}{' ' + detail if detail else ''}]", "blue"
     chain = certs[certs["frame"] == ev.frame] if len(certs) else certs  # type: ignore[attr-defined]
-    if "certificates=0" in detail:
+    if detail_fields(detail).get("certificates") == "0":
         return "[TLS Certificate: EMPTY - no certificate presented]", "bold red"
     subjects = [str(s) for s in chain.sort_values("position")["subject"]] if len(chain) else []
     shown = " <- ".join(subjects) if subjects else detail

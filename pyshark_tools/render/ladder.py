@@ -9,7 +9,6 @@ caption. ``ladder_steps`` gives the rows as data; ``ladder_svg`` draws them.
 from __future__ import annotations
 
 import html
-import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..core.details import detail_fields
 from ..core.evidence import evidence_filter
 from .labels import SEVERITY_STYLES, VERDICT_STYLES, verdict_label
 
@@ -82,14 +82,6 @@ _SMTP_CHARS = 78  # monospace characters that fit between the lanes
 _MINOR_TLS = {"ServerKeyExchange", "ServerHelloDone", "ClientKeyExchange", "Finished",
               "NewSessionTicket", "EncryptedExtensions", "CertificateVerify",
               "ChangeCipherSpec"}
-
-
-_KV = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|$)")
-
-
-def _kv(detail: str) -> dict[str, str]:
-    """``versions=TLS 1.3,TLS 1.2 ja3=...`` -> {"versions": "TLS 1.3,TLS 1.2", "ja3": ...}."""
-    return {key: value.strip() for key, value in _KV.findall(str(detail or ""))}
 
 
 def _cn_or_subject(certs: pd.DataFrame, frame: int) -> tuple[str, int, str]:
@@ -208,7 +200,7 @@ def _with_log_lines(report: Report, stream: int, steps: list[Step], start) -> li
 
 def _handshake(name: str, detail: str, sender: str, frame: int,
                certs: pd.DataFrame) -> tuple[str, str, str]:
-    kv = _kv(detail)
+    kv = detail_fields(detail)
     if name == "ClientHello":
         offered = kv.get("versions", "").replace(",", ", ")
         return "ClientHello", f"offers {offered}" if offered else "", "tls"
