@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pyshark_tools.wireshark import install as ws
 from pyshark_tools.wireshark.commands import wireshark
-from pyshark_tools.wireshark.install import install as ws
 
 
 def _folders(root: Path) -> ws.Folders:

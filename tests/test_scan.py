@@ -151,19 +151,17 @@ def _declined(capture: Path, reason: str) -> None:
     assert index_capture(capture, PORTS) is None
 
 
-def test_refuses_at_least_what_the_loop_refuses() -> None:
-    """scan.py repeats the loop's constants (so that the prefilter can import it): the
-    tunnels and ICMP errors it declines include the loop's, and it reads no link type the
-    loop does not."""
-    assert prefilter._TUNNEL_PROTOS <= scan._TUNNEL_PROTOS
-    assert prefilter._TUNNEL_UDP_PORTS <= scan._TUNNEL_UDP_PORTS
-    assert prefilter._ICMP4_ERRORS <= scan._ICMP4_ERRORS
-    assert prefilter._ICMP6_ERRORS <= scan._ICMP6_ERRORS
-    assert scan.LINKTYPES <= prefilter._SUPPORTED_LINKTYPES
-    assert (scan.LT_NULL, scan.LT_ETHERNET, scan.LT_RAW, scan.LT_LOOP, scan.LT_SLL,
-            scan.LT_IPV4, scan.LT_IPV6, scan.LT_SLL2) == (
-        prefilter.LT_NULL, prefilter.LT_ETHERNET, prefilter.LT_RAW, prefilter.LT_LOOP,
-        prefilter.LT_SLL, prefilter.LT_IPV4, prefilter.LT_IPV6, prefilter.LT_SLL2)
+def test_both_readers_read_one_declaration_of_the_format() -> None:
+    """The index and the loop decline the same tunnels and ICMP errors and read the same link
+    types: both take them from ``engine.capture_format``, not from copies."""
+    from pyshark_tools.engine import capture_format
+
+    assert prefilter._TUNNEL_PROTOS is scan._TUNNEL_PROTOS is capture_format.TUNNEL_PROTOS
+    assert prefilter._TUNNEL_UDP_PORTS is scan._TUNNEL_UDP_PORTS
+    assert prefilter._ICMP4_ERRORS is scan._ICMP4_ERRORS
+    assert prefilter._ICMP6_ERRORS is scan._ICMP6_ERRORS
+    assert prefilter._SUPPORTED_LINKTYPES is scan.LINKTYPES
+    assert capture_format.LT_SLL2 in scan.LINKTYPES and 47 in scan._TUNNEL_PROTOS
 
 
 # --------------------------------------------------------------------- real captures

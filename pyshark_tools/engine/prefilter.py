@@ -43,6 +43,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .capture_format import ACK as _ACK
+from .capture_format import FIN as _FIN
+from .capture_format import ICMP4_ERRORS as _ICMP4_ERRORS
+from .capture_format import ICMP6_ERRORS as _ICMP6_ERRORS
+from .capture_format import LINKTYPES as _SUPPORTED_LINKTYPES
+from .capture_format import LT_ETHERNET, LT_IPV4, LT_IPV6, LT_LOOP, LT_NULL, LT_RAW, LT_SLL, LT_SLL2
+from .capture_format import RST as _RST
+from .capture_format import SYN as _SYN
+from .capture_format import TUNNEL_PROTOS as _TUNNEL_PROTOS
+from .capture_format import TUNNEL_UDP_PORTS as _TUNNEL_UDP_PORTS
 from .forking import can_fork, map_forked
 from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
 
@@ -56,16 +66,6 @@ class Unsupported(Exception):
     """The prefilter cannot promise tshark's exact view of this capture."""
 
 
-# Link types (https://www.tcpdump.org/linktypes.html) the reader understands.
-LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = (
-    0, 1, 101, 108, 113, 228, 229, 276)
-_SUPPORTED_LINKTYPES = {LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6,
-                        LT_SLL2}
-_TUNNEL_PROTOS = {4, 41, 47, 51, 97, 115, 137}  # IPIP, IPv6-in-IP, GRE, AH, EtherIP, L2TP, MPLS
-_TUNNEL_UDP_PORTS = {4789, 6081, 2152, 3544, 5246, 5247, 1701, 4790}
-_ICMP4_ERRORS = {3, 4, 5, 11, 12}
-_ICMP6_ERRORS = {1, 2, 3, 4}
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _STARTTLS = re.compile(rb"(?:^|\n)STARTTLS[ \t]*\r?\n", re.IGNORECASE)
 
 # Direction modes of an SMTP conversation.

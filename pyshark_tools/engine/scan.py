@@ -42,26 +42,33 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
+from .capture_format import ACK as _ACK
+from .capture_format import FIN as _FIN
+from .capture_format import ICMP4_ERRORS as _ICMP4_ERRORS
+from .capture_format import ICMP6_ERRORS as _ICMP6_ERRORS
+from .capture_format import (
+    LINKTYPES,
+    LT_ETHERNET,
+    LT_IPV4,
+    LT_IPV6,
+    LT_LOOP,
+    LT_NULL,
+    LT_RAW,
+    LT_SLL,
+)
+from .capture_format import RST as _RST
+from .capture_format import SYN as _SYN
+from .capture_format import TUNNEL_PROTOS as _TUNNEL_PROTOS
+from .capture_format import TUNNEL_UDP_PORTS as _TUNNEL_UDP_PORTS
+
 __all__ = ["CaptureIndex", "Declined", "Interface", "Numbering", "build_index", "index_capture",
            "numbering_for", "tshark_numbering"]
 
-# The loop's constants (pyshark_tools.engine.prefilter), repeated rather than imported so that the
-# prefilter can import this module; tests/test_scan.py checks that they still agree.
-LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = (
-    0, 1, 101, 108, 113, 228, 229, 276)
-#: Link types whose IP header this module locates (the loop's, in ``_l3``).
-LINKTYPES = frozenset({LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6,
-                       LT_SLL2})
-_TUNNEL_PROTOS = frozenset({4, 41, 47, 51, 97, 115, 137})  # IPIP, 6in4, GRE, AH, EtherIP...
-_TUNNEL_UDP_PORTS = frozenset({4789, 6081, 2152, 3544, 5246, 5247, 1701, 4790})
-_ICMP4_ERRORS = frozenset({3, 4, 5, 11, 12})
-_ICMP6_ERRORS = frozenset({1, 2, 3, 4})
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _ENCAP_ETHERTYPES = (0x8847, 0x8848, 0x8864, 0x88BE, 0x22EB, 0x6558)  # the loop refuses them
 _IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options
 _MAX_PACKET = 262144  # tshark refuses larger records (WTAP_MAX_PACKET_SIZE_STANDARD)
 _SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
 
 class Declined(Exception):

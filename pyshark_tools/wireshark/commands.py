@@ -8,7 +8,7 @@ import click
 
 from pyshark_tools.core.schema import EXIT_TSHARK, EXIT_USAGE
 from pyshark_tools.errors import TsharkError
-from pyshark_tools.wireshark.install import install as ws
+from pyshark_tools.wireshark import install as ws
 
 
 class _Refused(click.ClickException):
