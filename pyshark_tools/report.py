@@ -7,8 +7,9 @@ renderers (imported when a notebook asks), its conversations from the notebook's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 
@@ -19,11 +20,44 @@ if TYPE_CHECKING:  # pragma: no cover
     from .notebook import ConversationView
 
 
+class CaptureInfo(TypedDict, total=False):
+    """``Report.capture`` (the JSON document's ``capture``): what was read, how, and with what."""
+
+    file: str | list[str]  # the capture (a merged report: the paths or the pattern given)
+    files: list[str]  # merged reports: every capture file
+    captures: list[CaptureInfo]  # merged reports: each capture's own record
+    size_bytes: int
+    packets_analysed: int
+    first_packet_time: datetime | None
+    last_packet_time: datetime | None
+    truncated_file: bool  # the file ends in the middle of a packet
+    complete: bool  # False: tshark stopped before the end (time limit, crash)
+    ports: list[int]
+    all_tls: bool
+    keylog: str | None
+    keylog_entries: int
+    keylog_matching: int  # key-log secrets that belong to this capture's ClientHellos
+    trust_store: str
+    expect_cert_name: str | None
+    accepted_domains: list[str]
+    tshark_version: str
+    tool_version: str
+    engine: str  # schema.Engine ("fast", "reference"; merged: comma separated)
+    engine_note: str
+    native_conversations: int
+    native_demoted: dict[str, int]  # why the native reader handed conversations to tshark
+    conversations_in_capture: int  # before --stream / --exo-only
+    stream_filter: list[int] | None
+    exo_only: bool
+    warnings: list[str]
+    server_logs: dict[str, Any]  # with --log: files, sessions, joined ...
+
+
 @dataclass
 class Report:
     """Everything ``analyze`` found. Tables are pandas DataFrames with stable columns."""
 
-    capture: dict[str, Any]
+    capture: CaptureInfo
     conversations: pd.DataFrame
     certificates: pd.DataFrame
     findings: pd.DataFrame
