@@ -384,8 +384,10 @@ def with_renegotiation(tls: _Tls, verdict: Verdict) -> Verdict:
               f"{tls.renegotiation}); that second handshake is encrypted, and so is any "
               "certificate the client sent in it: a key log is needed to see it")
     if verdict.value in CLIENT_CERT_ABSENT:
-        return Verdict(ClientCert.HIDDEN_RENEGOTIATION,
-                       f"the first handshake showed: {verdict.reason}; then {hidden}")
+        first = (f"the client's Certificate message in the first handshake (frame "
+                 f"{tls.client_cert}) was empty" if verdict.value == ClientCert.EMPTY else
+                 "the first handshake had no CertificateRequest")
+        return Verdict(ClientCert.HIDDEN_RENEGOTIATION, f"{first}; then {hidden}")
     return Verdict(verdict.value, f"{verdict.reason} (first handshake); then {hidden}")
 
 
