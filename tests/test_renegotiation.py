@@ -108,12 +108,17 @@ def test_verdict_matches_what_the_second_handshake_carried(name: str, with_keys:
     assert "W7" not in ids  # "the server never asked" is false: it asked, in the renegotiation
     assert not violations(report.conversations.to_dict("records"),
                           report.findings.to_dict("records"))
+    final = [r["text"][:3] for r in tc["smtp_replies"] if r["text"][3:4] != "-"]
     if with_keys:
         assert bool(row["cert_requested"]) is True
+        # the replies after the second handshake too: its secret is in the (short) key log
+        assert [str(c) for c in row["reply_codes"]][-3:] == final[-3:]
+        assert row["last_reply"] == tc["smtp_replies"][-1]["text"]
         assert ids == set(tc["expected_findings"])
         assert "X8" not in ids
     else:
         assert pd_isna(row["cert_requested"])  # unknown, not False
+        assert [str(c) for c in row["reply_codes"]] == final[:3]  # the clear-text part
         assert ids == {"X8"}
         finding = report.findings.iloc[0]
         assert finding["severity"] == "info" and "cannot see" in finding["explanation"]
@@ -165,3 +170,17 @@ def test_table_in_fixtures_readme_lists_them() -> None:
     text = (FIXTURES / "README.md").read_text()
     for name in NAMES:
         assert f"renegotiation/{name}.pcapng" in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_short_key_log_reaches_tshark_whole(name: str) -> None:
+    """The renegotiation's ClientHello is encrypted, so only one of the two secrets matches a
+    clear ClientHello; the other must reach tshark all the same."""
+    from pyshark_tools.keylog import check_keylog, matching_keylog
+
+    truth = _truth(name)
+    with matching_keylog(check_keylog(FOLDER / truth["keylog"]),
+                         FOLDER / truth["capture"]) as matched:
+        assert matched is not None and matched.path is not None
+        assert (matched.entries, matched.matching) == (2, 1)
+        assert matched.path.read_text().split() == (FOLDER / truth["keylog"]).read_text().split()
