@@ -183,4 +183,6 @@ def test_a_short_key_log_reaches_tshark_whole(name: str) -> None:
                          FOLDER / truth["capture"]) as matched:
         assert matched is not None and matched.path is not None
         assert (matched.entries, matched.matching) == (2, 1)
-        assert matched.path.read_text().split() == (FOLDER / truth["keylog"]).read_text().split()
+        lines = [ln for ln in (FOLDER / truth["keylog"]).read_text().splitlines()
+                 if ln.startswith("CLIENT_RANDOM ")]
+        assert matched.path.read_text().splitlines() == lines
