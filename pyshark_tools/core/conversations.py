@@ -15,7 +15,7 @@ import pandas as pd
 
 from .details import detail_fields
 from .events import IMPLICIT_TLS_PORTS, Extraction, StreamFacts
-from .schema import CONVERSATION_COLUMNS, ClientCert
+from .schema import CLIENT_CERT_ABSENT, CONVERSATION_COLUMNS, ClientCert
 from .tables import Record, records_by_stream, tuples_by_stream
 
 EXO_SUFFIX = ".mail.protection.outlook.com"
@@ -64,6 +64,10 @@ class _Tls:
     server_finished: int | None = None
     decrypted_handshake: bool = False
     app_data: bool = False
+    # TLS 1.2 renegotiation: the frame where a second handshake first shows (its ClientHello
+    # when decrypted, else a second ChangeCipherSpec from one side), and whether it is readable.
+    renegotiation: int | None = None
+    renegotiation_readable: bool = False
     alerts: list[tuple[int, str, str, str]] = field(default_factory=list)  # frame,sender,name,lvl
 
 
@@ -116,6 +120,7 @@ def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
             tls.decrypted_handshake = tls.decrypted_handshake or bool(ev.decrypted)
             _handshake(tls, frame, sender, name, detail)
         elif kind == "tls_ccs":
+            note_repeated_ccs(tls, frame, sender)
             if sender == "server" and tls.server_ccs is None:
                 tls.server_ccs = frame
             if sender == "client" and tls.client_ccs is None:
@@ -130,8 +135,21 @@ def _scan(stream_events: list[Any]) -> tuple[_Smtp, _Tls, bool]:
     return smtp, tls, decrypted_any
 
 
+def note_repeated_ccs(tls: _Tls, frame: int, sender: str) -> None:
+    """A second ChangeCipherSpec from the same side in TLS 1.2 or older ends a second
+    handshake: a renegotiation, even when its messages are encrypted (no key log)."""
+    earlier = tls.server_ccs if sender == "server" else tls.client_ccs
+    if earlier is not None and tls.version != "TLS 1.3" and tls.renegotiation is None:
+        tls.renegotiation = frame
+
+
 def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> None:
-    if name == "ClientHello" and tls.client_hello is None:
+    if name == "ClientHello" and tls.server_hello is not None:
+        # a ClientHello after the ServerHello (not after a HelloRetryRequest): renegotiation,
+        # readable because tshark decrypted it
+        if tls.renegotiation is None or not tls.renegotiation_readable:
+            tls.renegotiation, tls.renegotiation_readable = frame, True
+    elif name == "ClientHello" and tls.client_hello is None:
         kv = detail_fields(detail)
         tls.client_hello = frame
         tls.offered = kv.get("versions", "")
@@ -150,9 +168,11 @@ def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> No
         count = int(detail_fields(detail).get("certificates", "0"))
         if sender == "server" and tls.server_cert is None:
             tls.server_cert = frame
-        elif sender == "client" and tls.client_cert is None:
+        elif sender == "client" and (tls.client_cert is None or tls.renegotiation_readable):
+            # after a renegotiation the latest handshake's Certificate is the one that counts
             tls.client_cert, tls.client_cert_count = frame, count
-    elif name == "CertificateRequest" and sender == "server" and tls.cert_request is None:
+    elif name == "CertificateRequest" and sender == "server" and (
+            tls.cert_request is None or tls.renegotiation_readable):
         tls.cert_request = frame
     elif name == "ServerHelloDone" and tls.server_hello_done is None:
         tls.server_hello_done = frame
@@ -337,6 +357,31 @@ def decide_client_cert(
     return Verdict(ClientCert.NOT_CAPTURED, "the capture ends inside the server's hello")
 
 
+def with_renegotiation(tls: _Tls, verdict: Verdict) -> Verdict:
+    """The verdict once a renegotiation is taken into account. Without keys the second
+    handshake is encrypted: "no certificate" from the first one no longer holds (the
+    certificate may have travelled in the second), so it becomes "cannot see"."""
+    if tls.renegotiation is None:
+        return verdict
+    if tls.renegotiation_readable:
+        if verdict.value in (ClientCert.PRESENTED, ClientCert.EMPTY) and (
+                tls.client_cert or 0) > tls.renegotiation:
+            return Verdict(verdict.value, f"{verdict.reason}, in the second handshake (the "
+                           f"session was renegotiated inside TLS from frame "
+                           f"{tls.renegotiation}, decrypted with the key log)")
+        return Verdict(verdict.value, f"{verdict.reason}; the session was renegotiated inside "
+                       f"TLS from frame {tls.renegotiation} (decrypted with the key log)")
+    hidden = (f"the session was renegotiated inside TLS (a second ChangeCipherSpec in frame "
+              f"{tls.renegotiation}); that second handshake is encrypted, and so is any "
+              "certificate the client sent in it: a key log is needed to see it")
+    if verdict.value in CLIENT_CERT_ABSENT:
+        first = (f"the client's Certificate message in the first handshake (frame "
+                 f"{tls.client_cert}) was empty" if verdict.value == ClientCert.EMPTY else
+                 "the first handshake had no CertificateRequest")
+        return Verdict(ClientCert.HIDDEN_RENEGOTIATION, f"{first}; then {hidden}")
+    return Verdict(verdict.value, f"{verdict.reason} (first handshake); then {hidden}")
+
+
 def _alert_text(tls: _Tls) -> str:
     if not tls.alerts:
         return ""
@@ -392,7 +437,8 @@ def _row(
     client_ip, client_port = facts.client.rsplit(":", 1)
     server_ip, server_port = facts.server.rsplit(":", 1)
     implicit = int(server_port) in IMPLICIT_TLS_PORTS
-    verdict = decide_client_cert(smtp, tls, facts, implicit_tls=implicit, file_cut=file_cut)
+    verdict = with_renegotiation(
+        tls, decide_client_cert(smtp, tls, facts, implicit_tls=implicit, file_cut=file_cut))
     server_host = _host_from_banner(smtp.banner) or (
         smtp.ehlo_host.lower().rstrip(".")
         if smtp.ehlo_host and _HOST.match(smtp.ehlo_host)

@@ -360,6 +360,16 @@ def _tls_rules(out: _Collector, conv: Conv, options: Options = Options()) -> Non
                     "TLS inspection in between." if exo else
                     "Nothing to fix unless this server is meant to authenticate senders by "
                     "certificate; then configure it to request client certificates.")
+    elif verdict == ClientCert.HIDDEN_RENEGOTIATION:
+        out.add(conv, "X8", Severity.INFO, "Renegotiated inside TLS: client certificate not "
+                "visible",
+                f"{conv['verdict_reason'][:1].upper()}{conv['verdict_reason'][1:]}. A server "
+                "that asks for the certificate only in a renegotiation (as IIS-style front ends "
+                "do) receives it there, so this is not 'no certificate': it is 'cannot see'.",
+                _frames(conv["frame_server_hello"]),
+                "Re-run with --keylog FILE: an SSLKEYLOGFILE holding both handshakes' secrets "
+                "(OpenSSL and GnuTLS write one line per handshake), or read the server's log "
+                "of the second handshake.")
     elif verdict == ClientCert.NOT_CAPTURED:
         out.add(conv, "X4", Severity.INFO, "Capture incomplete for this conversation",
                 f"{conv['verdict_reason']}. The capture cannot tell whether a certificate was "

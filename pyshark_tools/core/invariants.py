@@ -74,6 +74,8 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("X1", "the server sent a certificate",
               lambda c: _set(c["frame_server_certificate"])),
     Invariant("X4", "the verdict is not_captured", _verdict(ClientCert.NOT_CAPTURED)),
+    Invariant("X8", "the verdict is hidden_renegotiation",
+              _verdict(ClientCert.HIDDEN_RENEGOTIATION)),
 )
 
 _BY_RULE = {inv.rule: inv for inv in INVARIANTS}

@@ -21,6 +21,9 @@ class ClientCert(StrEnum):
     EMPTY = "empty"  # CertificateRequest seen, client Certificate message had no certs
     NOT_REQUESTED = "not_requested"  # full TLS 1.2 handshake, the server never asked
     HIDDEN_TLS13 = "hidden_tls13"  # TLS 1.3 without usable keys: certificates encrypted
+    # TLS 1.2 renegotiated inside the session without usable keys: the second handshake, and
+    # any certificate it carried, is encrypted (the first one showed none).
+    HIDDEN_RENEGOTIATION = "hidden_renegotiation"
     RESUMED = "resumed"  # abbreviated handshake: no certificates are exchanged
     NO_TLS = "no_tls"  # the conversation never started TLS
     HANDSHAKE_FAILED = "handshake_failed"  # handshake ended before the client's Certificate
@@ -34,7 +37,8 @@ class ClientCert(StrEnum):
 CLIENT_CERT_ABSENT = frozenset({ClientCert.EMPTY, ClientCert.NOT_REQUESTED})
 #: Verdicts that mean "the capture cannot tell" (never report these as absent).
 CLIENT_CERT_UNKNOWN = frozenset(
-    {ClientCert.HIDDEN_TLS13, ClientCert.RESUMED, ClientCert.NOT_CAPTURED, ClientCert.NOT_LOGGED}
+    {ClientCert.HIDDEN_TLS13, ClientCert.RESUMED, ClientCert.NOT_CAPTURED, ClientCert.NOT_LOGGED,
+     ClientCert.HIDDEN_RENEGOTIATION}
 )
 
 

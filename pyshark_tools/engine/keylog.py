@@ -93,6 +93,10 @@ def check_keylog(path: str | os.PathLike) -> KeylogInfo:
 _CLIENT_HELLO = re.compile(rb"\x16\x03[\x00-\x04][\x00-\x48].\x01[\x00-\x01]..\x03[\x00-\x04]",
                            re.DOTALL)
 _CHUNK = 16 << 20
+#: A key log this short costs tshark nothing: when one of its lines matches, all of it is
+#: handed on, so the secret of a handshake the capture shows only encrypted (a TLS 1.2
+#: renegotiation's ClientHello travels under the first handshake's keys) is there too.
+SMALL_KEYLOG_LINES = 64
 
 
 def capture_client_randoms(capture: str | os.PathLike) -> set[bytes]:
@@ -141,6 +145,11 @@ def _matching_lines(text: str, randoms: set[bytes]) -> list[str]:
     return kept
 
 
+def small_keylog_lines(text: str) -> list[str]:
+    """Every well-formed key line of a short key log, matching this capture or not."""
+    return [m[0] for m in (_LINE.match(line.strip()) for line in text.splitlines()) if m]
+
+
 @contextmanager
 def matching_keylog(info: KeylogInfo | None,
                     capture: str | os.PathLike) -> Iterator[KeylogMatch | None]:
@@ -151,11 +160,14 @@ def matching_keylog(info: KeylogInfo | None,
         yield None
         return
     randoms = capture_client_randoms(capture)
-    kept = _matching_lines(info.path.read_text("ascii"), randoms)
+    text = info.path.read_text("ascii")
+    kept = _matching_lines(text, randoms)
     matching = sum(1 for line in kept if not line.startswith("RSA "))
     if not kept:
         yield KeylogMatch(info.entries, 0, None)
         return
+    if matching and info.entries <= SMALL_KEYLOG_LINES:
+        kept = small_keylog_lines(text)
     with tempfile.TemporaryDirectory(prefix="tls-smtp-report-keys-") as folder:
         path = Path(folder) / "matching.keys"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -33,7 +33,7 @@ LOG_ONLY_RULES = frozenset({"X3", "L1", "L3"})
 #: Log findings about the client certificate: added when the log decided the verdict.
 CERT_RULES = frozenset({"W6", "W6b", "W9", "W10", "W11"})
 #: Capture findings that only say "cannot see": dropped when the log decided the verdict.
-CANNOT_SEE_RULES = frozenset({"W4", "X4", "W5"})
+CANNOT_SEE_RULES = frozenset({"W4", "X4", "W5", "X8"})
 DECIDED = frozenset({ClientCert.PRESENTED.value, ClientCert.EMPTY.value})
 
 #: Columns the join adds to the conversations table.
