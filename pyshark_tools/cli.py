@@ -285,6 +285,9 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
     capture = _stdin_capture(capture) if capture == "-" else capture
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
     from .progress import ByteProgress
+    from .tshark import ask_version_early
+
+    ask_version_early()  # tshark answers while the analysis is imported
 
     # one bar from reading to the rendered output (it is gone before the output is written)
     label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"
