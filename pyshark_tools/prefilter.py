@@ -671,6 +671,9 @@ class _Pass:
         if seglen < 0:
             seglen = 0
         if conv.order is not None:
+            if flags & _ACK:
+                conv.order[1 - direction].acknowledge(int.from_bytes(data[l4 + 8:l4 + 12],
+                                                                     "big"))
             try:
                 self.in_order_packet(conv, d, direction, frame, ns,
                                      (ifkey, linktype, snaplen, tsres, units, data, orig,
@@ -783,8 +786,11 @@ class _Pass:
         back until the reading is sure, then tshark gets the whole conversation if not."""
         if conv.retained is not None:
             conv.retained.append(raw)
-        pieces = conv.order[direction].feed(seq, payload, flags)
+        order = conv.order[direction]
+        pieces = order.feed(seq, payload, flags)
         try:
+            if order.spurious:
+                raise Demote("a segment tshark calls a spurious retransmission")
             if d.mode == _CUT:
                 conv.cut = True
                 for piece in pieces:

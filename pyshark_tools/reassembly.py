@@ -28,11 +28,20 @@ class InOrder:
     segment makes available, one piece per segment they came from (a segment that waited
     for a gap comes out, whole, when the gap fills)."""
 
-    __slots__ = ("next", "waiting")
+    __slots__ = ("acked", "next", "spurious", "waiting")
 
     def __init__(self) -> None:
         self.next: int | None = None  # sequence number of the next byte expected
         self.waiting: dict[int, bytes] = {}  # sequence number -> payload (first copy)
+        self.acked: int | None = None  # the furthest acknowledgement the receiver sent
+        #: a segment brought bytes not read yet that the receiver had acknowledged before
+        #: it arrived: tshark calls it a spurious retransmission and does not dissect it
+        self.spurious = False
+
+    def acknowledge(self, ack: int) -> None:
+        """The receiver acknowledged up to ``ack`` (a packet of the other direction)."""
+        if self.acked is None or 0 < (ack - self.acked) % _SEQ_SPACE < _HALF:
+            self.acked = ack
 
     def feed(self, seq: int, payload: bytes, flags: int) -> list[bytes]:
         """The in-order pieces this segment releases (empty for a copy or an early one)."""
@@ -42,6 +51,10 @@ class InOrder:
                 return []
         if not payload:
             return []
+        end = seq + len(payload)
+        if self.acked is not None and (self.acked - end) % _SEQ_SPACE < _HALF \
+                and 0 < (end - self.next) % _SEQ_SPACE < _HALF:
+            self.spurious = True  # new bytes, but acknowledged before they came
         offset = (seq - self.next) % _SEQ_SPACE
         if offset >= _HALF:
             offset -= _SEQ_SPACE

@@ -94,3 +94,18 @@ def test_holes_and_partial_overlaps_stay_with_tshark() -> None:
     index = _index(lost + lost_at_end + overlap + before_first + fine)
     assert readable_in_order(index, [0, 1, 2, 3, 4]) == {4}
     assert readable_in_order(index, []) == set()
+
+
+def test_new_bytes_acknowledged_before_they_came_are_marked() -> None:
+    # tshark calls such a segment a spurious retransmission and does not dissect it
+    stream = InOrder()
+    stream.feed(0, b"", SYN)
+    stream.feed(1, b"abcd", ACK)
+    stream.acknowledge(5)
+    stream.feed(1, b"abcd", ACK)  # a copy of read bytes: nothing to tell
+    assert not stream.spurious
+    stream.feed(9, b"ijkl", ACK)  # early, not acknowledged
+    assert not stream.spurious
+    stream.acknowledge(13)  # the receiver claims all of it ...
+    assert stream.feed(5, b"efgh", ACK) == [b"efgh", b"ijkl"]  # ... before these came
+    assert stream.spurious
