@@ -783,11 +783,12 @@ class _Pass:
                         odd_options: bool) -> None:
         """One packet of a conversation read in sequence order (``_Pass.reordered``): the
         native reader reads the bytes it makes available in order; every packet is held
-        back until the reading is sure, then tshark gets the whole conversation if not."""
+        back to the conversation's end, and tshark gets the whole conversation if the native
+        reading declines it."""
         if conv.retained is not None:
             conv.retained.append(raw)
         order = conv.order[direction]
-        pieces = order.feed(seq, payload, flags)
+        pieces = order.feed(seq, payload, flags, frame, ns)
         try:
             if order.spurious:
                 raise Demote("a segment tshark calls a spurious retransmission")
@@ -798,12 +799,8 @@ class _Pass:
                 return
             if odd_options:
                 raise Demote("TCP options tshark may flag")
-            if payload and d.mode == _CLEAR:
-                # the SMTP dialogue reader puts segments in order itself (as for tshark's
-                # rows): it gets the segment as it came
-                conv.native.clear(direction, frame, ns, payload, seq, len(payload))
             tls = []
-            for piece in pieces:
+            for piece, (p_frame, p_ns, p_seq) in zip(pieces, order.sources, strict=True):
                 if d.mode == _CLEAR:
                     if (conv.implicit or conv.starttls) and len(piece) < 2:
                         raise Demote("a TLS record header split over segments")
@@ -817,6 +814,10 @@ class _Pass:
                         conv.starttls = True
                     elif conv.implicit:
                         raise Demote("not TLS on an implicit TLS port")
+                    if d.mode == _CLEAR:
+                        # the dialogue reader gets the bytes in order, each with the frame
+                        # that carried it (as it orders tshark's rows)
+                        conv.native.clear(direction, p_frame, p_ns, piece, p_seq, len(piece))
                 if d.mode == _TLS:
                     tls.append(piece)
                     done = d.records.feed(piece)
@@ -846,10 +847,9 @@ class _Pass:
             conv.whole = True  # its later packets go to tshark as they come
             conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
             return
-        if conv.retained is not None and d.mode == _CUT and conv.dirs[1 - direction].mode == _CUT:
-            conv.retained = None  # the native reading is sure: nothing goes to tshark
-            self.synthetic.extend(conv.held)
-            conv.held = None
+        # (held back to the conversation's end: a segment tshark calls a spurious
+        # retransmission may still come after the handshake, and handing the conversation
+        # to tshark then costs less than reading the capture again)
 
     def in_order_after_cut(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int,
                            piece: bytes) -> None:

@@ -28,11 +28,15 @@ class InOrder:
     segment makes available, one piece per segment they came from (a segment that waited
     for a gap comes out, whole, when the gap fills)."""
 
-    __slots__ = ("acked", "next", "spurious", "waiting")
+    __slots__ = ("acked", "next", "origin", "sources", "spurious", "waiting")
 
     def __init__(self) -> None:
         self.next: int | None = None  # sequence number of the next byte expected
         self.waiting: dict[int, bytes] = {}  # sequence number -> payload (first copy)
+        #: sequence number -> (frame, stamp) of each waiting segment
+        self.origin: dict[int, tuple[int, int]] = {}
+        #: (frame, stamp, sequence number) of each piece the last feed returned
+        self.sources: list[tuple[int, int, int]] = []
         self.acked: int | None = None  # the furthest acknowledgement the receiver sent
         #: a segment brought bytes not read yet that the receiver had acknowledged before
         #: it arrived: tshark calls it a spurious retransmission and does not dissect it
@@ -43,8 +47,11 @@ class InOrder:
         if self.acked is None or 0 < (ack - self.acked) % _SEQ_SPACE < _HALF:
             self.acked = ack
 
-    def feed(self, seq: int, payload: bytes, flags: int) -> list[bytes]:
-        """The in-order pieces this segment releases (empty for a copy or an early one)."""
+    def feed(self, seq: int, payload: bytes, flags: int, frame: int = 0,
+             stamp: int = 0) -> list[bytes]:
+        """The in-order pieces this segment releases (empty for a copy or an early one);
+        :attr:`sources` says which segment each came from."""
+        self.sources = []
         if self.next is None:
             self.next = (seq + 1) & 0xFFFFFFFF if flags & _SYN else seq
             if flags & _SYN:
@@ -59,11 +66,14 @@ class InOrder:
         if offset >= _HALF:
             offset -= _SEQ_SPACE
         if offset > 0:  # early: wait for the bytes before it (the first copy stays)
-            self.waiting.setdefault(seq, payload)
+            if seq not in self.waiting:
+                self.waiting[seq] = payload
+                self.origin[seq] = (frame, stamp)
             return []
         if offset + len(payload) <= 0:
             return []  # sent again: those bytes were read
         out = [payload[-offset:] if offset else payload]
+        self.sources.append((frame, stamp, self.next))
         self.next = (self.next + len(out[0])) & 0xFFFFFFFF
         while self.waiting:
             ready = None
@@ -75,9 +85,11 @@ class InOrder:
             if ready is None:
                 break
             data = self.waiting.pop(ready)
+            came = self.origin.pop(ready)
             skip = (self.next - ready) % _SEQ_SPACE
             if skip < len(data):
                 out.append(data[skip:])
+                self.sources.append((*came, self.next))
                 self.next = (self.next + len(data) - skip) & 0xFFFFFFFF
         return out
 

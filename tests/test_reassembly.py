@@ -109,3 +109,11 @@ def test_new_bytes_acknowledged_before_they_came_are_marked() -> None:
     stream.acknowledge(13)  # the receiver claims all of it ...
     assert stream.feed(5, b"efgh", ACK) == [b"efgh", b"ijkl"]  # ... before these came
     assert stream.spurious
+
+
+def test_each_piece_names_the_segment_that_carried_it() -> None:
+    stream = InOrder()
+    stream.feed(0, b"", SYN, 1, 10)
+    assert stream.feed(5, b"EFGH", ACK, 2, 20) == []
+    assert stream.feed(1, b"ABCD", ACK, 3, 30) == [b"ABCD", b"EFGH"]
+    assert stream.sources == [(3, 30, 1), (2, 20, 5)]  # (frame, stamp, sequence number)
