@@ -68,6 +68,24 @@ class _DefaultGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
+    #: the one-line help ``--help`` lists for a lazy command (listing it must not import it)
+    lazy_help: ClassVar[dict[str, str]] = {
+        "probe": "Connect to HOST, present a client certificate, run SMTP up to RCPT (never "
+                 "DATA), record the session as pcapng and report on it like a capture."}
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, lazy commands by their stored help (not imported for it)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, click.Command(name, help=self.lazy_help[name])))
+            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _c in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(n, c.get_short_help_str(limit)) for n, c in rows])
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy and name not in self.commands:
             import importlib
@@ -271,6 +289,9 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
     capture = _stdin_capture(capture) if capture == "-" else capture
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
     from .engine.progress import ByteProgress
+    from .engine.tshark import ask_version_early
+
+    ask_version_early()  # tshark answers while the analysis is imported
 
     # one bar from reading to the rendered output (it is gone before the output is written)
     label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"

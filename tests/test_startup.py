@@ -44,3 +44,21 @@ def test_tshark_version_asked_once(tmp_path: Path, monkeypatch) -> None:
     os.utime(fake, ns=(1, 10**9))
     assert tshark.find_tshark().version == (4, 2, 9)
     assert calls.read_text().count("run") == 2
+
+
+def test_tshark_version_asked_ahead_is_the_one_used(tmp_path: Path, monkeypatch) -> None:
+    """The report command starts ``tshark --version`` before importing the analysis; the
+    answer is read once, and no second tshark is started for it."""
+    from pyshark_tools import tshark
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "tshark"
+    fake.write_text(f"#!/bin/sh\necho run >> {calls}\n"
+                    "echo 'TShark (Wireshark) 4.0.11 (Git v4.0.11)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TSHARK", str(fake))
+    tshark.ask_version_early()
+    tshark.ask_version_early()  # asked once, however often called
+    found = tshark.find_tshark()
+    assert found.version == (4, 0, 11)
+    assert calls.read_text().count("run") == 1  # the early answer was the one read

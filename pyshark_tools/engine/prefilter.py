@@ -55,6 +55,7 @@ from .capture_format import TUNNEL_PROTOS as _TUNNEL_PROTOS
 from .capture_format import TUNNEL_UDP_PORTS as _TUNNEL_UDP_PORTS
 from .forking import can_fork, map_forked
 from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
+from .reassembly import InOrder, readable_in_order
 
 if TYPE_CHECKING:
     from .scan import Numbering
@@ -210,8 +211,8 @@ class _Conv:
     """State of one SMTP-port conversation."""
 
     __slots__ = ("bytes", "cut", "dirs", "fin", "first_frame", "first_ns", "frames",
-                 "implicit", "key", "last_frame", "last_ns", "native", "retained", "rst",
-                 "shard", "starttls", "stream", "syn_dir", "trunc", "whole")
+                 "held", "implicit", "key", "last_frame", "last_ns", "native", "order",
+                 "retained", "rst", "shard", "starttls", "stream", "syn_dir", "trunc", "whole")
 
     def __init__(self, stream: int, key: bytes, shard: int, implicit: bool) -> None:
         self.stream = stream
@@ -231,6 +232,10 @@ class _Conv:
         self.native: NativeConversation | None = None
         self.retained: list[tuple] | None = None
         self.whole = False  # every packet goes to tshark (see _Pass.whole)
+        # read in sequence order (see _Pass.reordered): each direction's InOrder, and the
+        # encrypted alerts found after the cut, held until the native reading is sure
+        self.order: tuple[InOrder, InOrder] | None = None
+        self.held: list[SyntheticEvent] | None = None
 
 
 class _Writer:
@@ -516,6 +521,7 @@ def prefilter(
     portset = frozenset(ports) | frozenset(implicit_tls_ports)
     index = None
     whole: dict[int, str] = {}
+    reordered: set[int] = set()
     if numbering is None:
         from .scan import tshark_numbering
 
@@ -526,12 +532,17 @@ def prefilter(
         index = index_capture(path, tuple(portset), progress, numbering)
         if index is not None:
             whole = irregular_streams(index)
+            if native:
+                reordered = readable_in_order(
+                    index, [s for s, why in whole.items() if why == IRREGULAR])
+                whole = {s: why for s, why in whole.items() if s not in reordered}
     with path.open("rb") as handle:
         mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     try:
         for _attempt in range(3):
             state = _Pass(Path(out_dir), max(1, shards), portset,
-                          frozenset(implicit_tls_ports), keep_all_tls, native, whole=whole)
+                          frozenset(implicit_tls_ports), keep_all_tls, native, whole=whole,
+                          reordered=reordered - set(whole))
             try:
                 if index is not None:
                     if progress is not None:
@@ -598,10 +609,13 @@ class _Pass:
     def __init__(self, out: Path, shards: int, portset: frozenset[int],
                  implicit_set: frozenset[int], keep_all_tls: bool, native: bool,
                  shard_ids: Sequence[int] | None = None,
-                 whole: dict[int, str] | None = None) -> None:
+                 whole: dict[int, str] | None = None,
+                 reordered: set[int] | None = None) -> None:
         ids = list(shard_ids) if shard_ids is not None else list(range(shards))
         #: conversations kept whole from their first packet (stream -> why)
         self.whole: dict[int, str] = whole or {}
+        #: conversations read natively in sequence order (segments sent again or early)
+        self.reordered: set[int] = reordered or set()
         #: conversations found to need keeping whole while reading: read again
         self.redo: dict[int, str] = {}
         self.writers = [_Writer(out / f"shard-{i:03d}.pcapng") for i in ids]
@@ -637,6 +651,9 @@ class _Pass:
                 conv.native = NativeConversation(conv.stream, _conv_endpoints(conv),
                                                  request_dir, conv.implicit)
                 conv.retained = []
+                if stream in self.reordered:
+                    conv.order = (InOrder(), InOrder())
+                    conv.held = []
         return conv
 
     def packet(self, conv: _Conv, direction: int, frame: int, ns: int, units: int,
@@ -659,6 +676,18 @@ class _Pass:
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
+        if conv.order is not None:
+            if flags & _ACK:
+                conv.order[1 - direction].acknowledge(int.from_bytes(data[l4 + 8:l4 + 12],
+                                                                     "big"))
+            try:
+                self.in_order_packet(conv, d, direction, frame, ns,
+                                     (ifkey, linktype, snaplen, tsres, units, data, orig,
+                                      frame, False), data[l4 + thl:l4 + thl + seglen],
+                                     seq, flags, thl > 20 and not _plain_options(data, l4, thl))
+            except _KeepWhole as why:
+                self.redo[conv.stream] = str(why)
+            return
         try:
             self._packet(conv, d, direction, frame, ns, units, ifkey, linktype, snaplen,
                          tsres, data, orig, l4, thl, seglen, seq, flags, truncated)
@@ -757,6 +786,95 @@ class _Pass:
             self.kept += 1
             self.kept_bytes += len(data)
 
+    def in_order_packet(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int,
+                        raw: tuple, payload: bytes, seq: int, flags: int,
+                        odd_options: bool) -> None:
+        """One packet of a conversation read in sequence order (``_Pass.reordered``): the
+        native reader reads the bytes it makes available in order; every packet is held
+        back to the conversation's end, and tshark gets the whole conversation if the native
+        reading declines it."""
+        if conv.retained is not None:
+            conv.retained.append(raw)
+        order = conv.order[direction]
+        pieces = order.feed(seq, payload, flags, frame, ns)
+        try:
+            if order.spurious:
+                raise Demote("a segment tshark calls a spurious retransmission")
+            if d.mode == _CUT:
+                conv.cut = True
+                for piece in pieces:
+                    self.in_order_after_cut(conv, d, direction, frame, ns, piece)
+                return
+            if odd_options:
+                raise Demote("TCP options tshark may flag")
+            tls = []
+            for piece, (p_frame, p_ns, p_seq) in zip(pieces, order.sources, strict=True):
+                if d.mode == _CLEAR:
+                    if (conv.implicit or conv.starttls) and len(piece) < 2:
+                        raise Demote("a TLS record header split over segments")
+                    if (conv.implicit or conv.starttls) and piece[0] in (
+                            20, 21, 22, 23, 24) and piece[1:2] == b"\x03":
+                        if piece is not pieces[0]:
+                            raise Demote("TLS begins inside segments put back in order")
+                        d.mode = _TLS
+                        d.records = _Records()
+                    elif _STARTTLS.search(piece):
+                        conv.starttls = True
+                    elif conv.implicit:
+                        raise Demote("not TLS on an implicit TLS port")
+                    if d.mode == _CLEAR:
+                        # the dialogue reader gets the bytes in order, each with the frame
+                        # that carried it (as it orders tshark's rows)
+                        conv.native.clear(direction, p_frame, p_ns, piece, p_seq, len(piece))
+                if d.mode == _TLS:
+                    tls.append(piece)
+                    done = d.records.feed(piece)
+                    if done is None:
+                        raise Demote("not TLS records")
+                    if any(t == 23 for t, _ in done):
+                        d.mode = _CUT  # the rest of this packet: read by the native reader
+                elif d.mode == _CUT:
+                    tls.append(piece)
+                    if d.records.feed(piece) is None:
+                        raise Demote("not TLS records")
+            if tls:
+                conv.native.tls(direction, frame, ns, b"".join(tls))
+        except Demote as why:
+            if conv.retained is None:  # the native reading was sure: read again, whole
+                raise _KeepWhole(str(why)) from None
+            self.demoted[str(why)] = self.demoted.get(str(why), 0) + 1
+            w = self.writers[conv.shard]
+            for (r_if, r_lt, r_snap, r_res, r_units, r_data, r_orig, r_frame,
+                 _r_cut) in conv.retained:
+                w.packet(w.interface(r_if, r_lt, r_snap, r_res), r_units, r_data, r_orig,
+                         r_frame, conv.stream, False)
+                self.kept += 1
+                self.kept_bytes += len(r_data)
+            self.wrote_packet = True
+            conv.native = conv.retained = conv.order = conv.held = None
+            conv.whole = True  # its later packets go to tshark as they come
+            conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
+            return
+        # (held back to the conversation's end: a segment tshark calls a spurious
+        # retransmission may still come after the handshake, and handing the conversation
+        # to tshark then costs less than reading the capture again)
+
+    def in_order_after_cut(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int,
+                           piece: bytes) -> None:
+        """In-order bytes after a direction's handshake: only its records are followed."""
+        done = d.records.feed(piece)
+        if done is None:
+            raise Demote("not TLS after the handshake")
+        alert = False
+        for rtype, rlen in done:
+            if rtype == 21 and rlen != 2:
+                alert = True
+            elif rtype != 23:
+                raise Demote("TLS records other than data or alerts after the handshake")
+        if alert:
+            event = _synthetic(conv, direction, frame, ns)
+            (conv.held if conv.held is not None else self.synthetic).append(event)
+
     def cut_packet(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int, seq: int,
                    flags: int, seglen: int, truncated: bool, data: bytes,
                    payload_at: int) -> bool:
@@ -804,6 +922,12 @@ class _Pass:
         return self.closed
 
     def result(self, **capture_facts: object) -> Prefiltered:
+        for conv in self.convs.values():
+            if conv.held:  # read in order, natively to its end: its alerts are sure
+                self.synthetic.extend(conv.held)
+                conv.held = None
+        if self.reordered:
+            self.synthetic.sort(key=lambda ev: ev.frame)
         return Prefiltered(
             kept_whole=dict(self.whole),
             redo=dict(self.redo),
@@ -1037,7 +1161,8 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
 
     def read_part(k: int) -> Prefiltered:
         part = _Pass(out_dir, nshards, state.portset, state.implicit_set, state.keep_all_tls,
-                     state.native, shard_ids=range(k, nshards, workers), whole=state.whole)
+                     state.native, shard_ids=range(k, nshards, workers), whole=state.whole,
+                     reordered=state.reordered)
         try:
             _indexed_part(part, columns, (k, workers), ifaces, mm)
             return part.result(packets_total=0, packets_matched=0, first_time=None,

@@ -17,7 +17,9 @@ class ByteProgress:
     """Callable ``(bytes_done, bytes_total)``; shows a rich bar after ``delay`` seconds.
 
     Use as a context manager so the bar is removed (or completed) at the end. ``phase`` names
-    the current step (``reading``, ``tshark``) in the bar's description.
+    the current step (``reading``, ``tshark``) in the bar's description; once the bytes are
+    read, every later step (tshark, the analysis, rendering) shows a moving bar of unknown
+    length, a spinner and the run's clock, so a long step never looks like a hung one.
     """
 
     def __init__(self, label: str, *, enabled: bool | None = None, delay: float = 1.0,
@@ -57,7 +59,16 @@ class ByteProgress:
                 time.monotonic() - self.started >= self.delay:
             self._start()
         if self._progress is not None:
+            if self._total and self._done >= self._total:
+                self._steps()
             self._progress.update(self._task, description=self._description())
+
+    def _steps(self) -> None:
+        """The bytes are read: from now on a bar of unknown length (it keeps moving)."""
+        if self._progress is None or self._progress.tasks[0].total is None:
+            return
+        self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(self._description(), total=None)
 
     def _description(self) -> str:
         return f"{self.label}: {self._phase}"
@@ -68,21 +79,44 @@ class ByteProgress:
             BarColumn,
             DownloadColumn,
             Progress,
+            ProgressColumn,
             SpinnerColumn,
             TextColumn,
-            TimeElapsedColumn,
             TransferSpeedColumn,
         )
+        from rich.text import Text
 
         console = Console(file=self.file, force_terminal=True)
+        started = self.started
+
+        class RunClock(ProgressColumn):
+            """Time since the run began (a step's own clock would restart at each step)."""
+
+            def render(self, task: Any) -> Text:
+                seconds = int(time.monotonic() - started)
+                return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",
+                            style="progress.elapsed")
+
+        class WhileReading(ProgressColumn):
+            """A column shown only while bytes are counted."""
+
+            def __init__(self, inner: ProgressColumn) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def render(self, task: Any) -> Any:
+                return self.inner.render(task) if task.total is not None else Text("")
+
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
+            SpinnerColumn(finished_text="⠿"), TextColumn("{task.description}"), BarColumn(),
+            WhileReading(DownloadColumn()), WhileReading(TransferSpeedColumn()), RunClock(),
             console=console, transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(self._description(), total=self._total or None,
                                              completed=self._done)
+        if self._phase != "reading" and self._total and self._done >= self._total:
+            self._steps()
 
     def __enter__(self) -> ByteProgress:
         return self

@@ -9,9 +9,9 @@ A forked worker inherits the handler; there it kills its own tshark and exits at
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
+import sys
 from types import FrameType
 
 from ..errors import Interrupted
@@ -29,7 +29,9 @@ def _handle(signum: int, _frame: FrameType | None) -> None:
     terminate_children()
     if os.getpid() != _MAIN_PID:
         os._exit(128 + signum)  # a forked worker: its parent reports and cleans up
-    for child in multiprocessing.active_children():
+    # (imported only by whoever starts worker processes: none were started without it)
+    multiprocessing = sys.modules.get("multiprocessing")
+    for child in multiprocessing.active_children() if multiprocessing is not None else ():
         with contextlib.suppress(OSError):  # already gone
             child.terminate()
     raise Interrupted(signum)

@@ -115,12 +115,38 @@ def find_tshark(explicit: str | None = None, *, time_limit: float | None = None)
     return dataclasses.replace(tshark, time_limit=limit)
 
 
+#: ``tshark --version`` started ahead (:func:`ask_version_early`): candidate -> process
+_EARLY: dict[str, subprocess.Popen] = {}
+
+
+def ask_version_early() -> None:
+    """Start asking the tshark a report will use for its version now, while the caller
+    imports the analysis (its answer is read by :func:`find_tshark`; nothing if not found)."""
+    candidate = os.environ.get("TSHARK") or shutil.which("tshark")
+    if not candidate or candidate in _EARLY:
+        return
+    with contextlib.suppress(OSError):
+        _EARLY[candidate] = subprocess.Popen(
+            [candidate, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, text=True, errors="replace")
+
+
 def _ask_version(candidate: str) -> Tshark:
     try:
-        done = subprocess.run(
-            [candidate, "--version"], capture_output=True, text=True, timeout=60, check=False,
-            errors="replace", stdin=subprocess.DEVNULL,
-        )
+        early = _EARLY.pop(candidate, None)
+        if early is not None:
+            try:
+                out, _err = early.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                early.kill()
+                early.communicate()
+                raise
+            done = subprocess.CompletedProcess(early.args, early.returncode, out, _err)
+        else:
+            done = subprocess.run(
+                [candidate, "--version"], capture_output=True, text=True, timeout=60,
+                check=False, errors="replace", stdin=subprocess.DEVNULL,
+            )
     except subprocess.TimeoutExpired:
         raise TsharkError(f"{candidate} --version did not answer within 60 s") from None
     except OSError as exc:
