@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pyshark_tools.progress import ByteProgress
+from pyshark_tools.engine.progress import ByteProgress
 
 CLI = [str(Path(sys.executable).parent / "tls-smtp-report")]
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyshark_tools.reassembly import InOrder, readable_in_order
+from pyshark_tools.engine.reassembly import InOrder, readable_in_order
 
 SYN, ACK, FIN = 0x02, 0x10, 0x01
 

@@ -49,7 +49,7 @@ def test_tshark_version_asked_once(tmp_path: Path, monkeypatch) -> None:
 def test_tshark_version_asked_ahead_is_the_one_used(tmp_path: Path, monkeypatch) -> None:
     """The report command starts ``tshark --version`` before importing the analysis; the
     answer is read once, and no second tshark is started for it."""
-    from pyshark_tools import tshark
+    from pyshark_tools.engine import tshark
 
     calls = tmp_path / "calls"
     fake = tmp_path / "tshark"

@@ -95,7 +95,7 @@ class InOrder:
 
 
 def readable_in_order(index, candidates: Iterable[int]) -> set[int]:
-    """Of ``candidates`` (conversations of the :mod:`~pyshark_tools.scan` index whose
+    """Of ``candidates`` (conversations of the :mod:`~pyshark_tools.engine.scan` index whose
     segments are not all in order), those :class:`InOrder` reads exactly as tshark does:
     per direction, sorted by sequence number, every segment starts at or before the furthest
     byte of those before it (no hole, empty segments included: tshark flags a lost segment on
