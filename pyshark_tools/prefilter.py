@@ -68,6 +68,10 @@ _ICMP6_ERRORS = {1, 2, 3, 4}
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _STARTTLS = re.compile(rb"(?:^|\n)STARTTLS[ \t]*\r?\n", re.IGNORECASE)
 
+#: The latest packet time the reader takes (year 2255): a later one is a damaged time stamp
+#: that nanoseconds in 64 bits cannot hold (the reference engine reads such a capture).
+LATEST_NS = 9_000_000_000 * 1_000_000_000
+
 # Direction modes of an SMTP conversation.
 _CLEAR, _TLS, _CUT, _KEEP = 0, 1, 2, 3
 
@@ -189,12 +193,29 @@ class _Records:
 
 
 class _Dir:
-    __slots__ = ("mode", "nextseq", "records")
+    __slots__ = ("line", "mode", "nextseq", "records")
 
     def __init__(self) -> None:
         self.mode = _CLEAR
         self.nextseq: int | None = None
         self.records: _Records | None = None
+        self.line = b""  # the cleartext line still open at the end of the last segment
+
+
+#: The longest unfinished line :func:`_starttls_line` keeps (a STARTTLS line is shorter).
+_LINE_KEPT = 64
+
+
+def _starttls_line(d: _Dir, payload: bytes) -> bool:
+    """Whether a STARTTLS command line ends in ``payload``; the line may have begun in the
+    direction's earlier segments (a command split across segments, as tshark reassembles
+    it)."""
+    text = d.line + payload if d.line else payload
+    found = _STARTTLS.search(text) is not None
+    rest = text[text.rfind(b"\n") + 1:]
+    # a longer open line cannot be STARTTLS: a byte that is no line end stands for it
+    d.line = rest if len(rest) <= _LINE_KEPT else b"\x00"
+    return found
 
 
 class _KeepWhole(Exception):
@@ -637,6 +658,8 @@ class _Pass:
                ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
                l4: int, thl: int, l4_end: int, seq: int, flags: int) -> None:
         """One packet of an SMTP-port conversation (in capture order)."""
+        if ns > LATEST_NS:
+            raise Unsupported("a packet time stamp after the year 2255 (damaged)")
         truncated = len(data) < orig
         _count(conv, direction, frame, ns, orig, truncated, flags)
         if conv.whole:  # every packet to tshark (pure ACKs too: it flags gaps on them)
@@ -699,7 +722,7 @@ class _Pass:
                             20, 21, 22, 23, 24) and payload[1:2] == b"\x03":
                         d.mode = _TLS
                         d.records = _Records()
-                    elif _STARTTLS.search(payload):
+                    elif _starttls_line(d, payload):
                         conv.starttls = True
                     elif conv.implicit:
                         d.mode = _KEEP

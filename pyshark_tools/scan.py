@@ -62,6 +62,9 @@ _IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination
 _MAX_PACKET = 262144  # tshark refuses larger records (WTAP_MAX_PACKET_SIZE_STANDARD)
 _SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+#: Packet times after this second (year 2255) are a damaged time stamp: nanoseconds would
+#: overflow 64 bits (the loop's ``LATEST_NS``).
+_LATEST_SECOND = 9_000_000_000
 
 
 class Declined(Exception):
@@ -1106,6 +1109,7 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
                 e.astype(np.int16), e.astype(np.int32)]
     at, frame, offset, caplen, origlen, units, iface, version, l3, l4, seq, flags, thl, \
         seglen = cols
+    _check_times(units, iface, reader.interfaces)
     return CaptureIndex(
         packets_total=total,
         tcp_streams=count,
@@ -1127,6 +1131,16 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
         seglen=seglen,
         ports=ports,
     )
+
+
+def _check_times(units: np.ndarray, iface: np.ndarray, interfaces: list[Interface]) -> None:
+    """Decline a time stamp past :data:`_LATEST_SECOND` (its nanoseconds would wrap: the
+    loop refuses the capture, the reference engine reads it)."""
+    if not len(units):
+        return
+    limits = np.array([_LATEST_SECOND * 10 ** i.tsres for i in interfaces] or [0], np.uint64)
+    if bool((units > limits[iface]).any()):
+        raise Declined("a packet time stamp after the year 2255 (damaged)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
