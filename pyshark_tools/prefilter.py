@@ -193,13 +193,30 @@ class _Records:
 
 
 class _Dir:
-    __slots__ = ("line", "mode", "nextseq", "records")
+    __slots__ = ("acked", "line", "mode", "nextseq", "records")
 
     def __init__(self) -> None:
         self.mode = _CLEAR
         self.nextseq: int | None = None
         self.records: _Records | None = None
         self.line = b""  # the cleartext line still open at the end of the last segment
+        self.acked: int | None = None  # the furthest ACK number this direction sent
+
+
+def _acked_before_seen(conv: _Conv, direction: int, data: bytes, l4: int, seq: int,
+                       seglen: int, flags: int) -> bool:
+    """Note this packet's ACK number; True when its data was acknowledged by the other side
+    before the capture shows it (an ACK captured ahead of the data it acknowledges): tshark
+    flags such a segment a spurious retransmission and does not dissect it, and only with the
+    pure ACKs kept does tshark see it so."""
+    d = conv.dirs[direction]
+    if flags & _ACK and len(data) >= l4 + 12:
+        ack = int.from_bytes(data[l4 + 8:l4 + 12], "big")
+        if d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000:
+            d.acked = ack
+    acked = conv.dirs[1 - direction].acked
+    return bool(seglen) and acked is not None and \
+        (acked - (seq + seglen)) & 0xFFFFFFFF < 0x80000000
 
 
 #: The longest unfinished line :func:`_starttls_line` keeps (a STARTTLS line is shorter).
@@ -676,6 +693,9 @@ class _Pass:
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
+        if _acked_before_seen(conv, direction, data, l4, seq, seglen, flags):
+            self.redo[conv.stream] = IRREGULAR
+            return
         try:
             self._packet(conv, d, direction, frame, ns, units, ifkey, linktype, snaplen,
                          tsres, data, orig, l4, thl, seglen, seq, flags, truncated)
