@@ -590,7 +590,9 @@ def irregular_streams(index) -> dict[int, str]:
     data segment that is not the next expected one of its direction (retransmitted,
     duplicated, reordered, after a gap), a segment without data beyond it (tshark flags a
     lost segment there), or a packet cut by the snap length. It may name more than the
-    reading would (keeping whole is always exact); it names every one the reading would."""
+    reading would (keeping whole is always exact); it names every one the reading would but
+    those with an ACK captured ahead of its data (the index has no ACK numbers: the reading
+    finds them and reads them again, see ``_acked_before_seen``)."""
     import numpy as np
 
     n = len(index)
