@@ -235,7 +235,10 @@ def run(mutants: list[Mutant], jobs: int = 2, keep: Path | None = None,
     summary = Summary()
     pending = list(mutants)
     running: dict[Any, tuple[Mutant, Any, Path, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="tls-smtp-fuzz-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tls-smtp-fuzz-") as tmp, \
+            contextlib.ExitStack() as stack:
+        # however the run ends (SIGTERM included, see __main__), no child outlives it
+        stack.callback(lambda: [_kill_tree(proc.pid) for proc in list(running)])
         while pending or running:
             while pending and len(running) < jobs:
                 mutant = pending.pop(0)
