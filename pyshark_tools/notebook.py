@@ -179,18 +179,24 @@ def read_packets(capture: str | os.PathLike, display_filter: str, *,
     code, from inside ``asyncio.run`` and from a Jupyter cell alike.
     """
     result: dict[str, Any] = {}
+    started: list[Any] = []  # the tshark processes pyshark starts for this read
 
     def work() -> None:
         try:
             result["packets"] = _read_in_own_loop(capture, display_filter, keylog, ports,
-                                                  limit, timeout)
+                                                  limit, timeout, started)
         except BaseException as exc:
             result["error"] = exc
 
     worker = threading.Thread(target=work, name="pyshark-tools-packets", daemon=True)
     worker.start()
-    worker.join(timeout + 30)
+    try:
+        worker.join(timeout + 30)
+    except BaseException:  # Ctrl-C (a notebook's interrupt): tshark must not run on
+        _kill_started(started)
+        raise
     if worker.is_alive():
+        _kill_started(started)
         raise PacketReadError(f"pyshark did not finish within {timeout:.0f} s")
     if "error" in result:
         error = result["error"]
@@ -198,6 +204,16 @@ def read_packets(capture: str | os.PathLike, display_filter: str, *,
             raise error
         raise PacketReadError(f"pyshark could not read {capture}: {error}") from error
     return result["packets"]
+
+
+def _kill_started(started: list[Any]) -> None:
+    """Kill the tshark processes of a read that is abandoned (interrupted, out of time)."""
+    from .engine.tshark import untrack_child
+
+    for process in list(started):
+        with contextlib.suppress(OSError):  # already gone
+            process.kill()
+        untrack_child(process)
 
 
 def _ensure_thread_safe_child_watcher() -> None:
@@ -214,8 +230,13 @@ def _ensure_thread_safe_child_watcher() -> None:
             asyncio.set_child_watcher(asyncio.ThreadedChildWatcher())
 
 
-def _capture_class() -> type:
+def _capture_class(started: list[Any] | None = None) -> type:
     import pyshark
+    from packaging.version import parse as parse_version
+
+    from .engine.tshark import find_tshark, track_child, untrack_child
+
+    known = find_tshark()  # asked once, under our own time limit
 
     class _FileCapture(pyshark.FileCapture):
         """pyshark's FileCapture, letting tshark exit on its own after the last packet.
@@ -227,19 +248,42 @@ def _capture_class() -> type:
         """
 
         async def _cleanup_subprocess(self, process: Any) -> None:
-            if process.returncode is None and self._eof_reached:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 10)
-            if self._eof_reached and process.returncode is not None:
-                return
-            await super()._cleanup_subprocess(process)
+            try:
+                if process.returncode is None and self._eof_reached:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(process.wait(), 10)
+                if self._eof_reached and process.returncode is not None:
+                    return
+                await super()._cleanup_subprocess(process)
+            finally:
+                untrack_child(process)
+
+        def _get_tshark_version(self) -> Any:
+            # pyshark would run ``tshark -v`` without a time limit; ours was asked with one
+            return parse_version(".".join(str(n) for n in known.version))
+
+        def _created_new_process(self, parameters: Any, process: Any,
+                                 process_name: str = "TShark") -> None:
+            # supervised like our own tshark runs: a signal or an abandoned read kills it
+            track_child(process)
+            if started is not None:
+                started.append(process)
+            super()._created_new_process(parameters, process, process_name)
 
     return _FileCapture
 
 
+def _clean_preferences() -> dict[str, str]:
+    """The reassembly and decoding preferences every tshark run of ours sets (a user's
+    Wireshark preferences must not change what the drill-down shows)."""
+    from .engine.tshark import CLEAN_PREFERENCES
+
+    return dict(pref.split(":", 1) for pref in CLEAN_PREFERENCES)
+
+
 def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
                       keylog: str | os.PathLike | None, ports: Any, limit: int | None,
-                      timeout: float) -> list[Any]:
+                      timeout: float, started: list[Any] | None = None) -> list[Any]:
     from pyshark.capture.capture import StopCapture
 
     from .engine.tshark import find_tshark
@@ -247,11 +291,13 @@ def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
     _ensure_thread_safe_child_watcher()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    prefs = {"tls.keylog_file": os.path.abspath(os.fspath(keylog))} if keylog else None
+    prefs = _clean_preferences()
+    if keylog:
+        prefs["tls.keylog_file"] = os.path.abspath(os.fspath(keylog))
     packets: list[Any] = []
     cap = None
     try:
-        cap = _capture_class()(
+        cap = _capture_class(started)(
             os.fspath(capture), display_filter=display_filter, use_json=True,
             override_prefs=prefs, decode_as=_decode_as(ports) or None,
             tshark_path=find_tshark().path, eventloop=loop,

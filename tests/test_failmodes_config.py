@@ -76,3 +76,19 @@ def test_a_certificate_message_tshark_cannot_reassemble_is_not_captured(engine: 
     assert conv["client_cert"] == "not_captured", conv["verdict_reason"]
     assert "could not be read" in conv["verdict_reason"]
     assert "W6" not in (conv["finding_ids"] or "")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_certificate_refused_while_it_arrives_is_not_captured(engine: str) -> None:
+    """1,600 certificates: the server refuses the message as it arrives (a fatal alert, an
+    RST) and the client's key exchange never comes. "Cannot see", not "the handshake ended
+    before the certificate was due" (the generator sent one)."""
+    name = "client-cert-refused-mid-flight"
+    truth = json.loads((CAPTURES / f"{name}.json").read_text())
+    assert truth["client_sent"] == "certificate" and truth["client_certificates"] == 1600
+    doc = _json(CAPTURES / f"{name}.pcapng", *ENGINES[engine])
+    conv = doc["conversations"][0]
+    assert conv["client_cert"] == "not_captured", conv["verdict_reason"]
+    assert "could not be read" in conv["verdict_reason"]
+    assert "alert illegal_parameter" in conv["verdict_reason"]
+    assert not {"W6", "W7"} & set(conv["finding_ids"] or [])

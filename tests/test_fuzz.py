@@ -17,14 +17,7 @@ from .fuzz.run import mutant_of_regression, plan, regression_captures, run
 #: Differences the fuzzer found that are not fixed yet (open in the failure-modes issue):
 #: their captures are in tests/fuzz/regressions/ and fail there, marked as known; the budget
 #: below still fails on any other difference.
-KNOWN_DIFFERENCES = {
-    # the native reader loses the ClientHello and the alert after a coalesced 220 reply
-    "legacy-tls10.coalesce.s17.i87",
-    # the native reader misreads a conversation after a split segment next to a lost one
-    "tcp-lost-in-handshake.split.s17.i262",
-    # the prefilter counts one frame more than tshark after a split segment (VLAN capture)
-    "vlan-8021q.split.s17.i295",
-}
+KNOWN_DIFFERENCES: set[str] = set()
 
 #: Mutants per CI run (FUZZ_COUNT overrides): a few minutes on two cores.
 CI_COUNT = int(os.environ.get("FUZZ_COUNT", "300"))

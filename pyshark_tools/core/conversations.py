@@ -320,6 +320,18 @@ def decide_client_cert(
                 f"{tls.client_key_exchange}, but the client's Certificate message before it "
                 "could not be read (tshark did not reassemble it: e.g. larger than 64 KiB)",
             )
+        refused = _unread_answer_refused(tls)
+        if refused is not None:
+            # the server ended the handshake in answer to what the client sent after its
+            # CertificateRequest, and none of that could be read: "cannot see", not "failed
+            # before the certificate was due"
+            return Verdict(
+                ClientCert.NOT_CAPTURED,
+                f"the server asked for a certificate in frame {tls.cert_request} and ended "
+                f"the handshake with alert {refused[1]} in frame {refused[0]} in answer to "
+                "what the client sent next, which could not be read (tshark did not "
+                "reassemble it: e.g. a Certificate message larger than 64 KiB)",
+            )
         if damaged or unfinished:
             return Verdict(
                 ClientCert.NOT_CAPTURED,
@@ -380,6 +392,18 @@ def with_renegotiation(tls: _Tls, verdict: Verdict) -> Verdict:
                  "the first handshake had no CertificateRequest")
         return Verdict(ClientCert.HIDDEN_RENEGOTIATION, f"{first}; then {hidden}")
     return Verdict(verdict.value, f"{verdict.reason} (first handshake); then {hidden}")
+
+
+def _unread_answer_refused(tls: _Tls) -> tuple[int, str] | None:
+    """(frame, name) of the server's fatal alert after its ServerHelloDone when no message or
+    alert of the client was read in between (TLS 1.0-1.2): a server does not end a handshake
+    unprompted there, so it refused client bytes that tshark could not read."""
+    if tls.server_hello_done is None or tls.version == "TLS 1.3" or tls.client_ccs is not None:
+        return None
+    for frame, sender, name, level in tls.alerts:
+        if frame > tls.server_hello_done:
+            return (frame, name) if sender == "server" and level == "fatal" else None
+    return None
 
 
 def _alert_text(tls: _Tls) -> str:

@@ -205,6 +205,15 @@ def _one_der_value(data: bytes, start: int, end: int) -> bool:
     return start + 2 + size + int.from_bytes(data[start + 2:start + 2 + size], "big") == end
 
 
+def _refuse_tls_as_text(dialogue: DialogueReader, sender: str, payload: bytes) -> None:
+    """A segment handed over as cleartext that starts a TLS record after an accepted
+    STARTTLS: the dialogue reader would end the text there and the records would be lost
+    (tshark reads them as TLS), so tshark must read this conversation."""
+    if (dialogue.starttls_accepted and dialogue.wants(sender) and payload[:1] in
+            (b"\x14", b"\x15", b"\x16") and payload[1:2] == b"\x03"):
+        raise Demote("a TLS record after STARTTLS that was read as text")
+
+
 @dataclass
 class _Direction:
     buffer: bytes = b""  # the start of a record still incomplete
@@ -272,6 +281,7 @@ class NativeConversation:
         """A segment of cleartext SMTP (any part of a line or several lines): the shared
         byte-stream reader puts it in order and cuts it into commands and replies."""
         sender = "client" if direction == self.request_dir else "server"
+        _refuse_tls_as_text(self.dialogue, sender, payload)
         self.dialogue.feed(sender, frame, ns, payload, seq, declared)
 
     # --- TLS --------------------------------------------------------------------------------

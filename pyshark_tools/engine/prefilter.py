@@ -69,6 +69,10 @@ class Unsupported(Exception):
 
 _STARTTLS = re.compile(rb"(?:^|\n)STARTTLS[ \t]*\r?\n", re.IGNORECASE)
 
+#: The latest packet time the reader takes (year 2255): a later one is a damaged time stamp
+#: that nanoseconds in 64 bits cannot hold (the reference engine reads such a capture).
+LATEST_NS = 9_000_000_000 * 1_000_000_000
+
 # Direction modes of an SMTP conversation.
 _CLEAR, _TLS, _CUT, _KEEP = 0, 1, 2, 3
 
@@ -190,12 +194,46 @@ class _Records:
 
 
 class _Dir:
-    __slots__ = ("mode", "nextseq", "records")
+    __slots__ = ("acked", "line", "mode", "nextseq", "records")
 
     def __init__(self) -> None:
         self.mode = _CLEAR
         self.nextseq: int | None = None
         self.records: _Records | None = None
+        self.line = b""  # the cleartext line still open at the end of the last segment
+        self.acked: int | None = None  # the furthest ACK number this direction sent
+
+
+def _acked_before_seen(conv: _Conv, direction: int, data: bytes, l4: int, seq: int,
+                       seglen: int, flags: int) -> bool:
+    """Note this packet's ACK number; True when its data was acknowledged by the other side
+    before the capture shows it (an ACK captured ahead of the data it acknowledges): tshark
+    flags such a segment a spurious retransmission and does not dissect it, and only with the
+    pure ACKs kept does tshark see it so."""
+    d = conv.dirs[direction]
+    if flags & _ACK and len(data) >= l4 + 12:
+        ack = int.from_bytes(data[l4 + 8:l4 + 12], "big")
+        if d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000:
+            d.acked = ack
+    acked = conv.dirs[1 - direction].acked
+    return bool(seglen) and acked is not None and \
+        (acked - (seq + seglen)) & 0xFFFFFFFF < 0x80000000
+
+
+#: The longest unfinished line :func:`_starttls_line` keeps (a STARTTLS line is shorter).
+_LINE_KEPT = 64
+
+
+def _starttls_line(d: _Dir, payload: bytes) -> bool:
+    """Whether a STARTTLS command line ends in ``payload``; the line may have begun in the
+    direction's earlier segments (a command split across segments, as tshark reassembles
+    it)."""
+    text = d.line + payload if d.line else payload
+    found = _STARTTLS.search(text) is not None
+    rest = text[text.rfind(b"\n") + 1:]
+    # a longer open line cannot be STARTTLS: a byte that is no line end stands for it
+    d.line = rest if len(rest) <= _LINE_KEPT else b"\x00"
+    return found
 
 
 class _KeepWhole(Exception):
@@ -569,7 +607,9 @@ def irregular_streams(index) -> dict[int, str]:
     data segment that is not the next expected one of its direction (retransmitted,
     duplicated, reordered, after a gap), a segment without data beyond it (tshark flags a
     lost segment there), or a packet cut by the snap length. It may name more than the
-    reading would (keeping whole is always exact); it names every one the reading would."""
+    reading would (keeping whole is always exact); it names every one the reading would but
+    those with an ACK captured ahead of its data (the index has no ACK numbers: the reading
+    finds them and reads them again, see ``_acked_before_seen``)."""
     import numpy as np
 
     n = len(index)
@@ -660,6 +700,8 @@ class _Pass:
                ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
                l4: int, thl: int, l4_end: int, seq: int, flags: int) -> None:
         """One packet of an SMTP-port conversation (in capture order)."""
+        if ns > LATEST_NS:
+            raise Unsupported("a packet time stamp after the year 2255 (damaged)")
         truncated = len(data) < orig
         _count(conv, direction, frame, ns, orig, truncated, flags)
         if conv.whole:  # every packet to tshark (pure ACKs too: it flags gaps on them)
@@ -676,6 +718,7 @@ class _Pass:
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
+        early = _acked_before_seen(conv, direction, data, l4, seq, seglen, flags)
         if conv.order is not None:
             if flags & _ACK:
                 conv.order[1 - direction].acknowledge(int.from_bytes(data[l4 + 8:l4 + 12],
@@ -687,6 +730,9 @@ class _Pass:
                                      seq, flags, thl > 20 and not _plain_options(data, l4, thl))
             except _KeepWhole as why:
                 self.redo[conv.stream] = str(why)
+            return
+        if early:  # an ACK captured ahead of its data (see _acked_before_seen): read again
+            self.redo[conv.stream] = IRREGULAR
             return
         try:
             self._packet(conv, d, direction, frame, ns, units, ifkey, linktype, snaplen,
@@ -736,7 +782,7 @@ class _Pass:
                             20, 21, 22, 23, 24) and payload[1:2] == b"\x03":
                         d.mode = _TLS
                         d.records = _Records()
-                    elif _STARTTLS.search(payload):
+                    elif _starttls_line(d, payload):
                         conv.starttls = True
                     elif conv.implicit:
                         d.mode = _KEEP

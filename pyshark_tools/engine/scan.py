@@ -69,6 +69,9 @@ _ENCAP_ETHERTYPES = (0x8847, 0x8848, 0x8864, 0x88BE, 0x22EB, 0x6558)  # the loop
 _IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options
 _MAX_PACKET = 262144  # tshark refuses larger records (WTAP_MAX_PACKET_SIZE_STANDARD)
 _SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
+#: Packet times after this second (year 2255) are a damaged time stamp: nanoseconds would
+#: overflow 64 bits (the loop's ``LATEST_NS``).
+_LATEST_SECOND = 9_000_000_000
 
 
 class Declined(Exception):
@@ -1120,6 +1123,7 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
                 e.astype(np.int16), e.astype(np.int32)]
     at, frame, offset, caplen, origlen, units, iface, version, l3, l4, seq, flags, thl, \
         seglen = cols
+    _check_times(units, iface, reader.interfaces)
     return CaptureIndex(
         packets_total=total,
         tcp_streams=count,
@@ -1141,6 +1145,16 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
         seglen=seglen,
         ports=ports,
     )
+
+
+def _check_times(units: np.ndarray, iface: np.ndarray, interfaces: list[Interface]) -> None:
+    """Decline a time stamp past :data:`_LATEST_SECOND` (its nanoseconds would wrap: the
+    loop refuses the capture, the reference engine reads it)."""
+    if not len(units):
+        return
+    limits = np.array([_LATEST_SECOND * 10 ** i.tsres for i in interfaces] or [0], np.uint64)
+    if bool((units > limits[iface]).any()):
+        raise Declined("a packet time stamp after the year 2255 (damaged)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import CaptureError, TsharkError
 
@@ -248,6 +249,19 @@ def live_children() -> list[subprocess.Popen]:
 
 
 _LIVE_DIRS: set[str] = set()
+
+
+def track_child(proc: Any) -> None:
+    """Count a tshark that other code started (pyshark's, an ``asyncio`` process) among this
+    process's children: a signal ending the run kills it too (``terminate_children``)."""
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+
+
+def untrack_child(proc: Any) -> None:
+    """The child of :func:`track_child` has ended (or was killed)."""
+    with _LIVE_LOCK:
+        _LIVE.discard(proc)
 
 
 def terminate_children() -> None:

@@ -149,14 +149,18 @@ def extract(
     packets = 0
     first_time = last_time = None
     gaps = SequenceGaps()
+    unreadable_times: list[int] = []
     for row in iter_fields(cmd, FIELDS, run):
         packets += 1
         try:
             frame = int(row["frame.number"])
             stream = int(row["tcp.stream"])
-            when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
+            when = frame_time(row["frame.time_epoch"])
         except ValueError:
             continue
+        if when is None:  # a damaged time stamp: the frame is read, its time borrowed
+            unreadable_times.append(frame)
+            when = last_time or EPOCH
         first_time = first_time or when
         last_time = when
         src_ip = row["ip.src"] or row["ipv6.src"]
@@ -180,6 +184,8 @@ def extract(
         # segment (with --all-tls, other ports show only their TLS-bearing frames)
         if port_of(facts.first_src) in watched or port_of(facts.first_dst) in watched:
             facts.lost_segments = gaps.holes(stream)
+    if unreadable_times:
+        run.warnings.append(time_warning(unreadable_times))
     events, certs = reader.finish()
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
@@ -194,6 +200,29 @@ def extract(
         tshark_command=cmd,
         complete=run.complete,
     )
+
+
+#: The time given to a first frame whose own time stamp no date can hold.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def frame_time(text: str) -> datetime | None:
+    """tshark's ``frame.time_epoch`` as a date; None when it is a number no date holds
+    (after the year 9999: a damaged time stamp). Raises ValueError on a non-number."""
+    seconds = float(text)
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        if seconds != seconds:  # NaN is not a number
+            raise ValueError(text) from None
+        return None
+
+
+def time_warning(frames: list[int]) -> str:
+    """The warning for frames whose time stamp could not be read as a date."""
+    shown = ", ".join(str(f) for f in frames[:5]) + (" ..." if len(frames) > 5 else "")
+    return (f"{len(frames)} frame(s) with a time stamp no date can hold (damaged capture?): "
+            f"frame {shown}; each is given the time of the frame before it")
 
 
 def _count_tcp(

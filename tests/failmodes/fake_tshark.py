@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A misbehaving tshark for the supervision tests: the real tshark does the work, then this
-wrapper misbehaves as FAKE_TSHARK_MODE says (hang, flood stderr, garbage rows, crash).
+wrapper misbehaves as FAKE_TSHARK_MODE says (hang, stall, flood stderr, garbage rows,
+crash).
 
 Only the supervision of the child is tested with it; extraction itself is the real tshark's.
 """
@@ -33,6 +34,10 @@ if MODE == "garbage":
     sys.exit(done.returncode)
 if MODE == "hang":  # all rows, then never exit
     sys.stdout.writelines(rows)
+    sys.stdout.flush()
+    time.sleep(3600)
+if MODE == "stall":  # half the rows, then never another byte nor an exit
+    sys.stdout.writelines(rows[: len(rows) // 2])
     sys.stdout.flush()
     time.sleep(3600)
 if MODE == "crash":  # half the rows, then die as a crashing tshark does

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also mutate the large mixed-traffic capture")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant")
     args = parser.parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # end as Ctrl-C does: children killed
+        signal.signal(signum, lambda number, _frame: sys.exit(128 + number))
     fixtures = SMALL_SEEDS
     if args.all_fixtures:
         from ..helpers import FIXTURES

@@ -235,7 +235,10 @@ def run(mutants: list[Mutant], jobs: int = 2, keep: Path | None = None,
     summary = Summary()
     pending = list(mutants)
     running: dict[Any, tuple[Mutant, Any, Path, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="tls-smtp-fuzz-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tls-smtp-fuzz-") as tmp, \
+            contextlib.ExitStack() as stack:
+        # however the run ends (SIGTERM included, see __main__), no child outlives it
+        stack.callback(lambda: [_kill_tree(proc.pid) for proc in list(running)])
         while pending or running:
             while pending and len(running) < jobs:
                 mutant = pending.pop(0)
@@ -270,7 +273,7 @@ def run(mutants: list[Mutant], jobs: int = 2, keep: Path | None = None,
                     keep.mkdir(parents=True, exist_ok=True)
                     (keep / path.name).write_bytes(path.read_bytes())
                     (keep / f"{mutant.name}.txt").write_text(
-                        f"{verdict.outcome}\n{verdict.detail}\n")
+                        f"{verdict.outcome} (key log: {mutant.keylog})\n{verdict.detail}\n")
                 path.unlink(missing_ok=True)
                 del running[proc]
                 if progress:
@@ -306,6 +309,10 @@ def regression_captures() -> list[Path]:
 
 
 def mutant_of_regression(path: Path) -> Mutant:
-    """The committed regression capture's mutant description (from its file name)."""
+    """The committed regression capture's mutant description (from its file name); with the
+    key log when the plan of its seed gave it one (the plan is a function of seed and index,
+    so the same fixtures give the same mutant)."""
     fixture, kind, seed, index = path.name.removesuffix(".pcapng").rsplit(".", 3)
-    return Mutant(int(index[1:]), int(seed[1:]), fixture, kind, keylog=False)
+    planned = plan(int(index[1:]) + 1, int(seed[1:]))[-1]
+    keylog = planned.keylog and (planned.fixture, planned.kind) == (fixture, kind)
+    return Mutant(int(index[1:]), int(seed[1:]), fixture, kind, keylog=keylog)
