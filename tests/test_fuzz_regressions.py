@@ -18,10 +18,10 @@ import pytest
 from pyshark_tools import analyze
 from pyshark_tools.engine.native import Demote, NativeConversation
 
-from .helpers import FIXTURES, fixture_truth, smtp_ports
 from .fuzz import tcpip
 from .fuzz.pcapng import EPB, Packet, as_packet, read_blocks, write_blocks
 from .fuzz.run import REGRESSIONS, Mutant, judge, mutant_of_regression
+from .helpers import FIXTURES, fixture_truth, smtp_ports
 
 SPLIT_STARTTLS = ("legacy-tls10.coalesce.s17.i87", "tcp-lost-in-handshake.split.s17.i262")
 DAMAGED_TIME = "vlan-8021q.split.s17.i295"
