@@ -832,6 +832,8 @@ class _Pass:
             self.kept += 1
             self.kept_bytes += len(data)
 
+    # long: runs per packet of a conversation read in sequence order: the bytes handed on, the holds
+    #   and the refusals inline
     def in_order_packet(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int,
                         raw: tuple, payload: bytes, seq: int, flags: int,
                         odd_options: bool) -> None:

@@ -47,6 +47,8 @@ class InOrder:
         if self.acked is None or 0 < (ack - self.acked) % _SEQ_SPACE < _HALF:
             self.acked = ack
 
+    # long: runs per TCP segment: the copy, early, wrapped and overlapping cases of sequence-order
+    #   reading side by side
     def feed(self, seq: int, payload: bytes, flags: int, frame: int = 0,
              stamp: int = 0) -> list[bytes]:
         """The in-order pieces this segment releases (empty for a copy or an early one);
