@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from .restarts import ConnectionSplitter
 from .schema import EVENT_COLUMNS
 from .smtp_dialogue import DialogueReader, ItemKind, SmtpItem
 from .tcpgaps import SequenceGaps, tcp_preferences
@@ -92,6 +93,9 @@ class StreamFacts:
     server: str = ""
     client_hello_from: str | None = None
     first_command_from: str | None = None
+    # tshark's tcp.stream (None: the same as ``stream``); they differ for a connection
+    # restarted on the same 4-tuple that tshark numbers as one stream (restarts.py)
+    tcp_stream: int | None = None
 
 
 @dataclass
@@ -231,11 +235,12 @@ def extract(
     packets = 0
     first_time = last_time = None
     gaps = SequenceGaps()
+    splitter = ConnectionSplitter()  # one conversation per TCP connection (restarts.py)
     for row in iter_fields(cmd, FIELDS, run):
         packets += 1
         try:
             frame = int(row["frame.number"])
-            stream = int(row["tcp.stream"])
+            tcp_stream = int(row["tcp.stream"])
             when = datetime.fromtimestamp(float(row["frame.time_epoch"]), tz=UTC)
         except ValueError:
             continue
@@ -245,10 +250,12 @@ def extract(
         dst_ip = row["ip.dst"] or row["ipv6.dst"]
         src = endpoint(src_ip, row["tcp.srcport"])
         dst = endpoint(dst_ip, row["tcp.dstport"])
+        stream = splitter.key(tcp_stream, src, *tcp_flags_seq(row))
         facts = streams.get(stream)
         if facts is None:
             facts = streams[stream] = StreamFacts(
-                stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
+                stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when,
+                tcp_stream=tcp_stream,
             )
         try:
             _count_tcp(facts, row, frame, when, src)
@@ -263,6 +270,12 @@ def extract(
         if _port(facts.first_src) in watched or _port(facts.first_dst) in watched:
             facts.lost_segments = gaps.holes(stream)
     events, certs = reader.finish()
+    if splitter.split:
+        streams, events = renumber_restarts(streams, events, certs, splitter.numbers())
+        if stream_filter is None:
+            events, certs = reread_restarts(tshark, capture, streams, events, certs,
+                                            splitter.numbers(), ports, all_tls, keylog,
+                                            run.warnings)
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
         events=events,
@@ -276,6 +289,106 @@ def extract(
         tshark_command=cmd,
         complete=run.complete,
     )
+
+
+def tcp_flags_seq(row: dict[str, str]) -> tuple[int, int | None]:
+    """A row's TCP flags and raw sequence number (None where tshark printed none)."""
+    flags = int(row["tcp.flags"], 16) if _is_hex(row["tcp.flags"][2:]) else 0
+    seq = row["tcp.seq_raw"]
+    return flags, int(seq) if seq.isdigit() else None
+
+
+def renumber_restarts(streams: dict[int, StreamFacts], events: pd.DataFrame,
+                      certs: list[CertificateMessage], numbers: dict[int, tuple[int, int]]
+                      ) -> tuple[dict[int, StreamFacts], pd.DataFrame]:
+    """The final numbers of the connections ``ConnectionSplitter`` split off (provisional
+    key -> (conversation number, tcp.stream)), in the stream facts, events and certificate
+    messages; the streams in conversation order."""
+    out: dict[int, StreamFacts] = {}
+    for key, facts in streams.items():
+        if key in numbers:
+            facts.stream, facts.tcp_stream = numbers[key]
+        out[facts.stream] = facts
+    for msg in certs:
+        if msg.stream in numbers:
+            msg.stream = numbers[msg.stream][0]
+    if len(events):
+        events["stream"] = events["stream"].map(
+            lambda s: numbers[s][0] if s in numbers else s).astype("Int64")
+    return dict(sorted(out.items())), events
+
+
+def reread_restarts(tshark: Tshark, capture: str | os.PathLike,
+                    streams: dict[int, StreamFacts], events: pd.DataFrame,
+                    certs: list[CertificateMessage], numbers: dict[int, tuple[int, int]],
+                    ports: Sequence[int], all_tls: bool, keylog: str | os.PathLike | None,
+                    warnings: list[str]) -> tuple[pd.DataFrame, list[CertificateMessage]]:
+    """Each connection split off a tcp.stream, read again by tshark on its own.
+
+    A tshark that numbers a restarted connection as the old one's stream also dissects it
+    as the old one's continuation (4.0: the reused client sequence numbers are
+    "retransmissions", the new handshake "encrypted"). ``editcap`` cuts the capture to the
+    frames from the restart's first to its last, where the connection is the first on its
+    addresses and ports, and the same fields pass reads it; its facts, events and
+    certificate messages replace the first reading's (frame numbers put back)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    editcap = shutil.which("editcap", path=os.path.dirname(tshark.path)) or \
+        shutil.which("editcap")
+    for number, tcp_stream in numbers.values():
+        facts = streams.get(number)
+        if facts is None:
+            continue
+        if editcap is None:
+            warnings.append(f"tcp.stream {tcp_stream} holds a restarted connection (conversation "
+                            f"{number}) that this tshark reads as a continuation, and editcap "
+                            "was not found to read it alone: its TLS facts may be incomplete")
+            continue
+        offset = facts.first_frame - 1
+        with tempfile.TemporaryDirectory(prefix="tls-smtp-report-restart-") as tmp:
+            part = os.path.join(tmp, "restart.pcapng")
+            try:
+                done = subprocess.run(
+                    [editcap, "-F", "pcapng", "-r", os.fspath(capture), part,
+                     f"{facts.first_frame}-{facts.last_frame}"],
+                    capture_output=True, stdin=subprocess.DEVNULL,
+                    timeout=tshark.limit_for(capture), check=False)
+                failed = done.returncode != 0 or not os.path.exists(part)
+            except (OSError, subprocess.TimeoutExpired):
+                failed = True
+            if failed:
+                warnings.append(f"conversation {number} (a restarted connection in tcp.stream "
+                                f"{tcp_stream}) could not be cut out for a reading of its own")
+                continue
+            alone = extract(tshark, part, ports=ports, all_tls=all_tls, keylog=keylog)
+        again = next((f for f in alone.streams.values() if f.first_frame == 1
+                      and {f.first_src, f.first_dst} == {facts.first_src, facts.first_dst}),
+                     None)
+        if again is None or again.frames != facts.frames:
+            continue  # not the same packets: the first reading stays
+        for name in ("syn_from", "fin", "rst", "truncated_frames", "lost_segments",
+                     "malformed", "has_smtp", "has_tls", "client_hello_from",
+                     "first_command_from"):
+            setattr(facts, name, getattr(again, name))
+        mine = alone.events[alone.events["stream"] == again.stream].copy()
+        mine["stream"] = number
+        mine["frame"] = mine["frame"] + offset
+        mine["last_frame"] = mine["last_frame"] + offset
+        kept = events[events["stream"] != number]
+        events = pd.concat([kept, mine], ignore_index=True) if len(kept) else \
+            mine.reset_index(drop=True)
+        events = events.sort_values("frame", kind="stable").reset_index(drop=True)
+        for name in ("sender", "kind"):
+            events[name] = events[name].astype(object).astype("category")
+        certs = [m for m in certs if m.stream != number]
+        for msg in alone.certificate_messages:
+            if msg.stream == again.stream:
+                msg.stream, msg.frame = number, msg.frame + offset
+                certs.append(msg)
+        certs.sort(key=lambda m: m.frame)
+    return events, certs
 
 
 def _count_tcp(

@@ -49,7 +49,10 @@ class Role(StrEnum):
 
 
 CONVERSATION_COLUMNS: tuple[str, ...] = (
-    "stream",  # tcp.stream, as Wireshark numbers it
+    "stream",  # conversation number: tcp.stream, as Wireshark numbers it, except for a
+    # connection restarted on the same 4-tuple that this tshark numbers as the same stream
+    # (then a number after the capture's last tcp.stream, see restarts.py)
+    "tcp_stream",  # tcp.stream as the tshark that read the capture numbers it
     "client",  # "ip:port" ([ip]:port for IPv6)
     "server",
     "client_ip",

@@ -134,6 +134,10 @@ add_user() {
 
 copy_project() {  # the working tree (no venv, no git objects) into the root, as the user's
     local dest="$root/home/$user/project"
+    # A run that was killed can leave the corpus mounted in there: unmount it before removing.
+    if mountpoint -q "$dest/shared" 2>/dev/null; then
+        umount -l "$dest/shared"
+    fi
     rm -rf --one-file-system "$dest"
     mkdir -p "$dest/repo"
     tar -C "$here" --exclude=./.venv --exclude=./.git --exclude='*/__pycache__' \
