@@ -42,6 +42,8 @@ unmount_all() {
     mounted=()
 }
 trap unmount_all EXIT
+trap 'exit 143' TERM  # a time limit (CI's timeout) still unmounts what this run mounted
+trap 'exit 130' INT
 
 mount_into() {  # mount_into TARGET mount-args...: mount once, remember it for the exit trap
     local target="$1"
