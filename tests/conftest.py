@@ -101,3 +101,15 @@ def _no_inherited_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
         os.unsetenv(name)  # readline sets them in the C environment, beside os.environ
+
+
+def truth_row(conversations, truth_conv: dict):
+    """The report's row of one ground-truth conversation: by client address and port, and
+    where the generator restarted a connection on the same 4-tuple, by its place among them
+    (``connection_on_4tuple``, in the order of their first frames)."""
+    match = conversations[(conversations["client_port"] == truth_conv["client_port"])
+                          & (conversations["client_ip"] == truth_conv["client_ip"])]
+    if "connection_on_4tuple" in truth_conv:
+        match = match.sort_values("first_frame")
+        return match.iloc[truth_conv["connection_on_4tuple"]]
+    return match.iloc[0]
