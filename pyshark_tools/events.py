@@ -235,7 +235,8 @@ def extract(
     packets = 0
     first_time = last_time = None
     gaps = SequenceGaps()
-    splitter = ConnectionSplitter()  # one conversation per TCP connection (restarts.py)
+    # one conversation per TCP connection (restarts.py): tshark 4.2+ numbers them so itself
+    splitter = ConnectionSplitter() if tuple(tshark.version[:2]) < (4, 2) else None
     for row in iter_fields(cmd, FIELDS, run):
         packets += 1
         try:
@@ -250,7 +251,7 @@ def extract(
         dst_ip = row["ip.dst"] or row["ipv6.dst"]
         src = endpoint(src_ip, row["tcp.srcport"])
         dst = endpoint(dst_ip, row["tcp.dstport"])
-        stream = splitter.key(tcp_stream, src, *tcp_flags_seq(row))
+        stream = splitter.key(tcp_stream, src, *tcp_flags_seq(row)) if splitter else tcp_stream
         facts = streams.get(stream)
         if facts is None:
             facts = streams[stream] = StreamFacts(
@@ -270,7 +271,7 @@ def extract(
         if _port(facts.first_src) in watched or _port(facts.first_dst) in watched:
             facts.lost_segments = gaps.holes(stream)
     events, certs = reader.finish()
-    if splitter.split:
+    if splitter is not None and splitter.split:
         streams, events = renumber_restarts(streams, events, certs, splitter.numbers())
         if stream_filter is None:
             events, certs = reread_restarts(tshark, capture, streams, events, certs,

@@ -11,8 +11,8 @@ report keyed by that number would merge two handshakes into one verdict.
 ``scan.Numbering``) inside each ``tcp.stream`` of the rows tshark prints, whatever version
 printed them: the first connection keeps the ``tcp.stream`` number as its conversation
 number, every later one gets a number after the highest ``tcp.stream`` of the pass (in order
-of first frame), and the ``tcp.stream`` stays a column. On tshark 4.4 nothing is split (its
-streams are connections already).
+of first frame), and the ``tcp.stream`` stays a column. The reference engine uses it with
+tshark before 4.2 only: 4.2 and later number connections so themselves.
 """
 
 from __future__ import annotations
