@@ -255,8 +255,7 @@ def extract(
         facts = streams.get(stream)
         if facts is None:
             facts = streams[stream] = StreamFacts(
-                stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when,
-                tcp_stream=tcp_stream,
+                stream=stream, first_src=src, first_dst=dst, first_frame=frame, first_time=when
             )
         try:
             _count_tcp(facts, row, frame, when, src)
