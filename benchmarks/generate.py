@@ -100,7 +100,9 @@ def _variant(path: Path) -> bool:
     if not truth_path.exists():
         return False
     truth = json.loads(truth_path.read_text())
-    return "link" in truth or any("tcp_impairments" in c for c in truth["conversations"])
+    # (and a connection restarted on the same 4-tuple: every copy would be such a restart)
+    return "link" in truth or any("tcp_impairments" in c or "connection_on_4tuple" in c
+                                  for c in truth["conversations"])
 
 
 IMPAIRMENTS = ("retransmit", "duplicate", "reorder", "lost")

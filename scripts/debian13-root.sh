@@ -42,6 +42,8 @@ unmount_all() {
     mounted=()
 }
 trap unmount_all EXIT
+trap 'exit 143' TERM  # a time limit (CI's timeout) still unmounts what this run mounted
+trap 'exit 130' INT
 
 mount_into() {  # mount_into TARGET mount-args...: mount once, remember it for the exit trap
     local target="$1"
@@ -134,6 +136,10 @@ add_user() {
 
 copy_project() {  # the working tree (no venv, no git objects) into the root, as the user's
     local dest="$root/home/$user/project"
+    # A run that was killed can leave the corpus mounted in there: unmount it before removing.
+    if mountpoint -q "$dest/shared" 2>/dev/null; then
+        umount -l "$dest/shared"
+    fi
     rm -rf --one-file-system "$dest"
     mkdir -p "$dest/repo"
     tar -C "$here" --exclude=./.venv --exclude=./.git --exclude='*/__pycache__' \

@@ -60,3 +60,4 @@ def _no_inherited_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
         os.unsetenv(name)  # readline sets them in the C environment, beside os.environ
+

@@ -70,3 +70,15 @@ def analyze_fixture(name: str, with_keys: bool, **options: object):
 
 #: The fixtures' test PKI root: their certificates are trusted only with it.
 TRUST = FIXTURES / "pki" / "test-root-ca.pem"
+
+
+def truth_row(conversations, truth_conv: dict):
+    """The report's row of one ground-truth conversation: by client address and port, and
+    where the generator restarted a connection on the same 4-tuple, by its place among them
+    (``connection_on_4tuple``, in the order of their first frames)."""
+    match = conversations[(conversations["client_port"] == truth_conv["client_port"])
+                          & (conversations["client_ip"] == truth_conv["client_ip"])]
+    if "connection_on_4tuple" in truth_conv:
+        match = match.sort_values("first_frame")
+        return match.iloc[truth_conv["connection_on_4tuple"]]
+    return match.iloc[0]

@@ -43,6 +43,12 @@ def _conversation(report: Report, truth_conv: dict) -> pd.Series:
     match = conv[(conv["client_port"] == truth_conv["client_port"])
                  & (conv["server_port"] == truth_conv["server_port"])
                  & (conv["client_ip"] == truth_conv["client_ip"])]
+    if "connection_on_4tuple" in truth_conv:  # a connection restarted on the same 4-tuple
+        # each connection is a conversation of its own, in the order they were opened
+        match = match.sort_values("first_frame")
+        row = match.iloc[truth_conv["connection_on_4tuple"]]
+        assert row["first_frame"] == truth_conv["first_frame"]
+        return row
     assert len(match) == 1, f"conversation {truth_conv['client_port']} not reported once"
     return match.iloc[0]
 

@@ -20,7 +20,7 @@ from pyshark_tools.core.user_tables import joined
 from pyshark_tools.report import Report
 
 from .corpus import CORPUS
-from .helpers import analyze_fixture, fixture_scenarios, fixture_truth, usable_keylog
+from .helpers import analyze_fixture, fixture_scenarios, fixture_truth, truth_row, usable_keylog
 
 CASES = [
     pytest.param(name, keys, id=f"{name}-{'keylog' if keys else 'nokeys'}")
@@ -117,9 +117,7 @@ def test_cleartext_dialogue_is_what_the_generator_sent(name: str, with_keys: boo
     for tc in truth["conversations"]:
         if tc["server_port"] in (53, 80, 443) or tc["implicit_tls"]:
             continue
-        conv = report.conversations
-        row = conv[(conv["client_port"] == tc["client_port"])
-                   & (conv["client_ip"] == tc["client_ip"])].iloc[0]
+        row = truth_row(report.conversations, tc)
         replies = _smtp_events(report, int(row["stream"]), "smtp_reply", decrypted=False)
         clear = [r for r in tc["smtp_replies"] if not r["encrypted"]]
         got = [(int(code), detail.split("\n")[0]) for code, detail in

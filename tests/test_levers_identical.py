@@ -59,7 +59,9 @@ def test_fixture_same_report_with_every_lever(name: str, with_keys: bool) -> Non
     assert reference.capture["engine"] == "reference"
     fast = _run(name, with_keys, prefilter=True, jobs=2)
     assert_same_report(reference, fast)
-    if name != "cut-mid-file":  # a damaged file: the fast engine hands it to the reference
+    if name != "cut-mid-file" and not _restart_on_one_stream(name):
+        # (a damaged file, or a restarted connection tshark 4.0 numbers as one tcp.stream:
+        # the fast engine hands them to the reference)
         assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
     # the same conversations through tshark shards instead of the native reader
     assert_same_report(reference, _run(name, with_keys, prefilter=True, jobs=2, native=False))
@@ -102,5 +104,15 @@ def test_fixture_same_report_without_the_index(name: str, monkeypatch) -> None:
     reference = _run(name, False, prefilter=False)
     monkeypatch.setattr(scan_module, "index_capture", lambda *_args, **_kw: None)
     fast = _run(name, False, prefilter=True, jobs=2)
-    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    if not _restart_on_one_stream(name):
+        assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
     assert_same_report(reference, fast)
+
+
+def _restart_on_one_stream(name: str) -> bool:
+    """A fixture with a connection restarted on the same 4-tuple, read by a tshark before
+    4.2 (one tcp.stream for both: the reference engine reads the restart on its own)."""
+    from pyshark_tools.engine.tshark import find_tshark
+
+    restarted = any("connection_on_4tuple" in c for c in fixture_truth(name)["conversations"])
+    return restarted and tuple(find_tshark().version[:2]) < (4, 2)

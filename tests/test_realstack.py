@@ -195,6 +195,7 @@ LUA_CASES = [
 ]
 
 
+@pytest.mark.personal_lua  # tshark 4.2+ runs the plugin only for a user other than root
 @pytest.mark.parametrize(("name", "mode"), LUA_CASES)
 def test_lua_plugin_verdict(name: str, mode: str) -> None:
     from pyshark_tools.wireshark.install import lua_verdicts

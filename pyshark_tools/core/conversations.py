@@ -489,6 +489,7 @@ def _row(
     last = smtp.replies[-1] if smtp.replies else None
     return {
         "stream": facts.stream,
+        "tcp_stream": facts.stream if facts.tcp_stream is None else facts.tcp_stream,
         "client": facts.client,
         "server": facts.server,
         "client_ip": client_ip.strip("[]"),
@@ -562,7 +563,8 @@ def _leaf(certs: list[Record], role: str, frame: int | None) -> Record:
 
 def _types(df: pd.DataFrame) -> pd.DataFrame:
     frame_columns = [c for c in df.columns if c.startswith("frame_")]
-    counts = ["stream", "client_port", "server_port", "frames", "first_frame", "client_cert_count"]
+    counts = ["stream", "tcp_stream", "client_port", "server_port", "frames", "first_frame",
+              "client_cert_count"]
     for name in counts + frame_columns:
         df[name] = df[name].astype("Int64")
     for name in (

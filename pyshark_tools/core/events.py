@@ -48,6 +48,9 @@ class StreamFacts:
     server: str = ""
     client_hello_from: str | None = None
     first_command_from: str | None = None
+    # tshark's tcp.stream (None: the same as ``stream``); they differ for a connection
+    # restarted on the same 4-tuple that tshark numbers as one stream (restarts.py)
+    tcp_stream: int | None = None
 
 
 @dataclass

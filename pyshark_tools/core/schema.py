@@ -104,7 +104,11 @@ class Engine(StrEnum):
 
 
 CONVERSATIONS: tuple[Column, ...] = (
-    Column("stream", "Int64", "tcp.stream, as Wireshark numbers it"),
+    Column("stream", "Int64",
+           "conversation number: tcp.stream, as Wireshark numbers it, except for a connection "
+           "restarted on the same 4-tuple that this tshark numbers as the same stream (then a "
+           "number after the capture's last tcp.stream, see restarts.py)"),
+    Column("tcp_stream", "Int64", "tcp.stream as the tshark that read the capture numbers it"),
     Column("client", "str", "\"ip:port\" ([ip]:port for IPv6)"),
     Column("server", "str", "\"ip:port\" of the SMTP server"),
     Column("client_ip", "str", "the client's address"),
@@ -321,10 +325,12 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "log_lines": LOG_LINES,
 }
 
-#: Version of the JSON document and table shapes: 2 = list columns are arrays (1: separated
-#: strings), severity/trust categorical, ``schema_version`` present. Bump on any change a
-#: reader of the JSON would notice.
-SCHEMA_VERSION = 2
+#: Version of the JSON document and table shapes: 3 = conversations gain ``tcp_stream`` (a
+#: connection restarted on its 4-tuple is a conversation of its own) and the verdict
+#: ``hidden_renegotiation``; 2 = list columns are arrays (1: separated strings),
+#: severity/trust categorical, ``schema_version`` present. Bump on any change a reader of the
+#: JSON would notice.
+SCHEMA_VERSION = 3
 
 EXIT_OK = 0  # nothing wrong found
 EXIT_PROBLEMS = 1  # at least one finding of severity error or warning

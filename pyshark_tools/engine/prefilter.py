@@ -56,6 +56,7 @@ from .capture_format import TUNNEL_UDP_PORTS as _TUNNEL_UDP_PORTS
 from .forking import can_fork, map_forked
 from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
 from .reassembly import InOrder, readable_in_order
+from .restarts import restart_suspected
 
 if TYPE_CHECKING:
     from .scan import Numbering
@@ -66,6 +67,11 @@ __all__ = ["Prefiltered", "StreamTotals", "SyntheticEvent", "Unsupported", "pref
 class Unsupported(Exception):
     """The prefilter cannot promise tshark's exact view of this capture."""
 
+
+#: Why the fast engine leaves a capture to the reference engine on tshark 4.0: that engine
+#: splits the tcp.stream into one conversation per connection (restarts.py).
+RESTARTED = ("an SMTP connection restarted on the same addresses and ports, which this "
+             "tshark numbers as one tcp.stream")
 
 _STARTTLS = re.compile(rb"(?:^|\n)STARTTLS[ \t]*\r?\n", re.IGNORECASE)
 
@@ -568,6 +574,9 @@ def prefilter(
         from .scan import index_capture
 
         index = index_capture(path, tuple(portset), progress, numbering)
+        if index is not None and numbering == "4.0" and restart_suspected(
+                index.stream, index.direction, index.seq, index.flags):
+            index = None  # the loop tells whether a connection restarted (it then declines)
         if index is not None:
             whole = irregular_streams(index)
             if native:
@@ -1121,6 +1130,9 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
                     (flags & _ACK and base != seq) or (entry[5] and base == seq)):
                 raise Unsupported("tshark 4.0 and 4.4 number these conversations differently "
                                   "(ports reused) and this tshark's rules were not measured")
+            if not v44 and not either and entry[3] is not None and base is not None and (
+                    (flags & _ACK and base != seq) or (entry[5] and base == seq)):
+                raise Unsupported(RESTARTED)
             if v44 and base is not None and (base != seq or entry[5]):
                 # Wireshark 4.4: a SYN or SYN-ACK with a new sequence number, or one after a
                 # RST or FIN+ACK, starts a new conversation

@@ -31,6 +31,7 @@ from ..core.events import (
 from ..core.smtp_dialogue import DialogueReader
 from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
+from .restarts import ConnectionSplitter
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
 FIELDS: tuple[str, ...] = (
@@ -150,11 +151,13 @@ def extract(
     first_time = last_time = None
     gaps = SequenceGaps()
     unreadable_times: list[int] = []
+    # one conversation per TCP connection (restarts.py): tshark 4.2+ numbers them so itself
+    splitter = ConnectionSplitter() if tuple(tshark.version[:2]) < (4, 2) else None
     for row in iter_fields(cmd, FIELDS, run):
         packets += 1
         try:
             frame = int(row["frame.number"])
-            stream = int(row["tcp.stream"])
+            tcp_stream = int(row["tcp.stream"])
             when = frame_time(row["frame.time_epoch"])
         except ValueError:
             continue
@@ -167,6 +170,7 @@ def extract(
         dst_ip = row["ip.dst"] or row["ipv6.dst"]
         src = endpoint(src_ip, row["tcp.srcport"])
         dst = endpoint(dst_ip, row["tcp.dstport"])
+        stream = splitter.key(tcp_stream, src, *tcp_flags_seq(row)) if splitter else tcp_stream
         facts = streams.get(stream)
         if facts is None:
             facts = streams[stream] = StreamFacts(
@@ -187,6 +191,12 @@ def extract(
     if unreadable_times:
         run.warnings.append(time_warning(unreadable_times))
     events, certs = reader.finish()
+    if splitter is not None and splitter.split:
+        streams, events = renumber_restarts(streams, events, certs, splitter.numbers())
+        if stream_filter is None:
+            events, certs = reread_restarts(tshark, capture, streams, events, certs,
+                                            splitter.numbers(), ports, all_tls, keylog,
+                                            run.warnings)
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(
         events=events,
@@ -223,6 +233,106 @@ def time_warning(frames: list[int]) -> str:
     shown = ", ".join(str(f) for f in frames[:5]) + (" ..." if len(frames) > 5 else "")
     return (f"{len(frames)} frame(s) with a time stamp no date can hold (damaged capture?): "
             f"frame {shown}; each is given the time of the frame before it")
+
+
+def tcp_flags_seq(row: dict[str, str]) -> tuple[int, int | None]:
+    """A row's TCP flags and raw sequence number (None where tshark printed none)."""
+    flags = int(row["tcp.flags"], 16) if _is_hex(row["tcp.flags"][2:]) else 0
+    seq = row["tcp.seq_raw"]
+    return flags, int(seq) if seq.isdigit() else None
+
+
+def renumber_restarts(streams: dict[int, StreamFacts], events: pd.DataFrame,
+                      certs: list[CertificateMessage], numbers: dict[int, tuple[int, int]]
+                      ) -> tuple[dict[int, StreamFacts], pd.DataFrame]:
+    """The final numbers of the connections ``ConnectionSplitter`` split off (provisional
+    key -> (conversation number, tcp.stream)), in the stream facts, events and certificate
+    messages; the streams in conversation order."""
+    out: dict[int, StreamFacts] = {}
+    for key, facts in streams.items():
+        if key in numbers:
+            facts.stream, facts.tcp_stream = numbers[key]
+        out[facts.stream] = facts
+    for msg in certs:
+        if msg.stream in numbers:
+            msg.stream = numbers[msg.stream][0]
+    if len(events):
+        events["stream"] = events["stream"].map(
+            lambda s: numbers[s][0] if s in numbers else s).astype("Int64")
+    return dict(sorted(out.items())), events
+
+
+def reread_restarts(tshark: Tshark, capture: str | os.PathLike,
+                    streams: dict[int, StreamFacts], events: pd.DataFrame,
+                    certs: list[CertificateMessage], numbers: dict[int, tuple[int, int]],
+                    ports: Sequence[int], all_tls: bool, keylog: str | os.PathLike | None,
+                    warnings: list[str]) -> tuple[pd.DataFrame, list[CertificateMessage]]:
+    """Each connection split off a tcp.stream, read again by tshark on its own.
+
+    A tshark that numbers a restarted connection as the old one's stream also dissects it
+    as the old one's continuation (4.0: the reused client sequence numbers are
+    "retransmissions", the new handshake "encrypted"). ``editcap`` cuts the capture to the
+    frames from the restart's first to its last, where the connection is the first on its
+    addresses and ports, and the same fields pass reads it; its facts, events and
+    certificate messages replace the first reading's (frame numbers put back)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    editcap = shutil.which("editcap", path=os.path.dirname(tshark.path)) or \
+        shutil.which("editcap")
+    for number, tcp_stream in numbers.values():
+        facts = streams.get(number)
+        if facts is None:
+            continue
+        if editcap is None:
+            warnings.append(f"tcp.stream {tcp_stream} holds a restarted connection (conversation "
+                            f"{number}) that this tshark reads as a continuation, and editcap "
+                            "was not found to read it alone: its TLS facts may be incomplete")
+            continue
+        offset = facts.first_frame - 1
+        with tempfile.TemporaryDirectory(prefix="tls-smtp-report-restart-") as tmp:
+            part = os.path.join(tmp, "restart.pcapng")
+            try:
+                done = subprocess.run(
+                    [editcap, "-F", "pcapng", "-r", os.fspath(capture), part,
+                     f"{facts.first_frame}-{facts.last_frame}"],
+                    capture_output=True, stdin=subprocess.DEVNULL,
+                    timeout=tshark.limit_for(capture), check=False)
+                failed = done.returncode != 0 or not os.path.exists(part)
+            except (OSError, subprocess.TimeoutExpired):
+                failed = True
+            if failed:
+                warnings.append(f"conversation {number} (a restarted connection in tcp.stream "
+                                f"{tcp_stream}) could not be cut out for a reading of its own")
+                continue
+            alone = extract(tshark, part, ports=ports, all_tls=all_tls, keylog=keylog)
+        again = next((f for f in alone.streams.values() if f.first_frame == 1
+                      and {f.first_src, f.first_dst} == {facts.first_src, facts.first_dst}),
+                     None)
+        if again is None or again.frames != facts.frames:
+            continue  # not the same packets: the first reading stays
+        for name in ("syn_from", "fin", "rst", "truncated_frames", "lost_segments",
+                     "malformed", "has_smtp", "has_tls", "client_hello_from",
+                     "first_command_from"):
+            setattr(facts, name, getattr(again, name))
+        mine = alone.events[alone.events["stream"] == again.stream].copy()
+        mine["stream"] = number
+        mine["frame"] = mine["frame"] + offset
+        mine["last_frame"] = mine["last_frame"] + offset
+        kept = events[events["stream"] != number]
+        events = pd.concat([kept, mine], ignore_index=True) if len(kept) else \
+            mine.reset_index(drop=True)
+        events = events.sort_values("frame", kind="stable").reset_index(drop=True)
+        for name in ("sender", "kind"):
+            events[name] = events[name].astype(object).astype("category")
+        certs = [m for m in certs if m.stream != number]
+        for msg in alone.certificate_messages:
+            if msg.stream == again.stream:
+                msg.stream, msg.frame = number, msg.frame + offset
+                certs.append(msg)
+        certs.sort(key=lambda m: m.frame)
+    return events, certs
 
 
 def _count_tcp(

@@ -26,8 +26,11 @@ from ..helpers import FIXTURES, fixture_truth, smtp_ports, usable_keylog
 from .mutate import KINDS, mutate
 
 #: Fixtures the mutants start from (the large mixed-traffic capture only in long runs).
+#: (Not yet the restarted-connection fixture: adding a seed reshuffles the whole seeded plan;
+#: its mutants are for a long run, ``python -m tests.fuzz``, which takes every fixture.)
 SMALL_SEEDS = tuple(sorted(p.stem for p in FIXTURES.glob("*.pcapng")
-                           if p.stat().st_size < 100_000))
+                           if p.stat().st_size < 100_000
+                           and p.stem != "tcp-port-reuse-restart"))
 REGRESSIONS = Path(__file__).resolve().parent / "regressions"
 #: Per-mutant wall-clock limit (both engines, every format); tshark's own limit is lower.
 MUTANT_SECONDS = 120.0
