@@ -44,6 +44,7 @@ class ConnectionSplitter:
         self._restarts: list[int] = []  # tcp.stream of each provisional key -1, -2, ...
         self._highest = -1
 
+    # long: runs per row of tshark's output: the SYN, FIN and RST rules of 4.4's numbering inline
     def key(self, tcp_stream: int, src: str, flags: int, seq: int | None) -> int:
         """The provisional key of one row: its ``tcp.stream``, or a negative key from the row
         that restarts the connection on. ``seq``: the raw sequence number (None: unknown)."""

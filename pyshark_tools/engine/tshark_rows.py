@@ -262,6 +262,8 @@ def renumber_restarts(streams: dict[int, StreamFacts], events: pd.DataFrame,
     return dict(sorted(out.items())), events
 
 
+# long: per restarted connection, in order: cut it out with editcap (supervised), read it alone, put
+#   its frames, facts, events and certificates back
 def reread_restarts(tshark: Tshark, capture: str | os.PathLike,
                     streams: dict[int, StreamFacts], events: pd.DataFrame,
                     certs: list[CertificateMessage], numbers: dict[int, tuple[int, int]],
