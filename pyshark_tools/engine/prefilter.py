@@ -210,6 +210,21 @@ class _Dir:
         self.acked: int | None = None  # the furthest ACK number this direction sent
 
 
+def _records_after_handshake(done: list[tuple[int, int]] | None) -> tuple[bool, str]:
+    """(an encrypted alert completed, why tshark must read the conversation instead: "" when
+    nothing) for the TLS records completed after a direction's handshake: only application
+    data and alerts may follow it."""
+    if done is None:
+        return False, "not TLS after the handshake"
+    alert = False
+    for rtype, rlen in done:
+        if rtype == 21 and rlen != 2:
+            alert = True
+        elif rtype != 23:
+            return alert, "TLS records other than data or alerts after the handshake"
+    return alert, ""
+
+
 def _acked_before_seen(conv: _Conv, direction: int, data: bytes, l4: int, seq: int,
                        seglen: int, flags: int) -> bool:
     """Note this packet's ACK number; True when its data was acknowledged by the other side
@@ -919,15 +934,9 @@ class _Pass:
     def in_order_after_cut(self, conv: _Conv, d: _Dir, direction: int, frame: int, ns: int,
                            piece: bytes) -> None:
         """In-order bytes after a direction's handshake: only its records are followed."""
-        done = d.records.feed(piece)
-        if done is None:
-            raise Demote("not TLS after the handshake")
-        alert = False
-        for rtype, rlen in done:
-            if rtype == 21 and rlen != 2:
-                alert = True
-            elif rtype != 23:
-                raise Demote("TLS records other than data or alerts after the handshake")
+        alert, problem = _records_after_handshake(d.records.feed(piece))
+        if problem:
+            raise Demote(problem)
         if alert:
             event = _synthetic(conv, direction, frame, ns)
             (conv.held if conv.held is not None else self.synthetic).append(event)
@@ -962,14 +971,9 @@ class _Pass:
                    done: list[tuple[int, int]] | None) -> None:
         """TLS records completing after the cut: application data, or an encrypted alert
         (an event the reference reports); anything else needs tshark's view."""
-        if done is None:
-            raise _KeepWhole("not TLS after the handshake")
-        alert = False
-        for rtype, rlen in done:
-            if rtype == 21 and rlen != 2:
-                alert = True
-            elif rtype != 23:
-                raise _KeepWhole("TLS records other than data or alerts after the handshake")
+        alert, problem = _records_after_handshake(done)
+        if problem:
+            raise _KeepWhole(problem)
         if alert:
             self.synthetic.append(_synthetic(conv, direction, frame, ns))
 
