@@ -54,7 +54,7 @@ def mutated(tmp_path: Path, old: bytes, new: bytes, name: str = "mutant.pcapng")
 # --- one place for unexpected exceptions ------------------------------------------------
 
 
-def _explode(**_kwargs):
+def _explode(*_args, **_kwargs):
     raise RuntimeError("a bug\nwith two lines")
 
 
