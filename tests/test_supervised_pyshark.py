@@ -26,7 +26,7 @@ CAPTURE = FIXTURES / "tls12-client-cert-ok.pcapng"
 _SCRIPT = """
 import os, sys
 if sys.argv[1] == "install":
-    from pyshark_tools import signals
+    from pyshark_tools.engine import signals
     signals.install()
 from pyshark_tools.notebook import read_packets
 print("ready", flush=True)
