@@ -127,9 +127,10 @@ def ask_version_early() -> None:
     if not candidate or candidate in _EARLY:
         return
     with contextlib.suppress(OSError):
-        _EARLY[candidate] = subprocess.Popen(
+        _EARLY[candidate] = early = subprocess.Popen(
             [candidate, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL, text=True, errors="replace")
+        track_child(early)  # a signal before its answer is read ends it too
 
 
 def _ask_version(candidate: str) -> Tshark:
@@ -142,6 +143,8 @@ def _ask_version(candidate: str) -> Tshark:
                 early.kill()
                 early.communicate()
                 raise
+            finally:
+                untrack_child(early)
             done = subprocess.CompletedProcess(early.args, early.returncode, out, _err)
         else:
             done = subprocess.run(
@@ -239,7 +242,7 @@ def field_command(
 STDERR_KEEP = 64 << 10
 
 _LIVE: set[subprocess.Popen] = set()
-_LIVE_LOCK = threading.Lock()
+_LIVE_LOCK = threading.RLock()  # re-entered by a signal handler interrupting a holder
 
 
 def live_children() -> list[subprocess.Popen]:
