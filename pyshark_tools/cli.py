@@ -289,32 +289,35 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
     capture = _stdin_capture(capture) if capture == "-" else capture
     dask_client = _dask_client(dask_scheduler) if dask_scheduler else None
     from .engine.progress import ByteProgress
-    from .engine.tshark import ask_version_early
+    from .engine.tshark import ask_version_early, forget_early_versions
 
     ask_version_early()  # tshark answers while the analysis is imported
-
-    # one bar from reading to the rendered output (it is gone before the output is written)
-    label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"
-    with ByteProgress(label, enabled=False if quiet else None) as bar:
-        result = _run_analysis(
-            capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
-            expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
-            sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
-            streams=streams or None, exo_only=exo_only, jobs=jobs, prefilter=not no_prefilter,
-            dask_client=dask_client, progress=bar, native=not no_native,
-            logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
-            tshark_timeout=tshark_timeout,
-        )
-        if dask_client is not None:
-            dask_client.close()
-        if captures == ("-",):
-            _label_stdin(result, str(capture))
-        bar.phase(f"writing the {fmt} report")
-        text = _render(result, fmt, table, target, color, details)
-    for warning in result.warnings:
-        if fmt != "text":
-            click.echo(f"warning: {printable(warning)}", err=True)
-    _write(target, text, styled=fmt == "text")
+    try:
+        # one bar from reading to the rendered output (it is gone before the output is written)
+        label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"
+        with ByteProgress(label, enabled=False if quiet else None) as bar:
+            result = _run_analysis(
+                capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
+                expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
+                sender_ips=sender_ips, trust_store=trust_store, all_tls=all_tls,
+                streams=streams or None, exo_only=exo_only, jobs=jobs,
+                prefilter=not no_prefilter,
+                dask_client=dask_client, progress=bar, native=not no_native,
+                logs=list(logs) or None, log_tolerance=log_tolerance, log_format=log_format,
+                tshark_timeout=tshark_timeout,
+            )
+            if dask_client is not None:
+                dask_client.close()
+            if captures == ("-",):
+                _label_stdin(result, str(capture))
+            bar.phase(f"writing the {fmt} report")
+            text = _render(result, fmt, table, target, color, details)
+        for warning in result.warnings:
+            if fmt != "text":
+                click.echo(f"warning: {printable(warning)}", err=True)
+        _write(target, text, styled=fmt == "text")
+    finally:
+        forget_early_versions()
     sys.exit(result.exit_code())
 
 

@@ -62,3 +62,26 @@ def test_tshark_version_asked_ahead_is_the_one_used(tmp_path: Path, monkeypatch)
     found = tshark.find_tshark()
     assert found.version == (4, 0, 11)
     assert calls.read_text().count("run") == 1  # the early answer was the one read
+
+
+def test_an_early_version_nobody_reads_is_not_left_behind(tmp_path: Path, monkeypatch) -> None:
+    """A command that stops before it needs tshark (a usage error, another tshark) leaves no
+    ``tshark --version`` running or counted among the children a signal must kill."""
+    from pyshark_tools.engine import tshark
+
+    quick = tmp_path / "quick" / "tshark"
+    slow = tmp_path / "slow" / "tshark"
+    for fake, body in ((quick, "sleep 1; echo 'TShark (Wireshark) 4.0.11'"), (slow, "exec sleep 300")):
+        fake.parent.mkdir()
+        fake.write_text(f"#!/bin/sh\n{body}\n")
+        fake.chmod(0o755)
+    monkeypatch.setenv("TSHARK", str(quick))
+    tshark.ask_version_early()
+    early = next(proc for proc in tshark.live_children() if proc.args[0] == str(quick))
+    early.wait(timeout=30)
+    assert early not in tshark.live_children()  # it ended: reaped, not counted
+    monkeypatch.setenv("TSHARK", str(slow))
+    tshark.ask_version_early()
+    (hanging,) = [proc for proc in tshark.live_children() if proc.args[0] == str(slow)]
+    tshark.forget_early_versions()
+    assert hanging.returncode is not None and not tshark.live_children()

@@ -133,6 +133,18 @@ def ask_version_early() -> None:
         track_child(early)  # a signal before its answer is read ends it too
 
 
+def forget_early_versions() -> None:
+    """End every early ``--version`` nobody read (the run stopped before it needed tshark, or
+    used another one): none is left running or tracked after the command."""
+    while _EARLY:
+        _candidate, early = _EARLY.popitem()
+        with contextlib.suppress(OSError):
+            early.kill()
+        with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
+            early.communicate(timeout=5)
+        untrack_child(early)
+
+
 def _ask_version(candidate: str) -> Tshark:
     try:
         early = _EARLY.pop(candidate, None)
@@ -246,8 +258,14 @@ _LIVE_LOCK = threading.RLock()  # re-entered by a signal handler interrupting a 
 
 
 def live_children() -> list[subprocess.Popen]:
-    """The tshark processes this process is running now (for the signal handlers)."""
+    """The tshark processes this process is running now (for the signal handlers). One that
+    has ended unnoticed (an early ``--version`` nobody came to read) is reaped and dropped."""
     with _LIVE_LOCK:
+        for proc in list(_LIVE):
+            poll = getattr(proc, "poll", None)  # an ``asyncio`` process has none
+            ended = poll() if poll is not None else getattr(proc, "returncode", None)
+            if ended is not None:
+                _LIVE.discard(proc)
         return list(_LIVE)
 
 
