@@ -71,7 +71,8 @@ def test_an_early_version_nobody_reads_is_not_left_behind(tmp_path: Path, monkey
 
     quick = tmp_path / "quick" / "tshark"
     slow = tmp_path / "slow" / "tshark"
-    for fake, body in ((quick, "sleep 1; echo 'TShark (Wireshark) 4.0.11'"), (slow, "exec sleep 300")):
+    answers = "sleep 1; echo 'TShark (Wireshark) 4.0.11'"
+    for fake, body in ((quick, answers), (slow, "exec sleep 300")):
         fake.parent.mkdir()
         fake.write_text(f"#!/bin/sh\n{body}\n")
         fake.chmod(0o755)

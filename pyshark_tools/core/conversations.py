@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .details import detail_fields
+from .details import certificate_count, detail_fields
 from .events import IMPLICIT_TLS_PORTS, Extraction, StreamFacts
 from .schema import CLIENT_CERT_ABSENT, CONVERSATION_COLUMNS, ClientCert
 from .tables import Record, records_by_stream, tuples_by_stream
@@ -58,6 +58,8 @@ class _Tls:
     server_hello_done: int | None = None
     client_cert: int | None = None
     client_cert_count: int | None = None
+    #: the detail of a client CompressedCertificate that could not be decompressed here
+    client_cert_unread: dict[str, str] | None = None
     client_key_exchange: int | None = None
     server_ccs: int | None = None
     client_ccs: int | None = None
@@ -164,13 +166,14 @@ def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> No
         tls.version = version if version and version != "None" else None
         tls.cipher = kv.get("cipher") if kv.get("cipher") != "None" else None
         tls.ja3s = kv.get("ja3s")
-    elif name == "Certificate":
-        count = int(detail_fields(detail).get("certificates", "0"))
+    elif name in ("Certificate", "CompressedCertificate"):
+        count = certificate_count(detail)  # None: compressed, and not decompressible here
         if sender == "server" and tls.server_cert is None:
             tls.server_cert = frame
         elif sender == "client" and (tls.client_cert is None or tls.renegotiation_readable):
             # after a renegotiation the latest handshake's Certificate is the one that counts
             tls.client_cert, tls.client_cert_count = frame, count
+            tls.client_cert_unread = None if count is not None else detail_fields(detail)
     elif name == "CertificateRequest" and sender == "server" and (
             tls.cert_request is None or tls.renegotiation_readable):
         tls.cert_request = frame
@@ -186,6 +189,27 @@ def _handshake(tls: _Tls, frame: int, sender: str, name: str, detail: str) -> No
 class Verdict:
     value: ClientCert
     reason: str
+
+
+#: A TLS 1.3 Certificate body longer than this holds a certificate whatever its request
+#: context: 1 + 255 context bytes + a 3-byte list length.
+_LONGEST_EMPTY_TLS13_CERTIFICATE = 259
+
+
+def _unread_compressed(frame: int, detail: dict[str, str]) -> Verdict:
+    """A client CompressedCertificate this machine could not decompress: its declared size
+    still tells whether it holds a certificate; its contents stay unknown."""
+    algorithm = detail.get("compressed", "an unknown algorithm")
+    size = detail.get("uncompressed", "")
+    sent = (f"the client sent its Certificate compressed with {algorithm} (RFC 8879) in frame "
+            f"{frame}")
+    if size.isdigit() and int(size) > _LONGEST_EMPTY_TLS13_CERTIFICATE:
+        return Verdict(ClientCert.PRESENTED,
+                       f"{sent}: {size} bytes uncompressed, so at least one certificate; "
+                       "they could not be decompressed here (see the warning)")
+    return Verdict(ClientCert.NOT_CAPTURED,
+                   f"{sent} and it could not be decompressed here (see the warning): cannot "
+                   "see whether it holds a certificate")
 
 
 def decide_client_cert(
@@ -270,6 +294,8 @@ def decide_client_cert(
             "CertificateRequest messages; a key log is needed to see them",
         )
 
+    if tls.client_cert is not None and tls.client_cert_unread is not None:
+        return _unread_compressed(tls.client_cert, tls.client_cert_unread)
     if tls.client_cert is not None:
         if tls.client_cert_count:
             return Verdict(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["certificate_detail", "client_hello_detail", "detail_fields", "server_hello_detail"]
+__all__ = ["certificate_count", "certificate_detail", "client_hello_detail", "detail_fields",
+           "server_hello_detail"]
 
 _FIELD = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|$)")
 
@@ -37,9 +38,21 @@ def server_hello_detail(version: str | None, cipher: str | None, psk: object | N
     return " ".join(parts)
 
 
-def certificate_detail(count: int, declared: int | None) -> str:
-    """``certificates=N length=L``: certificates read and the list length the message declared."""
-    return f"certificates={count} length={declared}"
+def certificate_detail(count: int | None, declared: int | None, *,
+                       compressed: str | None = None, uncompressed: int | None = None) -> str:
+    """``certificates=N length=L``: certificates read and the list length the message declared;
+    for a CompressedCertificate also ``compressed=zlib uncompressed=U`` (``certificates=?``
+    when it could not be decompressed here)."""
+    text = f"certificates={'?' if count is None else count} length={declared}"
+    if compressed:
+        text += f" compressed={compressed} uncompressed={uncompressed}"
+    return text
+
+
+def certificate_count(detail: object) -> int | None:
+    """The certificates a Certificate event's detail says it holds (None: not readable)."""
+    value = detail_fields(detail).get("certificates", "0")
+    return int(value) if value.isdigit() else None
 
 
 def detail_fields(detail: object) -> dict[str, str]:

@@ -17,6 +17,7 @@ HANDSHAKE_TYPES: dict[int, str] = {
     16: "ClientKeyExchange",
     20: "Finished",
     24: "KeyUpdate",
+    25: "CompressedCertificate",
 }
 
 ALERTS: dict[int, str] = {

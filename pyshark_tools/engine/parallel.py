@@ -135,7 +135,7 @@ def _consume(rows, shard: Shard, run: FieldRun, cmd: list[str],
         f.lost_segments = gaps.holes(stream)  # truly missing, not merely reordered
     events, certs = reader.finish()
     partial = {s: {name: getattr(f, name) for name in _PARTIAL} for s, f in facts.items()}
-    warnings = [_original_packets(w, frames) for w in run.warnings]
+    warnings = [_original_packets(w, frames) for w in run.warnings] + reader.problems
     return ShardResult(events, partial, certs, warnings, run.truncated, list(cmd),
                        complete=run.complete)
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from ..core.cert_compression import decompress_certificate_message, tls13_certificate_list
 from ..core.details import certificate_detail, client_hello_detail, server_hello_detail
 from ..core.events import (
     DEFAULT_PORTS,
@@ -64,6 +65,9 @@ FIELDS: tuple[str, ...] = (
     "tls.handshake.extensions_server_name",
     "tls.handshake.certificates_length",
     "tls.handshake.certificate",
+    "tls.compress_certificate.algorithm",
+    "tls.compress_certificate.uncompressed_length",
+    "tls.compress_certificate.compressed_certificate_message",
     "tls.alert_message.level",
     "tls.alert_message.desc",
     "tls.handshake.ja3",
@@ -191,6 +195,7 @@ def extract(
     if unreadable_times:
         run.warnings.append(time_warning(unreadable_times))
     events, certs = reader.finish()
+    run.warnings.extend(reader.problems)
     if splitter is not None and splitter.split:
         streams, events = renumber_restarts(streams, events, certs, splitter.numbers())
         if stream_filter is None:
@@ -371,6 +376,8 @@ class RowReader:
     def __init__(self, ports: Sequence[int]) -> None:
         self.sink = EventSink()
         self.certs: list[CertificateMessage] = []
+        #: what could not be read and the report must say (a warning each)
+        self.problems: list[str] = []
         self.appdata_seen: set[tuple[int, str]] = set()
         self.smtp_ports = frozenset(ports) - frozenset(IMPLICIT_TLS_PORTS)
         self.dialogues: dict[int, tuple[DialogueReader, str, str]] = {}
@@ -460,6 +467,7 @@ def _frame_events(
     facts.has_tls = True
     hs_types = _ints(row["tls.handshake.type"])
     after_ccs: list[tuple[str, str, bool]] = []
+    compressed_seen = 0  # CompressedCertificate messages of this frame read so far
     for hs in hs_types:
         detail = ""
         name = handshake_name(hs)
@@ -495,6 +503,10 @@ def _frame_events(
             certs.append(CertificateMessage(stream, frame, when, src, dst, declared, ders,
                                             opaque))
             detail = certificate_detail(len(ders), declared)
+        elif hs == 25:
+            detail = _compressed_certificate(reader, facts, row, frame, when, src, dst,
+                                             opaque, compressed_seen)
+            compressed_seen += 1
         # Hellos are always clear; later messages in a frame with decrypted records are not.
         decrypted = opaque and hs not in (1, 2)
         if 20 in content_types and (decrypted or hs == 20):
@@ -531,6 +543,33 @@ def _frame_events(
         facts.has_smtp = True
         for code, lines in _pair_replies(codes, params):
             add("smtp_reply", code, "\n".join(lines), in_tls)
+
+
+def _compressed_certificate(reader: RowReader, facts: StreamFacts, row: dict[str, str],
+                            frame: int, when: datetime, src: str, dst: str, opaque: bool,
+                            index: int) -> str:
+    """The ``index``-th CompressedCertificate of a frame (RFC 8879; tshark shows it but not
+    the certificates inside): decompressed here and read as a TLS 1.3 Certificate."""
+    messages = _split(row["tls.compress_certificate.compressed_certificate_message"])
+    lengths = _ints(row["tls.compress_certificate.uncompressed_length"])
+    # the algorithm field also lists what a CertificateRequest or ClientHello in the same
+    # frame offered; those come first in wire order, each message's own value last
+    algorithms = _ints(row["tls.compress_certificate.algorithm"])[-len(messages):] \
+        if messages else []
+    data = messages[index] if index < len(messages) and _is_hex(messages[index]) else ""
+    read = decompress_certificate_message(
+        algorithms[index] if index < len(algorithms) else None,
+        lengths[index] if index < len(lengths) else None, bytes.fromhex(data))
+    if read.body is None:
+        reader.problems.append(f"frame {frame}: a CompressedCertificate ({read.algorithm}) "
+                               f"cannot be read: {read.problem}")
+        return certificate_detail(None, None, compressed=read.algorithm,
+                                  uncompressed=read.uncompressed_length)
+    declared, ders = tls13_certificate_list(read.body)
+    reader.certs.append(CertificateMessage(facts.stream, frame, when, src, dst, declared, ders,
+                                           opaque))
+    return certificate_detail(len(ders), declared, compressed=read.algorithm,
+                              uncompressed=read.uncompressed_length)
 
 
 def _is_hex(text: str) -> bool:

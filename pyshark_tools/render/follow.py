@@ -44,13 +44,16 @@ def transcript(report: Report, stream: int) -> list[tuple[int, str, str, str]]:
 
 def _handshake_text(ev: object, certs: pd.DataFrame) -> tuple[str, str]:
     name, detail = ev.name, ev.detail  # type: ignore[attr-defined]
-    if name != "Certificate":
+    if name not in ("Certificate", "CompressedCertificate"):
         return f"[TLS {name}{' ' + detail if detail else ''}]", "blue"
     chain = certs[certs["frame"] == ev.frame] if len(certs) else certs  # type: ignore[attr-defined]
     if detail_fields(detail).get("certificates") == "0":
         return "[TLS Certificate: EMPTY - no certificate presented]", "bold red"
     subjects = [str(s) for s in chain.sort_values("position")["subject"]] if len(chain) else []
     shown = " <- ".join(subjects) if subjects else detail
+    compressed = detail_fields(detail).get("compressed")
+    if compressed:
+        shown += f" ({compressed}-compressed, RFC 8879)"
     return f"[TLS Certificate: {shown}]", "green" if ev.sender == "client" else "blue"  # type: ignore[attr-defined]
 
 

@@ -209,8 +209,13 @@ def _handshake(name: str, detail: str, sender: str, frame: int,
         return "ServerHello", note, "tls"
     if name == "CertificateRequest":
         return "CertificateRequest: send me your certificate", "", "warn"
-    if name == "Certificate":
+    if name in ("Certificate", "CompressedCertificate"):
         count = kv.get("certificates")
+        if kv.get("compressed"):  # RFC 8879: shown as the Certificate it carries
+            chain_kind = f"{kv['compressed']}-compressed"
+            count = None if count == "?" else count
+        else:
+            chain_kind = ""
         if count == "0":
             return ("Certificate: EMPTY \u2014 no client certificate sent", "0 certificates",
                     "empty")
@@ -219,6 +224,8 @@ def _handshake(name: str, detail: str, sender: str, frame: int,
             f"{count} certificates" if count else "")
         if trust and trust != "trusted":
             chain_note += f", leaf {trust.replace('_', ' ')}"
+        if chain_kind:
+            chain_note = ", ".join(n for n in (chain_note, chain_kind) if n)
         if cn:
             label = f"Certificate: {cn}"
         elif count:
