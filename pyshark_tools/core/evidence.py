@@ -9,6 +9,7 @@ addresses and ports (a connection restarted on the same 4-tuple), frame numbers 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 __all__ = ["conversation_filter", "conversation_filters", "evidence_filter"]
 
 
+@functools.lru_cache(maxsize=65536)
 def _addr_field(ip: str) -> str:
     try:
         return "ipv6.addr" if ipaddress.ip_address(ip).version == 6 else "ip.addr"
@@ -46,9 +48,9 @@ def conversation_filters(conversations: pd.DataFrame) -> list[str | None]:
     if not len(conversations):
         return []
     keys: list[tuple | None] = []
-    for cip, cport, sip, sport in zip(conversations["client_ip"], conversations["client_port"],
-                                      conversations["server_ip"], conversations["server_port"],
-                                      strict=True):
+    rows = list(zip(conversations["client_ip"], conversations["client_port"],
+                    conversations["server_ip"], conversations["server_port"], strict=True))
+    for cip, cport, sip, sport in rows:
         known = not any(pd.isna(v) for v in (cip, cport, sip, sport))
         ends = sorted([(str(cip), int(cport)), (str(sip), int(sport))]) if known else None
         keys.append(tuple(ends) if ends else None)
@@ -62,7 +64,7 @@ def conversation_filters(conversations: pd.DataFrame) -> list[str | None]:
         if key is None:
             out.append(None)
             continue
-        row = conversations.iloc[i]
+        cip, cport, sip, sport = rows[i]
         starts = sorted(shared.get(key, []))
         first = firsts[i]
         lower = upper = None
@@ -70,8 +72,7 @@ def conversation_filters(conversations: pd.DataFrame) -> list[str | None]:
             lower = first
             later = [s for s in starts if s > first]
             upper = later[0] if later else None
-        out.append(conversation_filter(str(row["client_ip"]), int(row["client_port"]),
-                                       str(row["server_ip"]), int(row["server_port"]),
+        out.append(conversation_filter(str(cip), int(cport), str(sip), int(sport),
                                        lower, upper))
     return out
 
