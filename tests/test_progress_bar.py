@@ -67,7 +67,8 @@ def big_capture(tmp_path_factory) -> Path:
     from benchmarks.generate import generate
 
     path = tmp_path_factory.mktemp("bar") / "big.pcapng"
-    generate(path, scale=0.01, seed=3, impair=0.005)
+    # large enough that the analysis outlasts the bar's one-second delay on a fast machine
+    generate(path, scale=0.03, seed=3, impair=0.005)
     return path
 
 
