@@ -10,6 +10,8 @@
 #                    a complete root is reused, so keep it between CI runs where you can
 #   DEBIAN13_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #   DEBIAN13_USER    the unprivileged user that runs Lua and GUI tests (default tester)
+#   DEBIAN13_SUITE   another Debian suite instead of trixie, e.g. sid for tshark 4.6 (its
+#                    root then defaults to /var/cache/tls-smtp-report/<suite>); CI uses trixie
 # Wireshark 4.2 and later run no personal Lua plugin for root, so the suite runs as root (as
 # CI does) except the tests marked personal_lua (the plugin inside tshark, the GUI), which run
 # as that user (see docs/wireshark-versions.md).
@@ -17,7 +19,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-create}"
 shift || true
-root="${DEBIAN13_ROOT:-/var/cache/tls-smtp-report/debian13}"
+suite="${DEBIAN13_SUITE:-trixie}"
+if [ "$suite" = trixie ]; then
+    root="${DEBIAN13_ROOT:-/var/cache/tls-smtp-report/debian13}"
+else
+    root="${DEBIAN13_ROOT:-/var/cache/tls-smtp-report/$suite}"
+fi
 mirror="${DEBIAN13_MIRROR:-http://deb.debian.org/debian}"
 user="${DEBIAN13_USER:-tester}"
 # What the suite needs in there: the list of scripts/setup.sh test, from trixie (where the
@@ -80,7 +87,11 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/us
     HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
 
 install_packages() {
-    log "installing ${packages[*]} (apt-get, trixie)"
+    log "installing ${packages[*]} (apt-get, $suite)"
+    if [ "$suite" != trixie ]; then
+        # a mirror that serves unstable a few weeks behind carries an expired Valid-Until
+        echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99tls-smtp-report"
+    fi
     in_root apt-get update -qq
     echo "wireshark-common wireshark-common/install-setuid boolean false" \
         | in_root debconf-set-selections
@@ -115,8 +126,8 @@ create_root() {
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
         fi
         mkdir -p "$(dirname "$root")"
-        log "debootstrap --variant=minbase trixie $partial $mirror (a few minutes)"
-        debootstrap --variant=minbase trixie "$partial" "$mirror" >"$partial.log" 2>&1 || {
+        log "debootstrap --variant=minbase $suite $partial $mirror (a few minutes)"
+        debootstrap --variant=minbase "$suite" "$partial" "$mirror" >"$partial.log" 2>&1 || {
             tail -20 "$partial.log" >&2
             exit 1
         }

@@ -185,9 +185,14 @@ def test_lua_verdict_with_keylog_on_corpus() -> None:
 
 
 _NSTIME = re.compile(r"^(\w{3}) +(\d+), (\d{4}) (\d\d):(\d\d):(\d\d)")
+#: tshark 4.6 prints absolute times with -T fields as ISO 8601 in UTC
+_ISOTIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z$")
 
 
 def _parse_abs(text: str) -> datetime:
+    iso = _ISOTIME.match(text)
+    if iso:
+        return datetime.strptime(iso[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     m = _NSTIME.match(text)
     assert m, text
     return datetime.strptime(" ".join(m.groups()), "%b %d %Y %H %M %S").replace(tzinfo=UTC)

@@ -86,7 +86,7 @@ class Numbering(StrEnum):
     SYN-ACK carries another one; 4.4 starts a new conversation there instead, and also on
     a SYN or SYN-ACK with the same sequence number once the conversation saw a RST or a
     FIN+ACK (a SYN without ACK that keeps the conversation forgets that it closed).
-    Measured against tshark 4.0.17 and 4.4.19 (tests/test_scan.py).
+    Measured against tshark 4.0.17, 4.4.19 and 4.6.9 (tests/test_scan.py): 4.6 follows 4.4.
     """
 
     V4_0 = "4.0"  # tshark before 4.2
@@ -99,7 +99,7 @@ def numbering_for(version: Sequence[int]) -> Numbering:
     major_minor = tuple(version[:2])
     if major_minor < (4, 2):
         return Numbering.V4_0
-    if major_minor == (4, 4):
+    if major_minor in ((4, 4), (4, 6)):
         return Numbering.V4_4
     return Numbering.EITHER
 
