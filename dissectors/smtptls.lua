@@ -119,6 +119,7 @@ local f_rst = field("tcp.flags.reset")
 local f_ctype = field("tls.record.content_type")
 local f_hstype = field("tls.handshake.type")
 local f_cert = field("tls.handshake.certificate")
+local f_cc_len = field("tls.compress_certificate.uncompressed_length")
 local f_hsver = field("tls.handshake.version")
 local f_supver = field("tls.handshake.extensions.supported_version")
 local f_exttype = field("tls.handshake.extension.type")
@@ -490,6 +491,13 @@ local function record(st, fnum, pinfo, fr)
             elseif t == 11 then
                 note(st, "cli_cert", fnum)
                 if st.cli_cert == fnum then st.cli_cert_count = fr.cert_count end
+            elseif t == 25 then
+                -- CompressedCertificate (RFC 8879): not opened here; longer than an empty
+                -- TLS 1.3 Certificate can be (259 bytes), it holds at least one certificate
+                note(st, "cli_cert", fnum)
+                if st.cli_cert == fnum then
+                    st.cli_cert_count = ((fr.cc_len or 0) > 259) and 1 or 0
+                end
             elseif t == 16 then note(st, "cli_kx", fnum)
             elseif t == 15 then note(st, "cli_cv", fnum)
             elseif t == 20 then note(st, "cli_fin", fnum)
@@ -680,6 +688,7 @@ local function read_frame()
     fr.codes = values(f_smtp_code)
     fr.rspparams = values(f_smtp_rspparam)
     fr.certs = {}
+    if has(fr.hstypes, 25) then fr.cc_len = first(f_cc_len) end
     if has(fr.hstypes, 11) then
         fr.certs = values(f_cert)
         fr.cert_count = #fr.certs

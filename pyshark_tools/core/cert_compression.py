@@ -57,6 +57,8 @@ class Decompressed:
 def _zlib(data: bytes, limit: int) -> bytes:
     inflate = zlib.decompressobj()
     out = inflate.decompress(data, limit + 1)
+    if len(out) > limit:  # longer than declared: the caller refuses it
+        return out
     if not inflate.eof:
         raise ValueError("the zlib stream does not end where the message does")
     return out
@@ -112,9 +114,10 @@ def decompress_certificate_message(algorithm: int | None, uncompressed_length: i
         return Decompressed(name, uncompressed_length, None,
                             f"the data does not decompress ({type(exc).__name__})")
     if len(body) != uncompressed_length:
+        size = "more" if len(body) > uncompressed_length else f"{len(body)} bytes"
         return Decompressed(name, uncompressed_length, None,
-                            f"it decompresses to {len(body)} bytes, not the "
-                            f"{uncompressed_length} it declares")
+                            f"it decompresses to {size}, not the {uncompressed_length} "
+                            "bytes it declares")
     return Decompressed(name, uncompressed_length, body)
 
 
