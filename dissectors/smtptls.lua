@@ -601,7 +601,7 @@ local function record(st, fnum, pinfo, fr)
                     st.psk = has(fr.exttypes, 41)
                 end
             elseif t == 8 then note(st, "dec13", fnum)
-            elseif t == 11 then note(st, "srv_cert", fnum)
+            elseif t == 11 or t == 25 then note(st, "srv_cert", fnum)
             elseif t == 13 then note(st, "certreq", fnum)
             elseif t == 14 then note(st, "shd", fnum)
             elseif t == 20 then note(st, "srv_fin", fnum)
