@@ -45,6 +45,24 @@ def test_replies_inside_tls_are_those_the_server_wrote(engine: str) -> None:
     assert not ids & {"W1", "W2"}, ids
 
 
+def test_a_lost_record_leaves_a_gap_not_commands() -> None:
+    """tcp-lost-after-handshake: the server's records after the lost one cannot be decrypted
+    (the generator marks those replies unreadable); the client goes on after DATA, so what it
+    sends next (message, QUIT) is not read as commands: a gap says the dialogue is incomplete."""
+    conv = fixture_truth("tcp-lost-after-handshake")["conversations"][0]
+    report = analyze_fixture("tcp-lost-after-handshake", True)
+    readable = [r["code"] for r in conv["smtp_replies"]
+                if r["encrypted"] and r.get("readable_with_keylog", True)]
+    assert len(readable) < len([r for r in conv["smtp_replies"] if r["encrypted"]])
+    replies = _decrypted(report.events, "smtp_reply")
+    assert [int(e["name"]) for e in replies] == readable
+    after_starttls = conv["smtp_commands"][conv["smtp_commands"].index("STARTTLS") + 1:]
+    commands = [e["detail"] for e in _decrypted(report.events, "smtp_command")]
+    assert commands == after_starttls[:after_starttls.index("DATA") + 1]
+    (gap,) = _decrypted(report.events, "smtp_gap")
+    assert gap["sender"] == "server" and gap["frame"] > replies[-1]["frame"]
+
+
 def test_decrypted_records_read_as_one_stream() -> None:
     """The plaintext of TLS records in capture order: a reply across three records, and a
     message whose end and the next command share a record (pipelining after DATA)."""
