@@ -4,8 +4,8 @@
 -- (the Exchange Online "550 5.7.64 TenantAttribution; Relay Access Denied" investigation).
 -- Fields live under "smtptls."; the verdict strings are the ClientCert vocabulary of
 -- pyshark_tools/core/schema.py:
---   presented, empty, not_requested, hidden_tls13, resumed, no_tls, handshake_failed,
---   not_captured
+--   presented, empty, not_requested, hidden_tls13, hidden_renegotiation, resumed, no_tls,
+--   handshake_failed, not_captured
 -- This file decides those verdicts on its own (it does not call the Python analyzer):
 -- the two implementations are tested against each other.
 --
@@ -85,6 +85,10 @@ local ef = {
     tls13 = ProtoExpert.new("smtptls.expert.tls13_hidden",
         "TLS 1.3: certificates are encrypted; supply a key log to see the client certificate",
         expert.group.SECURITY, expert.severity.NOTE),
+    renegotiation = ProtoExpert.new("smtptls.expert.renegotiation_hidden",
+        "TLS renegotiated inside the session: the second handshake is encrypted; supply a "
+            .. "key log to see whether the client sent a certificate in it",
+        expert.group.SECURITY, expert.severity.NOTE),
     resumed = ProtoExpert.new("smtptls.expert.resumed",
         "Resumed TLS session: no certificates exchanged; look at the full handshake",
         expert.group.SECURITY, expert.severity.NOTE),
@@ -96,7 +100,7 @@ local ef = {
         expert.group.SECURITY, expert.severity.ERROR),
 }
 smtptls.experts = { ef.empty, ef.not_requested, ef.expired, ef.self_signed, ef.tls13,
-    ef.resumed, ef.failed, ef.tenant }
+    ef.renegotiation, ef.resumed, ef.failed, ef.tenant }
 
 ----------------------------------------------------------------------------------------
 -- Field extractors
@@ -120,6 +124,8 @@ local f_ctype = field("tls.record.content_type")
 local f_hstype = field("tls.handshake.type")
 local f_cert = field("tls.handshake.certificate")
 local f_cc_len = field("tls.compress_certificate.uncompressed_length")
+local f_cc_alg = field("tls.compress_certificate.algorithm")
+local f_cc_msg = field("tls.compress_certificate.compressed_certificate_message")
 local f_hsver = field("tls.handshake.version")
 local f_supver = field("tls.handshake.extensions.supported_version")
 local f_exttype = field("tls.handshake.extension.type")
@@ -359,6 +365,81 @@ local function bytes_of(v)
 end
 
 ----------------------------------------------------------------------------------------
+-- TLS 1.3 CompressedCertificate (RFC 8879): tshark shows it but not the certificates inside
+----------------------------------------------------------------------------------------
+-- Per algorithm (1 zlib, 2 brotli, 3 zstd), the TvbRange methods that may open it: Wireshark
+-- 4.2+ names them per algorithm, 4.0 has only uncompress (zlib); a build without the library
+-- has no method, and the certificates stay unread.
+local UNCOMPRESS = {
+    [1] = { "uncompress_zlib", "uncompress" },
+    [2] = { "uncompress_brotli" },
+    [3] = { "uncompress_zstd" },
+}
+
+-- The longest TLS 1.3 Certificate body without a certificate: 1 + 255 context bytes + the
+-- 3-byte list length. A longer one holds at least one certificate.
+local LONGEST_EMPTY_TLS13_CERTIFICATE = 259
+
+local function uint(s, p, n)
+    local v = 0
+    for i = p, p + n - 1 do
+        local b = s:byte(i)
+        if not b then return nil end
+        v = v * 256 + b
+    end
+    return v
+end
+
+-- The DER certificates of a TLS 1.3 Certificate body (context, then a list of certificate
+-- and extensions entries); nil when the body is damaged.
+local function tls13_certificates(body)
+    local ctx = uint(body, 1, 1)
+    if not ctx then return nil end
+    local p = 2 + ctx
+    local total = uint(body, p, 3)
+    if not total then return nil end
+    p = p + 3
+    local stop = p + total - 1
+    if stop ~= #body then return nil end
+    local certs = {}
+    while p <= stop do
+        local n = uint(body, p, 3)
+        if not n or p + 2 + n > stop then return nil end
+        certs[#certs + 1] = body:sub(p + 3, p + 2 + n)
+        p = p + 3 + n
+        local ext = uint(body, p, 2)
+        if not ext then return nil end
+        p = p + 2 + ext
+        if #certs > 1000 then return nil end
+    end
+    if p ~= stop + 1 then return nil end
+    return certs
+end
+
+-- The certificates of the frame's first CompressedCertificate, decompressed by Wireshark;
+-- nil when this build cannot open it (algorithm, library) or it is damaged.
+local function compressed_certificates(declared)
+    local messages = all(f_cc_msg)
+    if #messages == 0 then return nil end
+    -- the algorithm field also lists what a ClientHello or CertificateRequest in the same
+    -- frame offered: those come first, each message's own algorithm last
+    local algorithms = values(f_cc_alg)
+    local algorithm = algorithms[#algorithms - #messages + 1]
+    local ok_range, range = pcall(function() return messages[1].range end)
+    if not ok_range or not range then return nil end
+    for _, method in ipairs(UNCOMPRESS[algorithm] or {}) do
+        local ok, out = pcall(function() return range[method](range, "CompressedCertificate") end)
+        if ok and out then
+            local ok_raw, body = pcall(function() return out:range():raw() end)
+            if ok_raw and body and (declared == nil or #body == declared) then
+                return tls13_certificates(body)
+            end
+        end
+    end
+    return nil
+end
+
+----------------------------------------------------------------------------------------
 -- Per-stream state. Every fact is "the first frame where X was seen" (min of frame
 -- numbers), so dissecting a frame again never changes anything: re-dissection safe.
 ----------------------------------------------------------------------------------------
@@ -487,16 +568,25 @@ local function record(st, fnum, pinfo, fr)
     -- TLS handshake messages
     for _, t in ipairs(fr.hstypes) do
         if from_client then
-            if t == 1 then note(st, "ch", fnum)
-            elseif t == 11 then
-                note(st, "cli_cert", fnum)
-                if st.cli_cert == fnum then st.cli_cert_count = fr.cert_count end
-            elseif t == 25 then
-                -- CompressedCertificate (RFC 8879): not opened here; longer than an empty
-                -- TLS 1.3 Certificate can be (259 bytes), it holds at least one certificate
+            if t == 1 then
+                note(st, "ch", fnum)
+                -- a ClientHello after the ServerHello: a renegotiation (TLS 1.2 and older),
+                -- readable because tshark decrypted it
+                if st.sh and fnum > st.sh then note(st, "ch2", fnum) end
+            elseif t == 11 or t == 25 then
+                -- 25: CompressedCertificate (RFC 8879), opened where this build can
                 note(st, "cli_cert", fnum)
                 if st.cli_cert == fnum then
-                    st.cli_cert_count = ((fr.cc_len or 0) > 259) and 1 or 0
+                    st.cli_cert_count = fr.cert_count
+                    st.cli_cert_unread = (fr.cert_count == nil) and (fr.cc_len or 0) or nil
+                end
+                -- after a readable renegotiation, the second handshake's Certificate counts
+                if st.ch2 and fnum > st.ch2 then
+                    note(st, "cli_cert2", fnum)
+                    if st.cli_cert2 == fnum then
+                        st.cli_cert2_count = fr.cert_count
+                        st.cli_cert2_unread = (fr.cert_count == nil) and (fr.cc_len or 0) or nil
+                    end
                 end
             elseif t == 16 then note(st, "cli_kx", fnum)
             elseif t == 15 then note(st, "cli_cv", fnum)
@@ -511,7 +601,7 @@ local function record(st, fnum, pinfo, fr)
                     st.psk = has(fr.exttypes, 41)
                 end
             elseif t == 8 then note(st, "dec13", fnum)
-            elseif t == 11 then note(st, "srv_cert", fnum)
+            elseif t == 11 or t == 25 then note(st, "srv_cert", fnum)
             elseif t == 13 then note(st, "certreq", fnum)
             elseif t == 14 then note(st, "shd", fnum)
             elseif t == 20 then note(st, "srv_fin", fnum)
@@ -519,7 +609,12 @@ local function record(st, fnum, pinfo, fr)
         end
     end
     for _, c in ipairs(fr.ctypes) do
-        if c == 20 then note(st, from_client and "cli_ccs" or "srv_ccs", fnum)
+        if c == 20 then
+            local side = from_client and "cli_ccs" or "srv_ccs"
+            note(st, side, fnum)
+            -- a second ChangeCipherSpec from the same side ends a second handshake: a
+            -- renegotiation, seen even when its messages are encrypted (no key log)
+            if st[side] < fnum then note(st, side .. "2", fnum) end
         elseif c == 23 then note(st, from_client and "cli_app" or "srv_app", fnum)
         end
     end
@@ -540,13 +635,24 @@ local function record(st, fnum, pinfo, fr)
     return from_client
 end
 
+-- A client Certificate message's verdict: by its certificate count, or for a
+-- CompressedCertificate this build could not open by its uncompressed length (no count:
+-- longer than an empty one can be, it holds a certificate; else the capture cannot tell).
+local function certificate_verdict(count, unread_length)
+    if count == nil and unread_length ~= nil then
+        return (unread_length > LONGEST_EMPTY_TLS13_CERTIFICATE) and "presented"
+            or "not_captured"
+    end
+    return ((count or 0) > 0) and "presented" or "empty"
+end
+
 local function ver_str(st)
     return st.version_num and VERSIONS[st.version_num] or nil
 end
 
--- The verdict as known from the frames up to `upto` (all frames when final).
--- Returns verdict, deciding frame.
-local function decide(st, upto, final)
+-- The verdict of the first handshake as known from the frames up to `upto` (all frames
+-- when final). Returns verdict, deciding frame.
+local function decide_handshake(st, upto, final)
     local function seen(k)
         local v = st[k]
         if v ~= nil and v <= upto then return v end
@@ -564,7 +670,7 @@ local function decide(st, upto, final)
 
     local cc = seen("cli_cert")
     if cc then
-        return ((st.cli_cert_count or 0) > 0) and "presented" or "empty", cc
+        return certificate_verdict(st.cli_cert_count, st.cli_cert_unread), cc
     end
 
     local sh = seen("sh")
@@ -662,6 +768,34 @@ local function decide(st, upto, final)
     return nil
 end
 
+-- The verdict once a TLS 1.2 renegotiation is taken into account (TLS 1.3 has none).
+-- Decrypted (a ClientHello after the ServerHello): the second handshake's client
+-- Certificate decides where there is one. Encrypted (only a second ChangeCipherSpec
+-- shows): "no certificate" from the first handshake no longer holds, the certificate may
+-- have travelled in the second: hidden_renegotiation, decided where the renegotiation shows.
+local function decide(st, upto, final)
+    local verdict, at = decide_handshake(st, upto, final)
+    if st.version_num == nil or st.version_num == 0x0304 then return verdict, at end
+    local function seen(k)
+        local v = st[k]
+        if v ~= nil and v <= upto then return v end
+        return nil
+    end
+    if seen("ch2") then
+        local cc2 = seen("cli_cert2")
+        if cc2 then
+            return certificate_verdict(st.cli_cert2_count, st.cli_cert2_unread), cc2
+        end
+        return verdict, at
+    end
+    local c1, c2 = seen("cli_ccs2"), seen("srv_ccs2")
+    local again = (c1 and c2) and math.min(c1, c2) or c1 or c2
+    if again and (verdict == "empty" or verdict == "not_requested") then
+        return "hidden_renegotiation", math.max(again, at)
+    end
+    return verdict, at
+end
+
 ----------------------------------------------------------------------------------------
 -- Dissection
 ----------------------------------------------------------------------------------------
@@ -688,7 +822,18 @@ local function read_frame()
     fr.codes = values(f_smtp_code)
     fr.rspparams = values(f_smtp_rspparam)
     fr.certs = {}
-    if has(fr.hstypes, 25) then fr.cc_len = first(f_cc_len) end
+    if has(fr.hstypes, 25) then
+        fr.cc_len = first(f_cc_len)
+        local certs = compressed_certificates(fr.cc_len)
+        if certs then
+            fr.certs = certs
+            fr.cert_count = #certs
+            if #certs > 0 then
+                local ok, leaf = pcall(parse_cert, certs[1])
+                if ok then fr.leaf = leaf else fr.leaf_error = tostring(leaf) end
+            end
+        end
+    end
     if has(fr.hstypes, 11) then
         fr.certs = values(f_cert)
         fr.cert_count = #fr.certs
@@ -740,6 +885,9 @@ local function dissect(tvb, pinfo, tree)
         elseif verdict == "hidden_tls13" then
             t:add(pf.problem, "TLS 1.3: client certificate encrypted")
             t:add_proto_expert_info(ef.tls13)
+        elseif verdict == "hidden_renegotiation" then
+            t:add(pf.problem, "renegotiated inside TLS: the second handshake is encrypted")
+            t:add_proto_expert_info(ef.renegotiation)
         elseif verdict == "resumed" then
             t:add(pf.problem, "resumed handshake: no certificates")
             t:add_proto_expert_info(ef.resumed)
@@ -768,7 +916,11 @@ local function dissect(tvb, pinfo, tree)
         t:add(pf.starttls, true)
     end
 
-    if has(fr.hstypes, 11) then
+    if has(fr.hstypes, 25) and fr.cert_count == nil then
+        t:add(pf.problem, "CompressedCertificate not opened by this Wireshark build: "
+            .. "certificates unknown")
+    end
+    if has(fr.hstypes, 11) or (has(fr.hstypes, 25) and fr.cert_count ~= nil) then
         t:add(pf.cert_count, fr.cert_count or 0)
         if from_client then t:add(pf.client_cert_count, fr.cert_count or 0) end
         local leaf = fr.leaf

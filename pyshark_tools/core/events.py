@@ -117,9 +117,10 @@ class EventSink:
 
 
 def add_dialogue(sink: EventSink, stream: int, client: str, server: str,
-                 items: Sequence[SmtpItem], facts: StreamFacts | None = None) -> dict[str, str]:
-    """A conversation's SMTP items as events; the stream facts they set (also into
-    ``facts`` when given)."""
+                 items: Sequence[SmtpItem], facts: StreamFacts | None = None, *,
+                 decrypted: bool = False) -> dict[str, str]:
+    """A conversation's SMTP items as events (``decrypted``: read inside decrypted TLS); the
+    stream facts they set (also into ``facts`` when given)."""
     columns: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
     found: dict[str, str] = {}
     for item in items:
@@ -131,7 +132,7 @@ def add_dialogue(sink: EventSink, stream: int, client: str, server: str,
         for name, value in (("frame", item.first_frame), ("time", item.stamp),
                             ("stream", stream), ("src", src), ("dst", dst), ("sender", None),
                             ("kind", item.kind.value), ("name", item.name),
-                            ("detail", item.detail), ("decrypted", False),
+                            ("detail", item.detail), ("decrypted", decrypted),
                             ("last_frame", item.last_frame)):
             columns[name].append(value)
     sink.add_columns(columns)

@@ -1,4 +1,4 @@
-"""Cleartext SMTP read as two byte streams, by the protocol's own rules.
+"""SMTP read as two byte streams, by the protocol's own rules (in clear and inside TLS).
 
 A frame is not a unit of SMTP: servers write a multi-line EHLO reply one line per segment,
 clients pipeline several commands in one, a line can be split anywhere. So each direction's
@@ -15,7 +15,10 @@ Message content (DATA up to the lone ``.``, BDAT chunks) and AUTH exchanges are 
 redacted: neither reaches any event.
 
 Both engines feed this reader -- tshark's rows (``tcp.payload``) and the native reader's
-packets -- so they cannot read the dialogue differently.
+packets -- so they cannot read the dialogue differently. The SMTP inside decrypted TLS is read
+by a second reader of the same kind, fed each TLS record's plaintext in capture order
+(``greeting=False``: after STARTTLS the client speaks first; an implicit-TLS greeting is then
+simply a reply nobody asked for).
 """
 
 from __future__ import annotations
@@ -182,12 +185,13 @@ class DialogueReader:
     and gaps read so far, in the order they completed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, greeting: bool = True) -> None:
         self.streams = {"client": _Stream(), "server": _Stream()}
         self.lines = {"client": _Lines(), "server": _Lines()}
         self.mode = {"client": _Mode.COMMANDS, "server": _Mode.COMMANDS}
         self.items: list[SmtpItem] = []
-        self.pending: deque[str] = deque(["greeting"])  # what each next reply answers
+        # what each next reply answers
+        self.pending: deque[str] = deque(["greeting"] if greeting else [])
         self.reply_lines: list[str] = []
         self.reply_start: tuple[int, object] | None = None
         self.chunk_left = 0

@@ -53,9 +53,8 @@ FIELDS: tuple[str, ...] = (
     "tcp.payload",
     "tcp.analysis.lost_segment",
     "_ws.malformed",
-    "smtp.command_line",
-    "smtp.response.code",
-    "smtp.rsp.parameter",
+    # the plaintext of each decrypted TLS record no dissector took (see row_decode_as)
+    "data.data",
     "tls.record.content_type",
     "tls.record.opaque_type",
     "tls.handshake.type",
@@ -76,10 +75,6 @@ FIELDS: tuple[str, ...] = (
     "tls.handshake.extensions.psk.identity.selected",
 )
 
-# Commands whose arguments carry credentials: the report keeps the verb only.
-_SECRET_COMMANDS = {"AUTH"}
-
-
 def display_filter(ports: Sequence[int], all_tls: bool) -> str:
     """Only frames of the SMTP ports (and, with all_tls, any TLS) reach Python."""
     port_list = ",".join(str(p) for p in sorted(set(ports)))
@@ -98,6 +93,22 @@ def decode_as_rules(ports: Sequence[int]) -> list[str]:
     return rules
 
 
+def row_decode_as(ports: Sequence[int]) -> list[str]:
+    """The fields pass's dissectors: every SMTP port read as TLS, and what TLS decrypts left
+    as raw bytes (``data.data``, one per record, in wire order).
+
+    Cleartext SMTP is read from ``tcp.payload`` (``core.smtp_dialogue``), so tshark's SMTP
+    dissector is not needed; its per-frame fields cut a reply sent one line per TLS record
+    into several replies. TLS then starts where a record header does, as after STARTTLS
+    (the TLS fields are the same either way on tshark 4.0 and 4.4)."""
+    rules = []
+    for port in sorted(set(ports) | set(IMPLICIT_TLS_PORTS)):
+        if port in ports:
+            rules.append(f"tcp.port=={port},tls")
+        rules.append(f"tls.port=={port},data")
+    return rules
+
+
 def _split(value: str) -> list[str]:
     return value.split(AGGREGATOR) if value else []
 
@@ -110,19 +121,6 @@ def _ints(value: str) -> list[int]:
         except ValueError:
             continue
     return out
-
-
-def _clean_line(text: str) -> str:
-    """tshark prints CR LF as the four characters ``\\r\\n``: drop them."""
-    return text.replace("\\r\\n", "").replace("\\r", "").replace("\\n", "").strip()
-
-
-def _redact(line: str) -> str:
-    verb = line.split(" ", 1)[0].upper()
-    if verb in _SECRET_COMMANDS:
-        mech = line.split(" ")[1] if len(line.split(" ")) > 1 else ""
-        return f"{verb} {mech} [credentials not shown]".replace("  ", " ")
-    return line
 
 
 # long: the reference pass: runs per row of tshark's output, counting TCP facts and feeding the
@@ -145,7 +143,7 @@ def extract(
     if wanted is not None:
         dfilter = f"({dfilter}) && tcp.stream in {{{','.join(map(str, wanted))}}}"
     cmd = field_command(
-        tshark, capture, FIELDS, display_filter=dfilter, decode_as=decode_as_rules(ports),
+        tshark, capture, FIELDS, display_filter=dfilter, decode_as=row_decode_as(ports),
         options=options,
     )
     run = FieldRun(time_limit=tshark.limit_for(capture))
@@ -368,9 +366,9 @@ def _count_tcp(
 class RowReader:
     """tshark's ``-T fields`` rows -> events and certificate messages, for both engines.
 
-    TLS comes from tshark's per-frame fields; cleartext SMTP from the TCP payload, read as
-    a byte stream by :class:`~pyshark_tools.core.smtp_dialogue.DialogueReader` (tshark's
-    per-frame ``smtp.*`` fields are used only inside decrypted TLS).
+    TLS comes from tshark's per-frame fields; SMTP from the TCP payload in clear and from the
+    decrypted records' plaintext inside TLS, each read as a byte stream by a
+    :class:`~pyshark_tools.core.smtp_dialogue.DialogueReader`.
     """
 
     def __init__(self, ports: Sequence[int]) -> None:
@@ -381,6 +379,9 @@ class RowReader:
         self.appdata_seen: set[tuple[int, str]] = set()
         self.smtp_ports = frozenset(ports) - frozenset(IMPLICIT_TLS_PORTS)
         self.dialogues: dict[int, tuple[DialogueReader, str, str]] = {}
+        #: the SMTP inside decrypted TLS, per conversation (reader, client, server)
+        self.inside: dict[int, tuple[DialogueReader, str, str]] = {}
+        self.tls_smtp_ports = frozenset(ports) | frozenset(IMPLICIT_TLS_PORTS)
         self.facts: dict[int, StreamFacts] = {}
         self.syn_from: dict[int, str] = {}
 
@@ -420,13 +421,37 @@ class RowReader:
             return
         reader.feed(sender, frame, when, payload, seq, max(declared, len(payload)))
 
+    def decrypted_text(self, facts: StreamFacts, row: dict[str, str], frame: int,
+                       when: datetime, src: str, dst: str) -> None:
+        """One frame's decrypted TLS records (their plaintext) handed to the conversation's
+        inside-TLS dialogue reader, in wire order."""
+        stream = facts.stream
+        entry = self.inside.get(stream)
+        if entry is None:
+            if port_of(src) not in self.tls_smtp_ports and \
+                    port_of(dst) not in self.tls_smtp_ports:
+                return
+            clear = self.dialogues.get(stream)
+            client = clear[1] if clear else self.syn_from.get(stream) or _client_byport_of(
+                src, dst, self.tls_smtp_ports)
+            entry = self.inside[stream] = (DialogueReader(greeting=False), client,
+                                           dst if client == src else src)
+        reader, client, _server = entry
+        sender = "client" if src == client else "server"
+        for record in _split(row["data.data"]):
+            if _is_hex(record):
+                reader.feed(sender, frame, when, bytes.fromhex(record))
+
     def finish(self) -> tuple[pd.DataFrame, list[CertificateMessage]]:
         """The events (frame order) and certificate messages of every row read."""
         for stream, (reader, client, server) in self.dialogues.items():
             facts = self.facts[stream]
             add_dialogue(self.sink, stream, client, server, reader.finish(), facts)
+        for stream, (reader, client, server) in self.inside.items():
+            add_dialogue(self.sink, stream, client, server, reader.finish(), self.facts[stream],
+                         decrypted=True)
         events = self.sink.frame()
-        if self.dialogues and len(events):
+        if (self.dialogues or self.inside) and len(events):
             events = events.sort_values("frame", kind="stable").reset_index(drop=True)
         return events, self.certs
 
@@ -530,19 +555,9 @@ def _frame_events(
     if 23 in content_types and (stream, src) not in appdata_seen:
         appdata_seen.add((stream, src))
         add("tls_appdata", "ApplicationData", "first application data", False)
-    # SMTP inside decrypted TLS (tshark's reading of each record) follows its record
-    for line in _split(row["smtp.command_line"]):
-        text = _redact(_clean_line(line))
-        if text:
-            facts.has_smtp = True
-            add("smtp_command", text.split(" ", 1)[0].upper(), text, in_tls)
-            facts.first_command_from = facts.first_command_from or src
-    codes = _split(row["smtp.response.code"])
-    params = [_clean_line(p) for p in _split(row["smtp.rsp.parameter"])]
-    if codes:
-        facts.has_smtp = True
-        for code, lines in _pair_replies(codes, params):
-            add("smtp_reply", code, "\n".join(lines), in_tls)
+    if 23 in content_types and row["data.data"]:
+        # SMTP inside decrypted TLS: read as a byte stream (its events follow this frame's)
+        reader.decrypted_text(facts, row, frame, when, src, dst)
 
 
 def _compressed_certificate(reader: RowReader, facts: StreamFacts, row: dict[str, str],
@@ -578,23 +593,3 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return bool(text)
-
-
-def _pair_replies(codes: list[str], params: list[str]) -> list[tuple[str, list[str]]]:
-    """Group reply parameter lines under their codes.
-
-    tshark gives one code per reply but one parameter per line, so a multi-line EHLO reply
-    has one code and many parameters; pipelined replies have one of each.
-    """
-    if len(codes) == len(params):
-        return [(c, [f"{c} {p}".rstrip()]) for c, p in zip(codes, params, strict=True)]
-    if len(codes) == 1:
-        lines = [f"{codes[0]}-{p}" for p in params[:-1]] + [f"{codes[0]} {params[-1]}"] \
-            if params else [codes[0]]
-        return [(codes[0], lines)]
-    out = [(c, [f"{c} {p}".rstrip()]) for c, p in zip(codes[:-1], params, strict=False)]
-    rest = params[len(codes) - 1:]
-    out.append((codes[-1], [f"{codes[-1]} {p}" for p in rest] or [codes[-1]]))
-    return out
-
-
