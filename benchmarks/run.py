@@ -43,7 +43,7 @@ import psutil
 
 from benchmarks.generate import generate
 from pyshark_tools.engine.tshark import field_command, find_tshark
-from pyshark_tools.engine.tshark_rows import FIELDS, display_filter, row_decode_as
+from pyshark_tools.engine.tshark_rows import FIELDS, decode_as_rules, display_filter
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                     "frame.number"])
     runs.append(bare)
     ref_cmd = field_command(tshark, main_path, FIELDS, display_filter=display_filter(PORTS, False),
-                            decode_as=row_decode_as(PORTS))
+                            decode_as=decode_as_rules(PORTS))
     baseline = median_of(REPEATS, lambda: measure(
         f"bare tshark, analyzer's filter and fields (baseline, median of {REPEATS})", ref_cmd))
     runs.append(baseline)
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         path, m = captures[scale]
         b = measure("bare", [*field_command(tshark, path, FIELDS,
                                             display_filter=display_filter(PORTS, False),
-                                            decode_as=row_decode_as(PORTS))])
+                                            decode_as=decode_as_rules(PORTS))])
         r = measure("report", report_cmd(path, out / f"curve-{scale:g}.json"))
         curve.append((m, b, r))
         print(scale, b, r, flush=True)
@@ -316,7 +316,7 @@ def realistic(args: argparse.Namespace) -> str:
         main_path = main_path or path
         bare = measure("bare", field_command(tshark, path, FIELDS,
                                              display_filter=display_filter(PORTS, False),
-                                             decode_as=row_decode_as(PORTS)))
+                                             decode_as=decode_as_rules(PORTS)))
         target, ref_target = out / f"real-{k}.json", out / f"real-{k}-ref.json"
         run = measure("report", report_cmd(path, target))
         measure("reference", report_cmd(path, ref_target, "--no-prefilter"))

@@ -46,7 +46,13 @@ from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
 from .tshark import DISABLED_PROTOCOLS, FieldRun, Tshark, field_command, iter_fields
-from .tshark_rows import FIELDS, RowReader, display_filter, row_decode_as
+from .tshark_rows import (
+    FIELDS,
+    RowReader,
+    display_filter,
+    has_embedded_secrets,
+    row_decode_as,
+)
 
 __all__ = ["DISABLED_PROTOCOLS", "ShardResult", "default_jobs", "fast_extract", "run_shard"]
 
@@ -86,7 +92,9 @@ def shard_command(tshark: Tshark, source: str | os.PathLike, ports: Sequence[int
     options = [*preferences, *([f"tls.keylog_file:{keylog}"] if keylog is not None else [])]
     # (DISABLED_PROTOCOLS: every fields pass, see pyshark_tools.engine.tshark)
     return field_command(tshark, source, FIELDS, display_filter=display_filter(ports, False),
-                         decode_as=row_decode_as(ports), options=options)
+                         decode_as=row_decode_as(ports, keylog is not None
+                                                 or has_embedded_secrets(source)),
+                         options=options)
 
 
 def run_shard(tshark: Tshark, shard: Shard, ports: Sequence[int],

@@ -9,6 +9,7 @@ fast engine's shards).
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -93,20 +94,56 @@ def decode_as_rules(ports: Sequence[int]) -> list[str]:
     return rules
 
 
-def row_decode_as(ports: Sequence[int]) -> list[str]:
-    """The fields pass's dissectors: every SMTP port read as TLS, and what TLS decrypts left
-    as raw bytes (``data.data``, one per record, in wire order).
+def row_decode_as(ports: Sequence[int], decrypting: bool = True) -> list[str]:
+    """The fields pass's dissectors. ``decrypting`` (a key log, or secrets embedded in the
+    capture): every SMTP port read as TLS, and what TLS decrypts left as raw bytes
+    (``data.data``, one per record, in wire order); else tshark's usual SMTP reading.
 
     Cleartext SMTP is read from ``tcp.payload`` (``core.smtp_dialogue``), so tshark's SMTP
     dissector is not needed; its per-frame fields cut a reply sent one line per TLS record
     into several replies. TLS then starts where a record header does, as after STARTTLS
-    (the TLS fields are the same either way on tshark 4.0 and 4.4)."""
+    (the TLS fields are the same either way on tshark 4.0 and 4.4 for every fixture and the
+    peer corpus). Only with something to decrypt: TLS on a cleartext segment shorter than a
+    record header waits for the next one, so a client's ``\\r\\n`` sent alone just before its
+    ClientHello hides that ClientHello (tshark's SMTP dissector reads it)."""
+    if not decrypting:
+        return decode_as_rules(ports)
     rules = []
     for port in sorted(set(ports) | set(IMPLICIT_TLS_PORTS)):
         if port in ports:
             rules.append(f"tcp.port=={port},tls")
         rules.append(f"tls.port=={port},data")
     return rules
+
+
+#: pcapng block types: Decryption Secrets Block, and the blocks that carry packets
+_PCAPNG_SECRETS = 0x0000000A
+_PCAPNG_PACKETS = frozenset({0x00000002, 0x00000003, 0x00000006})
+
+
+def has_embedded_secrets(capture: str | os.PathLike) -> bool:
+    """Whether a pcapng carries TLS secrets (a Decryption Secrets Block before its first
+    packet, where tshark reads them); False for pcap and for what cannot be read."""
+    try:
+        with open(capture, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
+                return False
+            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            f.seek(0)
+            for _ in range(10_000):
+                block = f.read(8)
+                if len(block) < 8:
+                    return False
+                kind, length = struct.unpack(f"{order}II", block)
+                if kind == _PCAPNG_SECRETS:
+                    return True
+                if kind in _PCAPNG_PACKETS or length < 12:
+                    return False
+                f.seek(length - 8, os.SEEK_CUR)
+    except OSError:
+        return False
+    return False
 
 
 def _split(value: str) -> list[str]:
@@ -143,7 +180,8 @@ def extract(
     if wanted is not None:
         dfilter = f"({dfilter}) && tcp.stream in {{{','.join(map(str, wanted))}}}"
     cmd = field_command(
-        tshark, capture, FIELDS, display_filter=dfilter, decode_as=row_decode_as(ports),
+        tshark, capture, FIELDS, display_filter=dfilter,
+        decode_as=row_decode_as(ports, keylog is not None or has_embedded_secrets(capture)),
         options=options,
     )
     run = FieldRun(time_limit=tshark.limit_for(capture))
