@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from .fuzz.run import mutant_of_regression, plan, regression_captures, run
+from .fuzz.run import LINK_LAYER_SEEDS, mutant_of_regression, plan, regression_captures, run
 
 #: Differences the fuzzer found that are not fixed yet (open in the failure-modes issue):
 #: their captures are in tests/fuzz/regressions/ and fail there, marked as known; the budget
@@ -37,6 +37,17 @@ def test_ci_fuzz_budget() -> None:
     # the budget means something only if most mutants are read, and read by the fast engine
     assert sum(v.outcome == "ok" for v in summary.verdicts) > CI_COUNT // 2
     assert sum(v.fast_engine == "fast" for v in summary.verdicts) > CI_COUNT // 3
+
+
+def test_link_layer_fuzz_budget() -> None:
+    """The classic pcap fixtures (Linux cooked SLL, SLL2, nanosecond time stamps) and the
+    VLAN one, three mutants of every kind: their TCP-level mutants are real ones now that
+    the splitter reads those frames (tests/test_fuzz_splitter.py)."""
+    fixtures = (*LINK_LAYER_SEEDS, "vlan-8021q")
+    summary = run(plan(33, CI_SEED, fixtures), jobs=2)
+    assert {v.mutant.fixture for v in summary.verdicts} == set(fixtures)
+    assert not summary.failures(), _report(summary.failures()) + "\n" + summary.table()
+    assert sum(v.fast_engine == "fast" for v in summary.verdicts) > 33 // 3
 
 
 @pytest.mark.parametrize("capture", [

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .run import SMALL_SEEDS, plan, run
+from .run import LONG_RUN_SEEDS, plan, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,16 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=Path("fuzz-failures"),
                         help="folder for failing mutants (default ./fuzz-failures)")
     parser.add_argument("--all-fixtures", action="store_true",
-                        help="also mutate the large mixed-traffic capture")
+                        help="also mutate the large captures (mixed traffic, restarts)")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant")
     args = parser.parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # end as Ctrl-C does: children killed
         signal.signal(signum, lambda number, _frame: sys.exit(128 + number))
-    fixtures = SMALL_SEEDS
+    fixtures = LONG_RUN_SEEDS  # the CI plan's fixtures and the classic pcap ones
     if args.all_fixtures:
         from ..helpers import FIXTURES
 
-        fixtures = tuple(sorted(p.stem for p in FIXTURES.glob("*.pcapng")))
+        fixtures = tuple(sorted({p.stem for p in FIXTURES.glob("*.pcap*")}))
     started = time.monotonic()
     summary = run(plan(args.count, args.seed, fixtures), jobs=args.jobs, keep=args.keep,
                   progress=not args.quiet)
