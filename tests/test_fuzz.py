@@ -60,3 +60,14 @@ def test_regression_capture(capture) -> None:
 
     verdict = judge(mutant_of_regression(capture), capture)
     assert verdict.outcome in ("ok", "refused"), f"{verdict.outcome}: {verdict.detail}"
+
+
+def test_regression_names_say_how_to_judge_them() -> None:
+    """A regression capture's name gives its mutant whole (fixture, kind, seed, index, key
+    log), whichever fixtures the run that found it drew from."""
+    captures = regression_captures()
+    assert any(p.name.endswith(".keys.pcapng") for p in captures)
+    for capture in captures:
+        mutant = mutant_of_regression(capture)
+        assert mutant.file_name == capture.name
+        assert mutant.keylog == (".keys." in capture.name)

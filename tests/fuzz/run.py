@@ -246,10 +246,14 @@ def _warm_up() -> None:
 
 
 def run(mutants: list[Mutant], jobs: int = 2, keep: Path | None = None,
-        progress: bool = False) -> Summary:
+        progress: bool = False, mutant_seconds: float = MUTANT_SECONDS,
+        stop_after: float | None = None) -> Summary:
     """Judge every mutant in forked children, ``jobs`` at a time; failing mutants are
-    written to ``keep`` (capture + what failed) when given."""
+    written to ``keep`` (capture + what failed) when given. ``mutant_seconds`` is each
+    mutant's wall-clock limit; after ``stop_after`` seconds no further mutant starts (a long
+    run that must end by a given time still gets its summary)."""
     _warm_up()
+    give_up = None if stop_after is None else time.monotonic() + stop_after
     context = multiprocessing.get_context("fork")
     summary = Summary()
     pending = list(mutants)
@@ -259,6 +263,8 @@ def run(mutants: list[Mutant], jobs: int = 2, keep: Path | None = None,
         # however the run ends (SIGTERM included, see __main__), no child outlives it
         stack.callback(lambda: [_kill_tree(proc.pid) for proc in list(running)])
         while pending or running:
+            if give_up is not None and time.monotonic() > give_up:
+                pending.clear()
             while pending and len(running) < jobs:
                 mutant = pending.pop(0)
                 path = Path(tmp) / mutant.file_name
@@ -280,9 +286,9 @@ def run(mutants: list[Mutant], jobs: int = 2, keep: Path | None = None,
                 elif not proc.is_alive():
                     verdict = Verdict(mutant, "traceback",
                                       f"the child died (exit code {proc.exitcode})")
-                elif took > MUTANT_SECONDS:
+                elif took > mutant_seconds:
                     _kill_tree(proc.pid)
-                    verdict = Verdict(mutant, "hang", f"no verdict after {MUTANT_SECONDS:.0f} s")
+                    verdict = Verdict(mutant, "hang", f"no verdict after {mutant_seconds:.0f} s")
                 if verdict is None:
                     continue
                 proc.join(5)
