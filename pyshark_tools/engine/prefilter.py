@@ -1081,8 +1081,8 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
                     raise Unsupported("fragmented IP packets are not read")
                 continue
         else:
-            if len(data) < off + 40:
-                continue
+            if len(data) < off + 40 or data[off] >> 4 != 6:
+                continue  # tshark calls another version bogus and reads no TCP in it
             proto = data[off + 6]
             src = data[off + 8:off + 24]
             dst = data[off + 24:off + 40]

@@ -849,7 +849,7 @@ def _classify(b: _Bytes, cap: np.ndarray, orig: np.ndarray, linktype: np.ndarray
         bad_len = ok6 & ((plen == 0) | (40 + plen > wire))
         _refuse(bad_len & (nh == 6), "an IPv6 length the loop would not trust")
         ok6 &= ~bad_len
-        # The loop does not look at the version nibble behind ethertype 0x86DD; tshark does.
+        # tshark reads no TCP behind another version nibble (the loop skips such a frame)
         _refuse(ok6 & (w0 >> np.uint64(60) != 6), "an IPv6 header with another version")
         _refuse(ok6 & _LUT_EXT6[nh], "IPv6 extension headers")
         ok |= ok6
