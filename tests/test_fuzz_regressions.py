@@ -10,6 +10,8 @@
   reference splits the tcp.stream there (a restart), so the index must suspect one.
 - An IPv6 header whose version nibble is not 6 (seed 41): tshark reads no TCP in it, and
   the fast engine's loop must not either.
+- An interface block's option running past the block (seed 41): tshark calls the file
+  damaged; the fast engine's loop read on (only packet options were checked there).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pyshark_tools.engine.scan import Numbering, build_index
 from pyshark_tools.engine.tshark import find_tshark
 
 from .fuzz import tcpip
-from .fuzz.pcapng import EPB, Packet, as_packet, read_blocks, write_blocks
+from .fuzz.pcapng import EPB, Block, Packet, as_packet, read_blocks, write_blocks
 from .fuzz.run import REGRESSIONS, Mutant, judge, mutant_of_regression
 from .helpers import FIXTURES, fixture_path, fixture_truth, smtp_ports
 
@@ -220,3 +222,48 @@ def test_bogus_ipv6_regression_is_read_natively() -> None:
     capture = REGRESSIONS / f"{BOGUS_IPV6}.pcapng"
     verdict = judge(mutant_of_regression(capture), capture)
     assert verdict.outcome == "ok" and verdict.fast_engine == "fast", verdict.detail
+
+
+DAMAGED_OPTION = "pktmon-multi-interface.flip.s41.i638"
+
+
+def _with_option_length(where: str, olen: int, out: Path) -> Path:
+    """tls12-client-cert-ok with the first option of its section header or interface block
+    given length ``olen``, or an interface statistics block (start time option of length
+    ``olen``) added at its end."""
+    blocks = read_blocks((FIXTURES / "tls12-client-cert-ok.pcapng").read_bytes())
+    if where == "statistics":
+        blocks.append(Block(5, struct.pack("<IIIHH", 0, 0, 0, 2, olen) + bytes(12)))
+    else:
+        at, first_option = {"section": (0, 16), "interface": (1, 8)}[where]
+        body = bytearray(blocks[at].body)
+        struct.pack_into("<H", body, first_option + 2, olen)
+        blocks[at] = Block(blocks[at].kind, bytes(body))
+    out.write_bytes(write_blocks(blocks))
+    return out
+
+
+@pytest.mark.parametrize("where", ["section", "interface", "statistics"])
+def test_an_option_past_its_block_goes_to_the_reference(where: str, tmp_path: Path) -> None:
+    """tshark calls the file damaged where a block's option runs past the block (the seed 41
+    mutant: an interface's); the fast engine must not read such a file as whole."""
+    capture = _with_option_length(where, 0x100, tmp_path / f"{where}.pcapng")
+    refused = subprocess.run([find_tshark().path, "-n", "-r", str(capture)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert "damaged or corrupt" in refused.stderr
+    verdict = judge(Mutant(0, 0, "tls12-client-cert-ok", "flip", False), capture)
+    assert verdict.outcome == "ok", verdict.detail
+    assert verdict.fast_engine != "fast" and "option runs past" in verdict.detail
+
+
+def test_a_sound_statistics_block_is_still_read_natively(tmp_path: Path) -> None:
+    capture = _with_option_length("statistics", 8, tmp_path / "statistics.pcapng")
+    verdict = judge(Mutant(0, 0, "tls12-client-cert-ok", "flip", False), capture)
+    assert verdict.outcome == "ok" and verdict.fast_engine == "fast", verdict.detail
+
+
+def test_damaged_option_regression_goes_to_the_reference() -> None:
+    capture = REGRESSIONS / f"{DAMAGED_OPTION}.pcapng"
+    verdict = judge(mutant_of_regression(capture), capture)
+    assert verdict.outcome == "ok", verdict.detail
+    assert verdict.fast_engine == "reference", verdict.detail

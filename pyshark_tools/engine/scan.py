@@ -525,6 +525,18 @@ def _check_options(mm: mmap.mmap, pos: int, end: int) -> None:
         pass
 
 
+def check_block_options(mm: mmap.mmap, pos: int, end: int, endian: str = "<") -> None:
+    """A section's, interface's or statistics block's options as tshark checks them (the
+    loop's reading, either byte order): :class:`Declined` where one runs past its block."""
+    while pos + 4 <= end:
+        code, olen = struct.unpack_from(endian + "HH", mm, pos)
+        if code == 0:
+            return
+        if pos + 4 + olen > end:
+            raise Declined("a pcapng option runs past its block")
+        pos += 4 + olen + (-olen % 4)
+
+
 #: Enhanced packet block options with a fixed length (flags, drop count, packet id, queue):
 #: tshark refuses a file where one has another length.
 _EPB_OPTION_SIZES = {2: 4, 4: 8, 5: 8, 6: 4}
