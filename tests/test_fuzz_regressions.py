@@ -168,6 +168,7 @@ def _tshark_rows(capture: Path) -> list[tuple[int, str, int, int]]:
 
 
 @pytest.mark.parametrize("capture", [REGRESSIONS / f"{ODD_SYN}.pcapng",
+                                     REGRESSIONS / "pcap-nanosecond.cert_name.s41.i1214.pcap",
                                      fixture_path("tcp-port-reuse-restart"),
                                      fixture_path("tls12-client-cert-ok")], ids=lambda p: p.stem)
 def test_restart_suspected_wherever_the_reference_splits(capture: Path) -> None:
