@@ -178,13 +178,16 @@ def read_packets(capture: str | os.PathLike, display_filter: str, *,
     Runs pyshark in a worker thread with a fresh event loop, so it works from synchronous
     code, from inside ``asyncio.run`` and from a Jupyter cell alike.
     """
+    from .engine.tshark import private_config_folder
+
     result: dict[str, Any] = {}
     started: list[Any] = []  # the tshark processes pyshark starts for this read
 
     def work() -> None:
         try:
-            result["packets"] = _read_in_own_loop(capture, display_filter, keylog, ports,
-                                                  limit, timeout, started)
+            with private_config_folder() as config_dir:  # empty: no user profile applies
+                result["packets"] = _read_in_own_loop(capture, display_filter, keylog, ports,
+                                                      limit, timeout, started, config_dir)
         except BaseException as exc:
             result["error"] = exc
 
@@ -230,11 +233,13 @@ def _ensure_thread_safe_child_watcher() -> None:
             asyncio.set_child_watcher(asyncio.ThreadedChildWatcher())
 
 
-def _capture_class(started: list[Any] | None = None) -> type:
+def _capture_class(started: list[Any] | None = None, config_dir: str | None = None) -> type:
+    import subprocess
+
     import pyshark
     from packaging.version import parse as parse_version
 
-    from .engine.tshark import find_tshark, track_child, untrack_child
+    from .engine.tshark import clean_environment, find_tshark, track_child, untrack_child
 
     known = find_tshark()  # asked once, under our own time limit
 
@@ -257,6 +262,25 @@ def _capture_class(started: list[Any] | None = None) -> type:
                 await super()._cleanup_subprocess(process)
             finally:
                 untrack_child(process)
+
+        async def _get_tshark_process(self, packet_count: int | None = None,
+                                      stdin: Any = None) -> Any:
+            """tshark started as pyshark would (JSON output), but in the environment of our
+            own runs: ``config_dir`` is its configuration folder, so no personal disabled
+            protocol, heuristic, Decode As entry or profile changes what it dissects."""
+            if config_dir is None:
+                return await super()._get_tshark_process(packet_count, stdin)
+            self._verify_capture_parameters()
+            parameters = [self._get_tshark_path(), "-l", "-n", "-T", "json"]
+            if known.version >= (2, 6, 7):
+                parameters.append("--no-duplicate-keys")
+            parameters += self.get_parameters(packet_count=packet_count)
+            process = await asyncio.create_subprocess_exec(
+                *parameters, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin,
+                env=clean_environment(config_dir))
+            self._create_stderr_handling_task(process.stderr)
+            self._created_new_process(parameters, process)
+            return process
 
         def _get_tshark_version(self) -> Any:
             # pyshark would run ``tshark -v`` without a time limit; ours was asked with one
@@ -283,7 +307,8 @@ def _clean_preferences() -> dict[str, str]:
 
 def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
                       keylog: str | os.PathLike | None, ports: Any, limit: int | None,
-                      timeout: float, started: list[Any] | None = None) -> list[Any]:
+                      timeout: float, started: list[Any] | None = None,
+                      config_dir: str | None = None) -> list[Any]:
     from pyshark.capture.capture import StopCapture
 
     from .engine.tshark import find_tshark
@@ -297,7 +322,7 @@ def _read_in_own_loop(capture: str | os.PathLike, display_filter: str,
     packets: list[Any] = []
     cap = None
     try:
-        cap = _capture_class(started)(
+        cap = _capture_class(started, config_dir)(
             os.fspath(capture), display_filter=display_filter, use_json=True,
             override_prefs=prefs, decode_as=_decode_as(ports) or None,
             tshark_path=find_tshark().path, eventloop=loop,

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from .fuzz.run import mutant_of_regression, plan, regression_captures, run
+from .fuzz.run import LINK_LAYER_SEEDS, mutant_of_regression, plan, regression_captures, run
 
 #: Differences the fuzzer found that are not fixed yet (open in the failure-modes issue):
 #: their captures are in tests/fuzz/regressions/ and fail there, marked as known; the budget
@@ -39,6 +39,17 @@ def test_ci_fuzz_budget() -> None:
     assert sum(v.fast_engine == "fast" for v in summary.verdicts) > CI_COUNT // 3
 
 
+def test_link_layer_fuzz_budget() -> None:
+    """The classic pcap fixtures (Linux cooked SLL, SLL2, nanosecond time stamps) and the
+    VLAN one, three mutants of every kind: their TCP-level mutants are real ones now that
+    the splitter reads those frames (tests/test_fuzz_splitter.py)."""
+    fixtures = (*LINK_LAYER_SEEDS, "vlan-8021q")
+    summary = run(plan(33, CI_SEED, fixtures), jobs=2)
+    assert {v.mutant.fixture for v in summary.verdicts} == set(fixtures)
+    assert not summary.failures(), _report(summary.failures()) + "\n" + summary.table()
+    assert sum(v.fast_engine == "fast" for v in summary.verdicts) > 33 // 3
+
+
 @pytest.mark.parametrize("capture", [
     pytest.param(path, marks=pytest.mark.xfail(strict=True, reason="known fast/reference "
                                                "difference, not fixed yet"))
@@ -49,3 +60,14 @@ def test_regression_capture(capture) -> None:
 
     verdict = judge(mutant_of_regression(capture), capture)
     assert verdict.outcome in ("ok", "refused"), f"{verdict.outcome}: {verdict.detail}"
+
+
+def test_regression_names_say_how_to_judge_them() -> None:
+    """A regression capture's name gives its mutant whole (fixture, kind, seed, index, key
+    log), whichever fixtures the run that found it drew from."""
+    captures = regression_captures()
+    assert any(p.name.endswith(".keys.pcapng") for p in captures)
+    for capture in captures:
+        mutant = mutant_of_regression(capture)
+        assert mutant.file_name == capture.name
+        assert mutant.keylog == (".keys." in capture.name)

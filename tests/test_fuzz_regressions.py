@@ -6,22 +6,33 @@
 - A packet time stamp no date can hold (a flipped byte in a block header): the reference
   engine reads the frame (it was dropped silently before) and says so; the fast engine
   declines the capture instead of counting it differently.
+- A SYN of the client's with a new sequence number and other flags besides (seed 41): the
+  reference splits the tcp.stream there (a restart), so the index must suspect one.
+- An IPv6 header whose version nibble is not 6 (seed 41): tshark reads no TCP in it, and
+  the fast engine's loop must not either.
+- An interface block's option running past the block (seed 41): tshark calls the file
+  damaged; the fast engine's loop read on (only packet options were checked there).
 """
 
 from __future__ import annotations
 
 import struct
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pyshark_tools import analyze
 from pyshark_tools.engine.native import Demote, NativeConversation
+from pyshark_tools.engine.restarts import ConnectionSplitter, restart_suspected
+from pyshark_tools.engine.scan import Numbering, build_index
+from pyshark_tools.engine.tshark import find_tshark
 
 from .fuzz import tcpip
-from .fuzz.pcapng import EPB, Packet, as_packet, read_blocks, write_blocks
+from .fuzz.pcapng import EPB, Block, Packet, as_packet, read_blocks, write_blocks
 from .fuzz.run import REGRESSIONS, Mutant, judge, mutant_of_regression
-from .helpers import FIXTURES, fixture_truth, smtp_ports
+from .helpers import FIXTURES, fixture_path, fixture_truth, smtp_ports
 
 SPLIT_STARTTLS = ("legacy-tls10.coalesce.s17.i87", "tcp-lost-in-handshake.split.s17.i262")
 DAMAGED_TIME = "vlan-8021q.split.s17.i295"
@@ -112,3 +123,148 @@ def test_damaged_time_stamp_frame_is_read_and_named() -> None:
     assert fast.capture["engine"] != "fast"
     assert "time stamp" in fast.capture["engine_note"]
     assert fast.conversations["frames"].tolist() == [len(frames)]
+
+
+# --- the long run of seed 41 -------------------------------------------------------------
+
+ODD_SYN = "smtp-pipelining-auth.cert_name.s41.i48"
+BOGUS_IPV6 = "ipv6-extension-headers.flip.s41.i231.keys"
+SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+
+
+def _splits(rows: list[tuple[int, str, int, int]]) -> bool:
+    splitter = ConnectionSplitter()
+    for stream, src, flags, seq in rows:
+        splitter.key(stream, src, flags, seq)
+    return splitter.split
+
+
+@pytest.mark.parametrize("flags", [SYN, SYN | ACK | RST | PSH, SYN | ACK],
+                         ids=["syn", "syn-ack-rst-psh", "syn-ack"])
+def test_a_syn_with_a_new_sequence_number_is_a_suspected_restart(flags: int) -> None:
+    """The reference (tshark 4.0 rows, ConnectionSplitter) starts a new connection at a SYN
+    of the client's whose sequence number is not the client's base, whatever other flags it
+    carries; the index must suspect it, or the fast engine keeps one conversation."""
+    c, s = "192.0.2.1:40000", "198.51.100.25:25"
+    rows = [(0, c, SYN, 100), (0, s, SYN | ACK, 500), (0, c, ACK, 101), (0, c, flags, 160)]
+    assert _splits(rows)
+    stream = np.zeros(4, np.int64)
+    direction = np.array([0, 1, 0, 0], np.uint8)
+    seq = np.array([r[3] for r in rows], np.uint32)
+    assert restart_suspected(stream, direction, seq, np.array([r[2] for r in rows], np.uint8))
+
+
+def _tshark_rows(capture: Path) -> list[tuple[int, str, int, int]]:
+    out = subprocess.run(
+        [find_tshark().path, "-n", "-r", str(capture), "-Y", "tcp", "-T", "fields",
+         "-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport",
+         "-e", "tcp.flags", "-e", "tcp.seq_raw"],
+        capture_output=True, text=True, timeout=120, check=False).stdout
+    rows = []
+    for line in out.splitlines():
+        stream, ip4, ip6, port, flags, seq = line.split("\t")
+        rows.append((int(stream), f"{ip4 or ip6}:{port}", int(flags, 16), int(seq)))
+    return rows
+
+
+@pytest.mark.parametrize("capture", [REGRESSIONS / f"{ODD_SYN}.pcapng",
+                                     REGRESSIONS / "pcap-nanosecond.cert_name.s41.i1214.pcap",
+                                     fixture_path("tcp-port-reuse-restart"),
+                                     fixture_path("tls12-client-cert-ok")], ids=lambda p: p.stem)
+def test_restart_suspected_wherever_the_reference_splits(capture: Path) -> None:
+    """On the capture's own packets: the index's quick test never says no where the
+    reference's ConnectionSplitter (over tshark's rows) splits a tcp.stream. (tshark 4.2
+    and later number the restart as a tcp.stream of its own: nothing is left to split.)"""
+    index = build_index(capture, (25,), numbering=Numbering.V4_0)
+    suspected = restart_suspected(index.stream, index.direction, index.seq, index.flags)
+    splits = _splits(_tshark_rows(capture))
+    assert suspected or not splits
+    if tuple(find_tshark().version[:2]) < (4, 2):
+        assert splits == (capture.stem != "tls12-client-cert-ok")
+
+
+def test_odd_syn_regression_goes_to_the_reference() -> None:
+    """On tshark 4.0 the fast engine leaves the restart to the reference (which splits it);
+    4.4 numbers it as a conversation of its own, and the fast engine does the same."""
+    capture = REGRESSIONS / f"{ODD_SYN}.pcapng"
+    verdict = judge(mutant_of_regression(capture), capture)
+    assert verdict.outcome == "ok", verdict.detail
+    if tuple(find_tshark().version[:2]) < (4, 2):
+        assert verdict.fast_engine == "reference" and "restarted" in verdict.detail
+
+
+def _with_bogus_ipv6_version(fixture: str, out: Path) -> tuple[Path, int]:
+    """The fixture with the IP version nibble of its 14th frame (the client's Finished
+    flight, mid-conversation) made 11: tshark reads no TCP in that frame."""
+    blocks = read_blocks(fixture_path(fixture).read_bytes())
+    packets = [i for i, b in enumerate(blocks) if b.kind == EPB]
+    at = packets[13]
+    packet = as_packet(blocks[at])
+    assert packet.data[12:14] == b"\x86\xdd" and packet.data[14] >> 4 == 6
+    packet.data = packet.data[:14] + bytes([0xB0 | packet.data[14] & 0x0F]) + packet.data[15:]
+    blocks[at] = packet.to_block()
+    out.write_bytes(write_blocks(blocks))
+    return out, len(packets)
+
+
+@pytest.mark.parametrize("fixture", ["ipv6", "ipv6-extension-headers"])
+def test_a_bogus_ipv6_version_frame_is_no_tcp_in_either_engine(fixture: str,
+                                                               tmp_path: Path) -> None:
+    capture, frames = _with_bogus_ipv6_version(fixture, tmp_path / f"{fixture}.pcapng")
+    verdict = judge(Mutant(0, 0, fixture, "flip", False), capture)
+    assert verdict.outcome == "ok", verdict.detail
+    assert verdict.fast_engine == "fast", verdict.detail
+    truth = fixture_truth(fixture)
+    report = analyze(capture, ports=smtp_ports(truth), progress=False)
+    assert report.conversations["frames"].tolist() == [frames - 1]
+
+
+def test_bogus_ipv6_regression_is_read_natively() -> None:
+    capture = REGRESSIONS / f"{BOGUS_IPV6}.pcapng"
+    verdict = judge(mutant_of_regression(capture), capture)
+    assert verdict.outcome == "ok" and verdict.fast_engine == "fast", verdict.detail
+
+
+DAMAGED_OPTION = "pktmon-multi-interface.flip.s41.i638"
+
+
+def _with_option_length(where: str, olen: int, out: Path) -> Path:
+    """tls12-client-cert-ok with the first option of its section header or interface block
+    given length ``olen``, or an interface statistics block (start time option of length
+    ``olen``) added at its end."""
+    blocks = read_blocks((FIXTURES / "tls12-client-cert-ok.pcapng").read_bytes())
+    if where == "statistics":
+        blocks.append(Block(5, struct.pack("<IIIHH", 0, 0, 0, 2, olen) + bytes(12)))
+    else:
+        at, first_option = {"section": (0, 16), "interface": (1, 8)}[where]
+        body = bytearray(blocks[at].body)
+        struct.pack_into("<H", body, first_option + 2, olen)
+        blocks[at] = Block(blocks[at].kind, bytes(body))
+    out.write_bytes(write_blocks(blocks))
+    return out
+
+
+@pytest.mark.parametrize("where", ["section", "interface", "statistics"])
+def test_an_option_past_its_block_goes_to_the_reference(where: str, tmp_path: Path) -> None:
+    """tshark calls the file damaged where a block's option runs past the block (the seed 41
+    mutant: an interface's); the fast engine must not read such a file as whole."""
+    capture = _with_option_length(where, 0x100, tmp_path / f"{where}.pcapng")
+    refused = subprocess.run([find_tshark().path, "-n", "-r", str(capture)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert "damaged or corrupt" in refused.stderr
+    verdict = judge(Mutant(0, 0, "tls12-client-cert-ok", "flip", False), capture)
+    assert verdict.outcome == "ok", verdict.detail
+    assert verdict.fast_engine != "fast" and "option runs past" in verdict.detail
+
+
+def test_a_sound_statistics_block_is_still_read_natively(tmp_path: Path) -> None:
+    capture = _with_option_length("statistics", 8, tmp_path / "statistics.pcapng")
+    verdict = judge(Mutant(0, 0, "tls12-client-cert-ok", "flip", False), capture)
+    assert verdict.outcome == "ok" and verdict.fast_engine == "fast", verdict.detail
+
+
+def test_damaged_option_regression_goes_to_the_reference() -> None:
+    capture = REGRESSIONS / f"{DAMAGED_OPTION}.pcapng"
+    verdict = judge(mutant_of_regression(capture), capture)
+    assert verdict.outcome == "ok", verdict.detail
+    assert verdict.fast_engine == "reference", verdict.detail

@@ -526,6 +526,7 @@ def _pcapng(mm: mmap.mmap, size: int):
                 raise Unsupported(f"link type {linktype} is not read")
             res = 6
             opos, oend = body + 8, pos + blen - 4
+            _block_options(mm, opos, oend, endian)
             while opos + 4 <= oend:
                 code, olen = struct.unpack_from(endian + "HH", mm, opos)
                 if code == 0:
@@ -541,6 +542,10 @@ def _pcapng(mm: mmap.mmap, size: int):
             if res > 9:
                 raise Unsupported("timestamp resolution finer than nanoseconds is not read")
             ifaces.append((linktype, snaplen, res, 10 ** (9 - res)))
+        elif btype in (0x0A0D0D0A, 0x0D0D0A0A):  # after byte order, version, section length
+            _block_options(mm, body + 16, pos + blen - 4, endian)
+        elif btype == 5:  # interface statistics: after interface id and time stamp
+            _block_options(mm, body + 12, pos + blen - 4, endian)
         elif btype == 10:
             yield (None, 0, 0, 0, 0, 0, b"", 0, pos + blen, bytes(mm[pos:pos + blen]))
         elif btype in (2, 3):
@@ -1081,8 +1086,8 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
                     raise Unsupported("fragmented IP packets are not read")
                 continue
         else:
-            if len(data) < off + 40:
-                continue
+            if len(data) < off + 40 or data[off] >> 4 != 6:
+                continue  # tshark calls another version bogus and reads no TCP in it
             proto = data[off + 6]
             src = data[off + 8:off + 24]
             dst = data[off + 24:off + 40]
@@ -1321,6 +1326,16 @@ def _count(conv: _Conv, direction: int, frame: int, ns: int, orig: int, truncate
         conv.fin = True
     if flags & _RST:
         conv.rst = True
+
+
+def _block_options(mm: mmap.mmap, pos: int, end: int, endian: str) -> None:
+    """A section's, interface's or statistics block's options as tshark checks them."""
+    from .scan import Declined, check_block_options
+
+    try:
+        check_block_options(mm, pos, end, endian)
+    except Declined as why:
+        raise Unsupported(str(why)) from None
 
 
 def _packet_options(mm: mmap.mmap, pos: int, end: int, endian: str) -> None:

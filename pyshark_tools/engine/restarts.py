@@ -83,7 +83,8 @@ class ConnectionSplitter:
 def restart_suspected(stream, direction, seq, flags) -> bool:
     """Whether packets (numpy arrays in capture order, as ``scan.CaptureIndex`` has them)
     may hold a connection restarted inside one ``tcp.stream``: a SYN after a RST or FIN+ACK
-    of its stream, or SYN-ACKs with different sequence numbers in one direction. It may say
+    of its stream, SYN-ACKs with different sequence numbers in one direction, or a SYN whose
+    sequence number is not its direction's base (a damaged or odd one too). It may say
     yes where 4.4's rule would not split (the caller then reads packet by packet, which is
     exact); it never says no where it would."""
     import numpy as np
@@ -100,4 +101,14 @@ def restart_suspected(stream, direction, seq, flags) -> bool:
     synack = np.flatnonzero(syn & ((flags & _ACK) != 0))
     side = stream[synack].astype(np.int64) * 2 + direction[synack]
     pairs = side * (1 << 32) + seq[synack].astype(np.int64)
-    return len(np.unique(pairs)) > len(np.unique(side))
+    if len(np.unique(pairs)) > len(np.unique(side)):
+        return True
+    # a SYN (with or without ACK, RST, ...) whose sequence number is not its direction's
+    # base, the base taken as ConnectionSplitter takes it: the direction's first sequence
+    # number, minus one unless that packet is a SYN
+    sides = stream.astype(np.int64) * 2 + direction
+    _, first = np.unique(sides, return_index=True)
+    base = seq[first].astype(np.int64) - ((flags[first] & _SYN) == 0)
+    base_of = dict(zip(sides[first].tolist(), (base & 0xFFFFFFFF).tolist(), strict=True))
+    return any(base_of[side] != int(number)
+               for side, number in zip(sides[at].tolist(), seq[at].tolist(), strict=True))

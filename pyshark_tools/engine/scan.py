@@ -525,6 +525,18 @@ def _check_options(mm: mmap.mmap, pos: int, end: int) -> None:
         pass
 
 
+def check_block_options(mm: mmap.mmap, pos: int, end: int, endian: str = "<") -> None:
+    """A section's, interface's or statistics block's options as tshark checks them (the
+    loop's reading, either byte order): :class:`Declined` where one runs past its block."""
+    while pos + 4 <= end:
+        code, olen = struct.unpack_from(endian + "HH", mm, pos)
+        if code == 0:
+            return
+        if pos + 4 + olen > end:
+            raise Declined("a pcapng option runs past its block")
+        pos += 4 + olen + (-olen % 4)
+
+
 #: Enhanced packet block options with a fixed length (flags, drop count, packet id, queue):
 #: tshark refuses a file where one has another length.
 _EPB_OPTION_SIZES = {2: 4, 4: 8, 5: 8, 6: 4}
@@ -849,7 +861,7 @@ def _classify(b: _Bytes, cap: np.ndarray, orig: np.ndarray, linktype: np.ndarray
         bad_len = ok6 & ((plen == 0) | (40 + plen > wire))
         _refuse(bad_len & (nh == 6), "an IPv6 length the loop would not trust")
         ok6 &= ~bad_len
-        # The loop does not look at the version nibble behind ethertype 0x86DD; tshark does.
+        # tshark reads no TCP behind another version nibble (the loop skips such a frame)
         _refuse(ok6 & (w0 >> np.uint64(60) != 6), "an IPv6 header with another version")
         _refuse(ok6 & _LUT_EXT6[nh], "IPv6 extension headers")
         ok |= ok6

@@ -297,6 +297,21 @@ def terminate_children() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_config_folder() -> Iterator[str]:
+    """An empty Wireshark configuration folder for a tshark that other code starts
+    (pyshark's): removed when the run ends, and by the signals that end a run."""
+    with tempfile.TemporaryDirectory(prefix="tls-smtp-report-tshark-",
+                                     ignore_cleanup_errors=True) as config_dir:
+        with _LIVE_LOCK:
+            _LIVE_DIRS.add(config_dir)
+        try:
+            yield config_dir
+        finally:
+            with _LIVE_LOCK:
+                _LIVE_DIRS.discard(config_dir)
+
+
 def clean_environment(config_dir: str) -> dict[str, str]:
     """tshark's environment: UTF-8 text and an empty configuration folder of our own, so
     no personal preference, profile, disabled protocol or Decode As entry applies."""

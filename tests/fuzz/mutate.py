@@ -1,4 +1,5 @@
-"""Seeded mutations of a pcapng capture: the ways captures arrive damaged or hostile.
+"""Seeded mutations of a pcapng (or pcap) capture: the ways captures arrive damaged or
+hostile.
 
 Every mutation is a pure function of (capture bytes, random generator): the same seed gives
 the same mutant, so a failure is reproduced from its seed alone.
@@ -12,7 +13,17 @@ import struct
 from collections.abc import Callable
 
 from . import tcpip
-from .pcapng import EPB, Block, Packet, as_packet, read_blocks, write_blocks
+from .pcapng import (
+    EPB,
+    PCAP_MAGICS,
+    Block,
+    Packet,
+    as_packet,
+    is_pcap,
+    link_types,
+    read_blocks,
+    write_blocks,
+)
 
 
 def _packets(blocks: list[Block]) -> list[int]:
@@ -22,9 +33,10 @@ def _packets(blocks: list[Block]) -> list[int]:
 def _segments(blocks: list[Block], with_payload: bool = True
               ) -> list[tuple[int, Packet, tcpip.Segment]]:
     found = []
+    links = link_types(blocks)
     for i in _packets(blocks):
         packet = as_packet(blocks[i])
-        seg = tcpip.parse(packet.data) if packet else None
+        seg = tcpip.parse(packet.data, links.get(i, tcpip.ETHERNET)) if packet else None
         if seg and (not with_payload or seg.payload(packet.data)):
             found.append((i, packet, seg))
     return found
@@ -43,23 +55,37 @@ def truncate(data: bytes, rng: random.Random) -> bytes:
     return data[:rng.randrange(1, len(data))]
 
 
-def block_length(data: bytes, rng: random.Random) -> bytes:
-    """A packet block's total length or captured length made wrong."""
-    out = bytearray(data)
+def _record_offsets(data: bytes) -> tuple[str, list[int], list[int]]:
+    """(byte order, where each packet record starts, its length fields' offsets in it)."""
     offsets = []
+    if is_pcap(data):  # record header: seconds, fraction, captured length, original length
+        order = PCAP_MAGICS[struct.unpack_from("<I", data)[0]][0]
+        offset = 24
+        while offset + 16 <= len(data):
+            offsets.append(offset)
+            offset += 16 + struct.unpack_from(order + "I", data, offset + 8)[0]
+        return order, offsets, [8, 12]
     offset = 0
     while offset + 12 <= len(data):
         kind, total = struct.unpack_from("<II", data, offset)
         if kind == EPB:
             offsets.append(offset)
         offset += max(total, 12)
+    return "<", offsets, [4, 20, 24]  # block total length, captured length, original length
+
+
+def block_length(data: bytes, rng: random.Random) -> bytes:
+    """A packet block's total length or captured length made wrong (in a pcap file, a
+    record's captured or original length)."""
+    out = bytearray(data)
+    order, offsets, fields = _record_offsets(data)
     if not offsets:
         return flip(data, rng)
     at = rng.choice(offsets)
-    field = rng.choice([4, 20, 24])  # block total length, captured length, original length
-    old = struct.unpack_from("<I", out, at + field)[0]
+    field = rng.choice(fields)
+    old = struct.unpack_from(order + "I", out, at + field)[0]
     new = rng.choice([0, 1, old - 4, old + 4, old * 2, 0xFFFFFFFF, rng.randrange(1 << 32)])
-    struct.pack_into("<I", out, at + field, new & 0xFFFFFFFF)
+    struct.pack_into(order + "I", out, at + field, new & 0xFFFFFFFF)
     return bytes(out)
 
 
