@@ -310,7 +310,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
                 dask_client.close()
             if captures == ("-",):
                 _label_stdin(result, str(capture))
-            bar.phase(f"writing the {fmt} report")
+            bar.phase(f"writing the {fmt} report", read_all=True)
             text = _render(result, fmt, table, target, color, details)
         for warning in result.warnings:
             if fmt != "text":

@@ -33,6 +33,18 @@ def test_after_the_bytes_each_step_has_a_bar_of_unknown_length() -> None:
         assert "writing the text report" in task.description
 
 
+def test_a_count_that_stopped_short_shows_no_stale_bytes_once_all_is_read() -> None:
+    """The reader's last count may fall short of the total (its last chunk unreported): the
+    steps after the reading still show a moving bar, not the old byte count."""
+    out = io.StringIO()
+    with ByteProgress("big.pcapng", enabled=True, delay=0, file=out) as bar:
+        bar(90, 100)
+        bar.phase("tshark over 2 shard(s)")
+        assert bar._progress.tasks[0].total == 100  # not known to be read yet
+        bar.phase("writing the text report", read_all=True)
+        assert bar._progress.tasks[0].total is None
+
+
 def _stderr_frames(args: list[str]) -> list[tuple[float, str]]:
     """(seconds, text) of every bar frame the CLI draws on a pseudo-terminal stderr."""
     import pty

@@ -390,7 +390,7 @@ def extract_with_engine(
             extraction = fast_extract(tshark, path, ports=ports, keylog=keylog, jobs=jobs,
                                       dask_client=dask_client, progress=bar, native=native)
             if owned:
-                bar.phase("conversations, certificates, findings")
+                bar.phase("conversations, certificates, findings", read_all=True)
             return extraction, Engine.FAST, ""
         except (Unsupported, CaptureError, BrokenProcessPool) as exc:
             # CaptureError here: tshark refused a reduced capture (never seen; a bug of the

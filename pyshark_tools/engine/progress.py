@@ -52,9 +52,13 @@ class ByteProgress:
         self._progress.update(self._task, completed=done, total=total,
                               description=self._description())
 
-    def phase(self, name: str) -> None:
-        """Name the current step; the bar appears now if the run is already long."""
+    def phase(self, name: str, *, read_all: bool = False) -> None:
+        """Name the current step; the bar appears now if the run is already long.
+        ``read_all``: the capture's bytes are all read by now (the last count the reader
+        reported may have stopped short of the total): no stale byte count stays shown."""
         self._phase = name
+        if read_all and self._total:
+            self._done = self._total
         if self.enabled and self._progress is None and \
                 time.monotonic() - self.started >= self.delay:
             self._start()
