@@ -41,18 +41,13 @@ from ..core.events import (
 from ..core.schema import Engine
 from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..errors import CaptureError
+from .capture_format import has_embedded_secrets
 from .forking import can_fork, forked_pool, map_forked
 from .native import NativeResult, ns_to_datetime
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
 from .tshark import DISABLED_PROTOCOLS, FieldRun, Tshark, field_command, iter_fields
-from .tshark_rows import (
-    FIELDS,
-    RowReader,
-    display_filter,
-    has_embedded_secrets,
-    row_decode_as,
-)
+from .tshark_rows import FIELDS, RowReader, display_filter, row_decode_as
 
 __all__ = ["DISABLED_PROTOCOLS", "ShardResult", "default_jobs", "fast_extract", "run_shard"]
 

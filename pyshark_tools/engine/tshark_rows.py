@@ -9,7 +9,6 @@ fast engine's shards).
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -33,6 +32,7 @@ from ..core.events import (
 from ..core.smtp_dialogue import DialogueReader
 from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
+from .capture_format import has_embedded_secrets
 from .restarts import ConnectionSplitter
 from .tshark import AGGREGATOR, FieldRun, Tshark, field_command, iter_fields
 
@@ -114,36 +114,6 @@ def row_decode_as(ports: Sequence[int], decrypting: bool = True) -> list[str]:
             rules.append(f"tcp.port=={port},tls")
         rules.append(f"tls.port=={port},data")
     return rules
-
-
-#: pcapng block types: Decryption Secrets Block, and the blocks that carry packets
-_PCAPNG_SECRETS = 0x0000000A
-_PCAPNG_PACKETS = frozenset({0x00000002, 0x00000003, 0x00000006})
-
-
-def has_embedded_secrets(capture: str | os.PathLike) -> bool:
-    """Whether a pcapng carries TLS secrets (a Decryption Secrets Block before its first
-    packet, where tshark reads them); False for pcap and for what cannot be read."""
-    try:
-        with open(capture, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
-                return False
-            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-            f.seek(0)
-            for _ in range(10_000):
-                block = f.read(8)
-                if len(block) < 8:
-                    return False
-                kind, length = struct.unpack(f"{order}II", block)
-                if kind == _PCAPNG_SECRETS:
-                    return True
-                if kind in _PCAPNG_PACKETS or length < 12:
-                    return False
-                f.seek(length - 8, os.SEEK_CUR)
-    except OSError:
-        return False
-    return False
 
 
 def _split(value: str) -> list[str]:
