@@ -252,3 +252,45 @@ def test_bytes_read_reported_while_the_index_reads(tmp_path: Path) -> None:
     assert all(total == size for _done, total in seen)
     assert [done for done, _t in seen] == sorted(done for done, _t in seen)
     assert 0 < seen[0][0] < size and seen[-1][0] == size
+
+
+def test_an_ack_ahead_of_its_data_reads_only_that_conversation_again(tmp_path: Path) -> None:
+    """A segment acknowledged before the capture shows it (the index cannot see ACK numbers):
+    the reading finds it, and only that conversation's packets are read again, kept whole;
+    the other conversation's native reading stands."""
+    frames = _frames(fixture_path("tls12-client-cert-ok"))
+    # frames 5 and 6: the client's 23 bytes (seq 1) and the server's reply acknowledging
+    # them (ack 24); swapped, the ACK comes ahead of its data, each direction still in order
+    assert frames[4][1][34:36] == struct.pack("!H", 49152) and frames[5][1][36:38] == \
+        struct.pack("!H", 49152)
+    first = list(frames)
+    first[4], first[5] = (first[4][0], frames[5][1], frames[5][2]), \
+        (first[5][0], frames[4][1], frames[4][2])
+    # the same conversation again, regular, from another client port, after the first
+    shift = frames[-1][0] - frames[0][0] + 10**6
+    second = []
+    for ts, data, orig in frames:
+        moved = bytearray(data)
+        at = 34 if data[34:36] == struct.pack("!H", 49152) else 36
+        moved[at:at + 2] = struct.pack("!H", 49153)
+        second.append((ts + shift, bytes(moved), orig))
+    capture = _rewrite(tmp_path / "early-ack.pcapng", first + second)
+    assert set(_tshark_streams(capture).values()) == {0, 1}
+    out = tmp_path / "out"
+    out.mkdir()
+    pre = prefilter(capture, out, ports=PORTS, native=True)
+    assert pre.kept_whole == {0: "retransmitted, duplicated, reordered or missing TCP segments"}
+    assert pre.redo == {}
+    assert pre.native is not None and set(pre.native.partial) == {1}
+    again = [s for s in pre.shards if s.path.name.startswith("again-")]
+    assert len(again) == 1
+    assert list(again[0].streams) == [0] * len(first)  # every packet of it, pure ACKs too
+    assert sorted(again[0].frames) == list(range(1, len(first) + 1))
+    for shard in pre.shards:
+        if shard not in again:  # what the first reading handed on of it is left unused
+            assert all(unused for stream, unused in zip(shard.streams, shard.post_cut,
+                                                        strict=True) if stream == 0)
+    fast = analyze(capture, progress=False)
+    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    assert fast.capture["native_conversations"] == 1
+    assert_same_report(analyze(capture, prefilter=False, progress=False), fast)

@@ -127,7 +127,9 @@ class Shard:
     path: Path
     frames: array  # reduced frame number - 1 -> original frame number
     streams: array  # reduced frame number - 1 -> original tcp.stream
-    post_cut: bytearray  # 1: tshark's row for this frame is not used (counted here instead)
+    #: 1: tshark's row for this frame is not used (counted here instead, or its conversation
+    #: read again kept whole, in another shard)
+    post_cut: bytearray
 
     @property
     def packets(self) -> int:
@@ -149,9 +151,18 @@ class Prefiltered:
     kept_bytes: int = 0
     secrets_embedded: bool = False
     native: NativeResult | None = None  # conversations read without tshark
-    demoted: dict[str, int] = field(default_factory=dict)  # why tshark read the others
+    #: stream -> why tshark read it instead of the native reader
+    demoted_streams: dict[int, str] = field(default_factory=dict)
     kept_whole: dict[int, str] = field(default_factory=dict)  # stream -> why (see module doc)
     redo: dict[int, str] = field(default_factory=dict)  # found while reading: read again
+
+    @property
+    def demoted(self) -> dict[str, int]:
+        """How many conversations tshark read instead of the native reader, by reason."""
+        counts: dict[str, int] = {}
+        for why in self.demoted_streams.values():
+            counts[why] = counts.get(why, 0) + 1
+        return counts
 
 
 def _ip_text(raw: bytes) -> str:
@@ -626,6 +637,8 @@ def prefilter(
                 state.close()
             if not result.redo:
                 return result
+            if index is not None:
+                return _read_again_whole(result, index, mm, Path(out_dir), state)
             # conversations only the reading found irregular: read again, kept whole
             whole = {**whole, **result.redo}
         raise Unsupported("conversations kept whole changed on every reading")  # never seen
@@ -682,7 +695,7 @@ class _Pass:
                  implicit_set: frozenset[int], keep_all_tls: bool, native: bool,
                  shard_ids: Sequence[int] | None = None,
                  whole: dict[int, str] | None = None,
-                 reordered: set[int] | None = None) -> None:
+                 reordered: set[int] | None = None, name: str = "shard") -> None:
         ids = list(shard_ids) if shard_ids is not None else list(range(shards))
         #: conversations kept whole from their first packet (stream -> why)
         self.whole: dict[int, str] = whole or {}
@@ -690,7 +703,7 @@ class _Pass:
         self.reordered: set[int] = reordered or set()
         #: conversations found to need keeping whole while reading: read again
         self.redo: dict[int, str] = {}
-        self.writers = [_Writer(out / f"shard-{i:03d}.pcapng") for i in ids]
+        self.writers = [_Writer(out / f"{name}-{i:03d}.pcapng") for i in ids]
         self.portset = portset
         self.implicit_set = implicit_set
         self.keep_all_tls = keep_all_tls
@@ -699,7 +712,7 @@ class _Pass:
         self.synthetic: list[SyntheticEvent] = []
         self.kept = self.kept_bytes = 0
         self.wrote_packet = False
-        self.demoted: dict[str, int] = {}
+        self.demoted: dict[int, str] = {}  # stream -> why tshark reads it
         self.closed: list[Shard] | None = None
 
     def new_conv(self, stream: int, key: bytes, sport: int, dport: int, frame: int,
@@ -714,7 +727,7 @@ class _Pass:
             conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
             conv.whole = True
             if self.native and not self.keep_all_tls:
-                self.demoted[why] = self.demoted.get(why, 0) + 1
+                self.demoted[stream] = why
             return conv
         if self.native and not self.keep_all_tls:
             request_dir = 0 if dport in portset and sport not in portset \
@@ -837,7 +850,7 @@ class _Pass:
                         else:
                             conv.native.tls(direction, frame, ns, payload)
             except Demote as why:
-                self.demoted[str(why)] = self.demoted.get(str(why), 0) + 1
+                self.demoted[conv.stream] = str(why)
                 w = self.writers[conv.shard]
                 for (r_if, r_lt, r_snap, r_res, r_units, r_data, r_orig, r_frame,
                      r_cut) in conv.retained:
@@ -922,7 +935,7 @@ class _Pass:
         except Demote as why:
             if conv.retained is None:  # the native reading was sure: read again, whole
                 raise _KeepWhole(str(why)) from None
-            self.demoted[str(why)] = self.demoted.get(str(why), 0) + 1
+            self.demoted[conv.stream] = str(why)
             w = self.writers[conv.shard]
             for (r_if, r_lt, r_snap, r_res, r_units, r_data, r_orig, r_frame,
                  _r_cut) in conv.retained:
@@ -991,22 +1004,30 @@ class _Pass:
         return self.closed
 
     def result(self, **capture_facts: object) -> Prefiltered:
+        """What this reading found; of the conversations to read again (``redo``), only
+        their totals (they are read again kept whole: nothing else of theirs stands)."""
+        redo = self.redo
+        for stream in redo:
+            conv = self.convs[stream]
+            conv.native = conv.held = None
         for conv in self.convs.values():
             if conv.held:  # read in order, natively to its end: its alerts are sure
                 self.synthetic.extend(conv.held)
                 conv.held = None
         if self.reordered:
             self.synthetic.sort(key=lambda ev: ev.frame)
+        synthetic = [ev for ev in self.synthetic if ev.stream not in redo] if redo \
+            else self.synthetic
         return Prefiltered(
             kept_whole=dict(self.whole),
-            redo=dict(self.redo),
+            redo=dict(redo),
             shards=self.close(),
             streams={s: _totals(c) for s, c in self.convs.items()},
-            synthetic=self.synthetic,
+            synthetic=synthetic,
             kept_packets=self.kept,
             kept_bytes=self.kept_bytes,
             native=_native_result(self.convs),
-            demoted=self.demoted,
+            demoted_streams={s: why for s, why in self.demoted.items() if s not in redo},
             **capture_facts,
         )
 
@@ -1215,13 +1236,8 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
         bytes_read=size,
         secrets_embedded=False,
     )
-    ns = index.ns
-    thl = index.thl.astype(np.int64)
-    l4_end = index.l4 + thl + index.seglen  # where the TCP payload ends
-    columns = (index.frame, index.stream, index.direction, ns, index.units, index.iface,
-               index.offset, index.caplen, index.origlen, index.l4, thl, l4_end, index.seq,
-               index.flags, index.l3, index.ip_version)
-    ifaces = [(i.key, i.linktype, i.snaplen, i.tsres) for i in index.interfaces]
+    columns = _index_columns(index)
+    ifaces = _index_interfaces(index)
     nshards = len(state.writers)
     workers = max(1, min(workers, nshards))
     if workers == 1 or n < FORK_MIN_PACKETS or not can_fork():
@@ -1237,7 +1253,9 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
                      state.native, shard_ids=range(k, nshards, workers), whole=state.whole,
                      reordered=state.reordered)
         try:
-            _indexed_part(part, columns, (k, workers), ifaces, mm)
+            # positions of this part's packets (not copies of every column: they would
+            # cost memory)
+            _indexed_part(part, columns, np.flatnonzero(columns[1] % workers == k), ifaces, mm)
             return part.result(packets_total=0, packets_matched=0, first_time=None,
                                last_time=None, tcp_streams=0, bytes_read=0)
         finally:
@@ -1253,8 +1271,7 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
         merged.kept_bytes += part.kept_bytes
         merged.kept_whole.update(part.kept_whole)
         merged.redo.update(part.redo)
-        for why, count in part.demoted.items():
-            merged.demoted[why] = merged.demoted.get(why, 0) + count
+        merged.demoted_streams.update(part.demoted_streams)
     merged.shards.sort(key=lambda shard: shard.path.name)
     merged.synthetic.sort(key=lambda ev: ev.frame)
     merged.streams = dict(sorted(merged.streams.items()))
@@ -1266,13 +1283,59 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
 FORK_MIN_PACKETS = 20000
 
 
-def _indexed_part(state: _Pass, columns: tuple, part: tuple[int, int] | None, ifaces: list,
-                  mm: mmap.mmap) -> None:
-    """The SMTP packets of the index (those of streams ``stream % m == k`` for part (k, m))."""
+def _index_columns(index) -> tuple:
+    """The index's columns in the order :func:`_indexed_part` reads them."""
     import numpy as np
 
-    # positions of this part's packets (not copies of every column: they would cost memory)
-    positions = np.flatnonzero(columns[1] % part[1] == part[0]) if part is not None else None
+    thl = index.thl.astype(np.int64)
+    l4_end = index.l4 + thl + index.seglen  # where the TCP payload ends
+    return (index.frame, index.stream, index.direction, index.ns, index.units, index.iface,
+            index.offset, index.caplen, index.origlen, index.l4, thl, l4_end, index.seq,
+            index.flags, index.l3, index.ip_version)
+
+
+def _index_interfaces(index) -> list[tuple]:
+    return [(i.key, i.linktype, i.snaplen, i.tsres) for i in index.interfaces]
+
+
+def _read_again_whole(first: Prefiltered, index, mm: mmap.mmap, out_dir: Path,
+                      settings: _Pass) -> Prefiltered:
+    """``first`` with the conversations its reading found irregular (``first.redo``) read
+    again, kept whole: only their packets are read (conversations are independent, the
+    others' reading stands), into a shard of their own; their packets in ``first``'s shards
+    are left unused."""
+    import numpy as np
+
+    redo = first.redo
+    wanted = np.fromiter(redo, dtype=np.int64, count=len(redo))
+    again = _Pass(out_dir, 1, settings.portset, settings.implicit_set, settings.keep_all_tls,
+                  settings.native, whole=dict(redo), name="again")
+    try:
+        _indexed_part(again, _index_columns(index),
+                      np.flatnonzero(np.isin(index.stream, wanted)), _index_interfaces(index),
+                      mm)
+        second = again.result(packets_total=0, packets_matched=0, first_time=None,
+                              last_time=None, tcp_streams=0, bytes_read=0)
+    finally:
+        again.close()
+    for shard in first.shards:
+        if shard.packets:
+            streams = np.frombuffer(shard.streams, dtype=np.uint32)
+            unused = np.frombuffer(shard.post_cut, dtype=np.uint8)
+            shard.post_cut = bytearray((unused | np.isin(streams, wanted)).astype(np.uint8))
+    first.shards.extend(second.shards)
+    first.streams = dict(sorted({**first.streams, **second.streams}.items()))
+    first.kept_whole.update(redo)
+    first.demoted_streams.update(second.demoted_streams)
+    first.kept_packets += second.kept_packets
+    first.kept_bytes += second.kept_bytes
+    first.redo = {}
+    return first
+
+
+def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
+                  mm: mmap.mmap) -> None:
+    """The SMTP packets of the index (only those at ``positions`` when given)."""
     total = len(positions) if positions is not None else len(columns[0])
     convs = state.convs
     packet = state.packet
