@@ -254,18 +254,23 @@ def test_bytes_read_reported_while_the_index_reads(tmp_path: Path) -> None:
     assert 0 < seen[0][0] < size and seen[-1][0] == size
 
 
-def test_an_ack_ahead_of_its_data_reads_only_that_conversation_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("data_at", [4, 22], ids=["in-the-handshake", "after-the-handshake"])
+def test_an_ack_ahead_of_its_data_reads_only_that_conversation_again(
+        tmp_path: Path, data_at: int) -> None:
     """A segment acknowledged before the capture shows it (the index cannot see ACK numbers):
     the reading finds it, and only that conversation's packets are read again, kept whole;
-    the other conversation's native reading stands."""
+    the other conversation's native reading stands. Frames 5/6: the client's 23 bytes and
+    the server's reply acknowledging them; frames 23/24: the same after both handshakes (a
+    conversation read by the settled path)."""
     frames = _frames(fixture_path("tls12-client-cert-ok"))
-    # frames 5 and 6: the client's 23 bytes (seq 1) and the server's reply acknowledging
-    # them (ack 24); swapped, the ACK comes ahead of its data, each direction still in order
-    assert frames[4][1][34:36] == struct.pack("!H", 49152) and frames[5][1][36:38] == \
-        struct.pack("!H", 49152)
+    data, reply = frames[data_at][1], frames[data_at + 1][1]
+    assert data[34:36] == struct.pack("!H", 49152) and reply[36:38] == struct.pack("!H", 49152)
+    seq, length = struct.unpack("!I", data[38:42])[0], len(data) - 34 - (data[46] >> 4) * 4
+    assert length > 0 and struct.unpack("!I", reply[42:46])[0] == seq + length
+    # swapped, the ACK comes ahead of its data, each direction still in order
     first = list(frames)
-    first[4], first[5] = (first[4][0], frames[5][1], frames[5][2]), \
-        (first[5][0], frames[4][1], frames[4][2])
+    first[data_at] = (frames[data_at][0], reply, frames[data_at + 1][2])
+    first[data_at + 1] = (frames[data_at + 1][0], data, frames[data_at][2])
     # the same conversation again, regular, from another client port, after the first
     shift = frames[-1][0] - frames[0][0] + 10**6
     second = []

@@ -107,13 +107,32 @@ class EventSink:
             self.columns[name].extend(values)
 
     def frame(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.columns, columns=list(EVENT_COLUMNS))
-        for column in EVENTS:  # the declared dtypes (text columns are str already)
-            if column.dtype and column.dtype.startswith("datetime64"):
-                df[column.name] = pd.to_datetime(df[column.name], utc=True)
-            elif column.dtype in ("Int64", "boolean", "category"):
-                df[column.name] = df[column.name].astype(column.dtype)
-        return df
+        return events_frame(self.columns)
+
+
+def events_frame(columns: dict[str, Sequence]) -> pd.DataFrame:
+    """The events table of column sequences (every column of ``EVENT_COLUMNS``, the same
+    length), in the declared dtypes."""
+    df = pd.DataFrame(columns, columns=list(EVENT_COLUMNS))
+    for column in EVENTS:  # the declared dtypes (text columns are str already)
+        if column.dtype and column.dtype.startswith("datetime64"):
+            df[column.name] = pd.to_datetime(df[column.name], utc=True)
+        elif column.dtype in ("Int64", "boolean", "category"):
+            df[column.name] = df[column.name].astype(column.dtype)
+    return df
+
+
+def concat_events(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several events tables as one in frame order (the reference's order: each frame's
+    events come from one part, in their order there), categories as the reference infers
+    them."""
+    if len(parts) == 1:
+        return parts[0]
+    events = pd.concat(parts, ignore_index=True)
+    events = events.sort_values("frame", kind="stable").reset_index(drop=True)
+    for name in ("sender", "kind"):
+        events[name] = events[name].astype(object).astype("category")
+    return events
 
 
 def add_dialogue(sink: EventSink, stream: int, client: str, server: str,

@@ -20,12 +20,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from typing import Any
 
 from ..core.details import certificate_detail, client_hello_detail, server_hello_detail
-from ..core.events import HELLO_RETRY_RANDOM, CertificateMessage
+from ..core.events import HELLO_RETRY_RANDOM, CertificateMessage, concat_events, events_frame
 from ..core.smtp_dialogue import DialogueReader, ItemKind
 from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
 
@@ -48,6 +50,27 @@ def ns_to_datetime(ns: int) -> datetime:
     """Exactly what the reference does with tshark's ``frame.time_epoch`` text."""
     return datetime.fromtimestamp(float(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"),
                                   tz=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ns_to_microseconds(ns: Sequence[int]):
+    """:func:`ns_to_datetime` of many time stamps at once, as int64 microseconds since the
+    epoch (a numpy array). The text parsed as a float is the nearest float to the exact value,
+    so the microsecond it rounds to is the nearest one, except where the exact value lies
+    within that float's error of a half microsecond: those few are done one by one."""
+    import numpy as np
+
+    stamps = np.asarray(ns, dtype=np.int64)
+    seconds, fraction = np.divmod(stamps, 1_000_000_000)
+    micro, rest = np.divmod(fraction, 1000)
+    out = seconds * 1_000_000 + micro + (rest > 500)
+    # half the float's spacing at that many seconds, in nanoseconds (and a margin)
+    error = np.spacing(seconds.astype(np.float64) + 1.0) * 0.5e9 + 2.0
+    for i in np.flatnonzero(np.abs(rest - 500) <= error).tolist():
+        out[i] = (ns_to_datetime(int(stamps[i])) - _EPOCH) // timedelta(microseconds=1)
+    return out
 
 
 def _u16s(data: bytes, start: int, end: int) -> list[int]:
@@ -226,24 +249,51 @@ class _Direction:
 class NativeResult:
     """The native engine's share of an extraction (every conversation it kept)."""
 
-    rows: list[tuple] = field(default_factory=list)  # frame, ns, stream, src, dst, kind, ...
+    events: Any = None  # its events table (``core.events``' columns), in frame order
     certificates: list[CertificateMessage] = field(default_factory=list)
     partial: dict[int, dict[str, object]] = field(default_factory=dict)
 
     @classmethod
+    def of(cls, rows: list[tuple], certificates: list[CertificateMessage],
+           partial: dict[int, dict[str, object]]) -> NativeResult:
+        """From event rows (frame, ns, stream, src, dst, kind, name, detail, last frame): the
+        events table is built here, where the rows were read (a table crosses from a
+        worker process for less than the rows would)."""
+        rows.sort(key=itemgetter(0))  # stable: a frame's events keep their order
+        return cls(_events_table(rows), sorted(certificates, key=lambda m: m.frame),
+                   partial)
+
+    @classmethod
     def combined(cls, parts: Iterable[NativeResult | None]) -> NativeResult | None:
         """Several results as one, in frame order; None when none holds a conversation."""
-        out = cls()
-        for part in parts:
-            if part is not None:
-                out.rows.extend(part.rows)
-                out.certificates.extend(part.certificates)
-                out.partial.update(part.partial)
-        if not out.partial:
+        found = [part for part in parts if part is not None and part.partial]
+        if not found:
             return None
-        out.rows.sort(key=lambda row: row[0])
-        out.certificates.sort(key=lambda m: m.frame)
-        return out
+        if len(found) == 1:
+            return found[0]
+        partial: dict[int, dict[str, object]] = {}
+        for part in found:
+            partial.update(part.partial)
+        certificates = sorted((m for part in found for m in part.certificates),
+                              key=lambda m: m.frame)
+        return cls(concat_events([part.events for part in found]), certificates, partial)
+
+
+def _events_table(rows: list[tuple]):
+    """The events table of the native reader's rows (times as the reference has them)."""
+    import pandas as pd
+
+    n = len(rows)
+    if n:
+        frames, stamps, streams, srcs, dsts, kinds, names, details, lasts = map(
+            list, zip(*rows, strict=True))
+        times = pd.to_datetime(ns_to_microseconds(stamps), unit="us", utc=True)
+    else:
+        frames = stamps = streams = srcs = dsts = kinds = names = details = lasts = []
+        times = []
+    return events_frame({"frame": frames, "time": times, "stream": streams, "src": srcs,
+                         "dst": dsts, "sender": [None] * n, "kind": kinds, "name": names,
+                         "detail": details, "decrypted": [False] * n, "last_frame": lasts})
 
 
 class NativeConversation:

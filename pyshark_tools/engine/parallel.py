@@ -36,6 +36,7 @@ from ..core.events import (
     Extraction,
     StreamFacts,
     assign_roles,
+    concat_events,
     endpoint,
 )
 from ..core.schema import Engine
@@ -43,7 +44,7 @@ from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..errors import CaptureError
 from .capture_format import has_embedded_secrets
 from .forking import can_fork, forked_pool, map_forked
-from .native import NativeResult, ns_to_datetime
+from .native import NativeResult
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
 from .tshark import DISABLED_PROTOCOLS, FieldRun, Tshark, field_command, iter_fields
@@ -232,9 +233,11 @@ def fast_extract(
     return merge(pre, [*results, *native_part], ports)
 
 
-#: With the native reader, up to this many packets left for tshark go to one tshark (each
-#: further tshark costs ~100 MB and a start-up; the residue is usually small).
-ONE_TSHARK_PACKETS = 200_000
+#: With the native reader, up to this many packets left for tshark go to one tshark: a
+#: further tshark costs ~100 MB and ~0.3 s to start, while tshark takes 40-90 us a packet, so
+#: a larger residue (conversations kept whole on a capture with retransmissions: 93,000
+#: packets on the impaired benchmark) is read by one tshark per core.
+ONE_TSHARK_PACKETS = 10_000
 
 
 def _concatenate(shards: Sequence[Shard], path: Path) -> Shard:
@@ -252,18 +255,7 @@ def _concatenate(shards: Sequence[Shard], path: Path) -> Shard:
 
 def native_shard(found: NativeResult) -> ShardResult:
     """The native reader's conversations in the shape of one tshark shard's result."""
-    sink = EventSink()
-    if found.rows:
-        frames, times, streams, srcs, dsts, kinds, names, details, lasts = map(
-            list, zip(*found.rows, strict=True))
-        when: dict[int, object] = {}  # a frame's events share its time: convert it once
-        times = [when.get(ns) or when.setdefault(ns, ns_to_datetime(ns)) for ns in times]
-        columns = {"frame": frames, "time": times, "stream": streams, "src": srcs,
-                   "dst": dsts, "sender": [None] * len(frames), "kind": kinds, "name": names,
-                   "detail": details, "decrypted": [False] * len(frames),
-                   "last_frame": lasts}
-        sink.add_columns(columns)
-    return ShardResult(sink.frame(), found.partial, list(found.certificates),
+    return ShardResult(found.events, found.partial, list(found.certificates),
                        command=["(native reader: cleartext SMTP and TLS handshakes)"])
 
 
@@ -288,7 +280,6 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
             bytes=total.bytes, syn_from=total.syn_from, fin=total.fin, rst=total.rst,
             truncated_frames=total.truncated_frames,
         )
-    import pandas as pd
 
     parts = []
     certs: list[CertificateMessage] = []
@@ -312,16 +303,8 @@ def merge(pre: Prefiltered, results: Sequence[ShardResult], ports: Sequence[int]
             sink.add(frame=ev.frame, time=ev.time, stream=ev.stream, src=ev.src, dst=ev.dst,
                      sender=None, kind=ev.kind, name=ev.name, detail="", decrypted=False)
         parts.append(sink.frame())
-    if not parts:
-        events = EventSink().frame()
-    elif len(parts) == 1:
-        events = parts[0]
-    else:
-        # the reference's order: frame order; a frame's events come from one part, in order
-        events = pd.concat(parts, ignore_index=True)
-        events = events.sort_values("frame", kind="stable").reset_index(drop=True)
-        for name in ("sender", "kind"):  # categories as the reference infers them
-            events[name] = events[name].astype(object).astype("category")
+    events = concat_events(parts) if parts else EventSink().frame()
+    if len(parts) > 1:
         certs.sort(key=lambda m: m.frame)
     certs = assign_roles(streams, events, certs, ports)
     return Extraction(

@@ -285,7 +285,8 @@ class _Conv:
 
     __slots__ = ("bytes", "cut", "dirs", "fin", "first_frame", "first_ns", "frames",
                  "held", "implicit", "key", "last_frame", "last_ns", "native", "order",
-                 "retained", "rst", "shard", "starttls", "stream", "syn_dir", "trunc", "whole")
+                 "retained", "rst", "settled", "shard", "starttls", "stream", "syn_dir", "trunc",
+                 "whole")
 
     def __init__(self, stream: int, key: bytes, shard: int, implicit: bool) -> None:
         self.stream = stream
@@ -309,6 +310,9 @@ class _Conv:
         # encrypted alerts found after the cut, held until the native reading is sure
         self.order: tuple[InOrder, InOrder] | None = None
         self.held: list[SyntheticEvent] | None = None
+        # both directions are past their handshake and nothing can hand the conversation to
+        # tshark whole any more: its later packets take _Pass.settled_packet
+        self.settled = False
 
 
 class _Writer:
@@ -784,6 +788,69 @@ class _Pass:
                          tsres, data, orig, l4, thl, seglen, seq, flags, truncated)
         except _KeepWhole as why:
             self.redo[conv.stream] = str(why)
+            return
+        if d.mode == _CUT and conv.dirs[1 - direction].mode == _CUT and conv.retained is None:
+            conv.settled = True
+
+    # long: runs per packet of most conversations (those past their handshake): _packet's steps
+    #   for such a packet inline, reading only the bytes it needs
+    def settled_packet(self, conv: _Conv, direction: int, frame: int, ns: int, mm: mmap.mmap,
+                       start: int, cap: int, orig: int, l4: int, thl: int, l4_end: int,
+                       seq: int, flags: int, units: int, iface: tuple) -> None:
+        """A packet of a settled conversation (``_Conv.settled``): what :meth:`packet` does
+        with it (count it, look for an ACK ahead of its data, check its sequence number,
+        follow its TLS records for encrypted alerts), without copying the packet."""
+        if ns > LATEST_NS:
+            raise Unsupported("a packet time stamp after the year 2255 (damaged)")
+        truncated = cap < orig
+        _count(conv, direction, frame, ns, orig, truncated, flags)
+        dirs = conv.dirs
+        d = dirs[direction]
+        seglen = l4_end - l4 - thl
+        if seglen < 0:
+            seglen = 0
+        if flags & _ACK and cap >= l4 + 12:  # as _acked_before_seen
+            at = start + l4 + 8
+            ack = int.from_bytes(mm[at:at + 4], "big")
+            if d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000:
+                d.acked = ack
+        acked = dirs[1 - direction].acked
+        why = ""
+        if seglen and acked is not None and (acked - (seq + seglen)) & 0xFFFFFFFF < 0x80000000:
+            why = IRREGULAR
+        elif truncated:
+            why = SNAPLEN_CUT
+        else:  # as cut_packet
+            conv.cut = True
+            nextseq = d.nextseq
+            if nextseq is None or seq == nextseq:
+                d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
+                             + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
+            elif seglen or 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
+                why = IRREGULAR
+            if seglen and not why:
+                records = d.records
+                if records.need > seglen:
+                    records.need -= seglen  # inside a record: nothing completes here
+                else:
+                    at = start + l4 + thl
+                    try:
+                        self._after_cut(conv, direction, frame, ns,
+                                        records.feed(mm[at:at + seglen]))
+                    except _KeepWhole as problem:
+                        why = str(problem)
+        if why:
+            self.redo[conv.stream] = why
+            conv.settled = False  # its later packets: only counted (see packet)
+            return
+        if flags & (_SYN | _FIN | _RST) and conv.native is None:
+            # tshark's view of the conversation needs it (its row is not used)
+            w = self.writers[conv.shard]
+            w.packet(w.interface(*iface), units, mm[start:start + cap], orig, frame,
+                     conv.stream, True)
+            self.wrote_packet = True
+            self.kept += 1
+            self.kept_bytes += cap
 
     # long: runs per packet of a watched conversation: TCP numbering by the Wireshark version's
     #   rules inline, for speed
@@ -1339,6 +1406,7 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
     total = len(positions) if positions is not None else len(columns[0])
     convs = state.convs
     packet = state.packet
+    settled_packet = state.settled_packet
     new_conv = state.new_conv
     dontneed = getattr(mmap, "MADV_DONTNEED", 0)
     released = 0
@@ -1354,6 +1422,11 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
             conv = convs.get(stream)
             start = offsets[i]
             l4 = l4s[i]
+            if conv is not None and conv.settled:
+                settled_packet(conv, directions[i], frames[i], nss[i], mm, start, caps[i],
+                               origs[i], l4, thls[i], ends[i], seqs[i], flagss[i], unitss[i],
+                               ifaces[ifs[i]])
+                continue
             data = mm[start:start + caps[i]]
             if conv is None:
                 # its first packet: the conversation's key is this packet's direction (as
@@ -1413,13 +1486,15 @@ def _packet_options(mm: mmap.mmap, pos: int, end: int, endian: str) -> None:
 
 def _native_result(convs: dict[int, _Conv]) -> NativeResult | None:
     """What the native reader found in the conversations it kept (frame order)."""
-    parts = []
+    rows: list[tuple] = []
+    certificates = []
+    partial: dict[int, dict[str, object]] = {}
     for stream, conv in convs.items():
         if conv.native is not None:
-            facts = conv.native.finish()  # adds the SMTP dialogue's rows
-            parts.append(NativeResult(conv.native.rows, conv.native.certificates,
-                                      {stream: facts}))
-    return NativeResult.combined(parts)
+            partial[stream] = conv.native.finish()  # adds the SMTP dialogue's rows
+            rows.extend(conv.native.rows)
+            certificates.extend(conv.native.certificates)
+    return NativeResult.of(rows, certificates, partial) if partial else None
 
 
 def _conv_endpoints(conv: _Conv) -> tuple[str, str]:
