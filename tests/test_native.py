@@ -248,3 +248,26 @@ def test_a_lost_starttls_reply_is_not_captured_not_refused(tmp_path: Path) -> No
     assert row["client_cert"] == "not_captured", row["verdict_reason"]
     assert "incomplete" in row["verdict_reason"]
     assert not {"W1", "W2"} & set(reference.findings["id"])
+
+
+def test_times_in_bulk_round_as_the_reference_does() -> None:
+    """``ns_to_microseconds`` gives what ``ns_to_datetime`` gives one by one (tshark's text
+    parsed as a float, then rounded to the microsecond), at half-microsecond boundaries too,
+    where the float's error decides."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from pyshark_tools.engine.native import ns_to_datetime, ns_to_microseconds
+
+    rnd = random.Random(5)
+    stamps = [rnd.randrange(1_600_000_000, 1_900_000_000) * 10**9 + rnd.randrange(10**9)
+              for _ in range(20000)]
+    stamps += [s * 10**9 + us * 1000 + rest
+               for s in (0, 1, 1_700_000_000, 2**31 + 5, 4_000_000_000)
+               for us in (0, 1, 123456, 999999) for rest in range(380, 621)]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    expected = [(ns_to_datetime(ns) - epoch) // timedelta(microseconds=1) for ns in stamps]
+    assert ns_to_microseconds(stamps).tolist() == expected
+    # the boundaries are where a plain rounding of the nanoseconds would be wrong somewhere
+    plain = [(ns + 500) // 1000 for ns in stamps]
+    assert plain != expected
