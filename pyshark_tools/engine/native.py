@@ -199,8 +199,15 @@ def _certificate_list(body: bytes) -> tuple[int, tuple[bytes, ...]]:
         if not _one_der_value(body, start, pos) or not _parses(body[start:pos]):
             # tshark's reading of a damaged certificate list differs (it may stop at it)
             raise Demote("a certificate entry that does not parse")
-        ders.append(body[start:pos])
+        ders.append(_interned(body[start:pos]))
     return end - 3, tuple(ders)
+
+
+@functools.lru_cache(maxsize=4096)
+def _interned(der: bytes) -> bytes:
+    """One object for equal certificates (chains repeat across conversations): a worker's
+    results then carry each certificate once, and memory holds it once."""
+    return der
 
 
 @functools.lru_cache(maxsize=4096)
