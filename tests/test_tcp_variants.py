@@ -112,3 +112,43 @@ def test_out_of_order_reassembly_unless_packets_may_be_cut(tmp_path) -> None:
     small.write_bytes(pcapng.write_pcap([(10**9, b"\x00" * 60)], 1, False, snaplen=96))
     assert tcp_preferences(small) == ()
     assert tcp_preferences(tmp_path / "missing.pcap") == ()
+
+
+@pytest.fixture(scope="module")
+def impaired_capture(tmp_path_factory):
+    from benchmarks.generate import generate
+
+    path = tmp_path_factory.mktemp("impaired") / "capture.pcapng"
+    generate(path, scale=0.01, seed=6, impair=0.005)
+    return path
+
+
+@pytest.mark.parametrize("whole_shard_packets", [100_000, 1], ids=["one-whole-shard",
+                                                                   "a-whole-shard-per-worker"])
+def test_conversations_kept_whole_are_read_alongside_the_others(
+        impaired_capture, tmp_path, monkeypatch, whole_shard_packets: int) -> None:
+    """With forked workers, the conversations the index keeps whole go to shards of their own
+    that tshark reads while the other conversations are read: the report stays the
+    reference's."""
+    import pyshark_tools.engine.prefilter as prefilter_module
+
+    monkeypatch.setattr(prefilter_module, "FORK_MIN_PACKETS", 0)
+    monkeypatch.setattr(prefilter_module, "WHOLE_SHARD_PACKETS", whole_shard_packets)
+    log = tmp_path / "whole-shards"
+    write = prefilter_module._write_packets
+
+    def spy(path_, columns, positions, ifaces, mm):
+        shard = write(path_, columns, positions, ifaces, mm)
+        with log.open("a") as out:  # (in a forked worker: a file tells the test)
+            out.write(f"{path_.name} {shard.packets}\n")
+        return shard
+
+    monkeypatch.setattr(prefilter_module, "_write_packets", spy)
+    reference = analyze(impaired_capture, prefilter=False, progress=False)
+    fast = analyze(impaired_capture, jobs=2, progress=False)
+    assert fast.capture["engine"] == "fast", fast.capture["engine_note"]
+    assert_same_report(reference, fast)
+    shards = [line.split() for line in log.read_text().splitlines()]
+    assert len(shards) == (1 if whole_shard_packets > 1 else 2), shards
+    assert all(int(packets) > 0 for _name, packets in shards)
+    assert fast.capture["native_demoted"].get(IRREGULAR, 0) > 0

@@ -190,12 +190,19 @@ def fast_extract(
     if keylog is not None:
         nshards = workers = 1
     keylog_text = os.fspath(keylog) if keylog is not None else None
+    prefs = tcp_preferences(capture)
+
+    def read_whole(shard: Shard) -> ShardResult:
+        # (in a forked worker, while the other conversations are read)
+        return run_shard(tshark, shard, tuple(ports), keylog_text, prefs)
+
     with tempfile.TemporaryDirectory(prefix="tls-smtp-report-", dir=workdir) as tmp:
         numbering = numbering_for(tshark.version)  # tcp.stream as this tshark numbers it
         pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
                         shards=nshards, keep_all_tls=keylog is not None, native=native,
                         progress=progress, workers=workers if dask_client is None else 1,
-                        numbering=numbering)
+                        numbering=numbering,
+                        whole_reader=read_whole if dask_client is None else None)
         if pre.secrets_embedded and nshards > 1:
             # Merge is only correct when TLS sessions cannot resume across shards.
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
@@ -204,7 +211,6 @@ def fast_extract(
         if pre.native is not None and len(shards) > 1 and \
                 sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS:
             shards = [_concatenate(shards, Path(tmp) / "residue.pcapng")]
-        prefs = tcp_preferences(capture)
         work = [(tshark, s, tuple(ports), keylog_text, prefs) for s in shards]
         if hasattr(progress, "phase"):
             progress.phase(f"tshark over {len(work)} shard(s)")
@@ -230,7 +236,7 @@ def fast_extract(
             results = [run_shard(*w) for w in work]
     if pre.native is not None and not native_part:
         native_part.append(native_shard(pre.native))
-    return merge(pre, [*results, *native_part], ports)
+    return merge(pre, [*results, *pre.whole_results, *native_part], ports)
 
 
 #: With the native reader, up to this many packets left for tshark go to one tshark: a

@@ -155,6 +155,9 @@ class Prefiltered:
     demoted_streams: dict[int, str] = field(default_factory=dict)
     kept_whole: dict[int, str] = field(default_factory=dict)  # stream -> why (see module doc)
     redo: dict[int, str] = field(default_factory=dict)  # found while reading: read again
+    #: what ``whole_reader`` gave for each shard of conversations kept whole from the start,
+    #: read while the other conversations were (those shards are not in ``shards``)
+    whole_results: list = field(default_factory=list)
 
     @property
     def demoted(self) -> dict[str, int]:
@@ -283,10 +286,10 @@ SNAPLEN_CUT = "packets cut by the snap length"
 class _Conv:
     """State of one SMTP-port conversation."""
 
-    __slots__ = ("bytes", "cut", "dirs", "fin", "first_frame", "first_ns", "frames",
-                 "held", "implicit", "key", "last_frame", "last_ns", "native", "order",
-                 "retained", "rst", "settled", "shard", "starttls", "stream", "syn_dir", "trunc",
-                 "whole")
+    __slots__ = ("bytes", "cut", "dirs", "elsewhere", "fin", "first_frame", "first_ns",
+                 "frames", "held", "implicit", "key", "last_frame", "last_ns", "native",
+                 "order", "retained", "rst", "settled", "shard", "starttls", "stream",
+                 "syn_dir", "trunc", "whole")
 
     def __init__(self, stream: int, key: bytes, shard: int, implicit: bool) -> None:
         self.stream = stream
@@ -306,6 +309,7 @@ class _Conv:
         self.native: NativeConversation | None = None
         self.retained: list[tuple] | None = None
         self.whole = False  # every packet goes to tshark (see _Pass.whole)
+        self.elsewhere = False  # ... into a shard written from the index (see _indexed)
         # read in sequence order (see _Pass.reordered): each direction's InOrder, and the
         # encrypted alerts found after the cut, held until the native reading is sure
         self.order: tuple[InOrder, InOrder] | None = None
@@ -583,6 +587,7 @@ def prefilter(
     workers: int = 1,
     use_index: bool = True,
     numbering: Numbering | None = None,
+    whole_reader: Callable[[Shard], object] | None = None,
 ) -> Prefiltered:
     """Read ``capture`` once; write ``shards`` reduced pcapng files into ``out_dir``.
 
@@ -594,6 +599,9 @@ def prefilter(
     over ``workers`` forked processes; otherwise one loop over every packet.
     ``numbering``: whose ``tcp.stream`` rules (:class:`~pyshark_tools.engine.scan.Numbering`;
     default: those of the tshark on the PATH).
+    ``whole_reader``: reads a shard of conversations kept whole (tshark, for the caller) while
+    the others are read, when the index finds such conversations ahead and workers read the
+    capture (``Prefiltered.whole_results``); otherwise they are in ``shards``.
     Raises :class:`Unsupported` when the exact reference view cannot be promised.
     """
     path = Path(capture)
@@ -634,7 +642,7 @@ def prefilter(
                         progress(size, size)
                     if hasattr(progress, "phase"):
                         progress.phase("SMTP conversations")
-                    result = _indexed(state, index, mm, size, workers)
+                    result = _indexed(state, index, mm, size, workers, whole_reader)
                 else:
                     result = _walk_all(state, mm, size, progress, numbering)
             finally:
@@ -699,8 +707,11 @@ class _Pass:
                  implicit_set: frozenset[int], keep_all_tls: bool, native: bool,
                  shard_ids: Sequence[int] | None = None,
                  whole: dict[int, str] | None = None,
-                 reordered: set[int] | None = None, name: str = "shard") -> None:
+                 reordered: set[int] | None = None, name: str = "shard",
+                 whole_elsewhere: bool = False) -> None:
         ids = list(shard_ids) if shard_ids is not None else list(range(shards))
+        #: the conversations of ``whole`` are written to shards of their own (only counted)
+        self.whole_elsewhere = whole_elsewhere
         #: conversations kept whole from their first packet (stream -> why)
         self.whole: dict[int, str] = whole or {}
         #: conversations read natively in sequence order (segments sent again or early)
@@ -730,6 +741,7 @@ class _Pass:
         if why is not None:
             conv.dirs[0].mode = conv.dirs[1].mode = _KEEP
             conv.whole = True
+            conv.elsewhere = self.whole_elsewhere
             if self.native and not self.keep_all_tls:
                 self.demoted[stream] = why
             return conv
@@ -753,6 +765,8 @@ class _Pass:
             raise Unsupported("a packet time stamp after the year 2255 (damaged)")
         truncated = len(data) < orig
         _count(conv, direction, frame, ns, orig, truncated, flags)
+        if conv.elsewhere:
+            return
         if conv.whole:  # every packet to tshark (pure ACKs too: it flags gaps on them)
             w = self.writers[conv.shard]
             w.packet(w.interface(ifkey, linktype, snaplen, tsres), units, data, orig, frame,
@@ -1288,9 +1302,13 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
     )
 
 
-def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Prefiltered:
+def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int,
+             whole_reader: Callable[[Shard], object] | None = None) -> Prefiltered:
     """Only the SMTP conversations' packets, found by the index; conversations spread over
-    forked workers (each writes its own shards) when there are several."""
+    forked workers (each writes its own shards) when there are several. ``whole_reader``:
+    the conversations kept whole from the start go to shards of their own, written and
+    given to it by further workers while the others are read (its results in
+    ``Prefiltered.whole_results``)."""
     import numpy as np
 
     n = len(index)
@@ -1314,11 +1332,15 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
     # and writes shards k, k + workers, ...
     out_dir = state.writers[0].path.parent
     state.close()
+    whole_at = np.flatnonzero(np.isin(index.stream, np.fromiter(state.whole, np.int64))) \
+        if whole_reader is not None and state.whole else np.empty(0, np.int64)
+    nwhole = 0 if not len(whole_at) else 1 if len(whole_at) <= WHOLE_SHARD_PACKETS \
+        else workers
 
     def read_part(k: int) -> Prefiltered:
         part = _Pass(out_dir, nshards, state.portset, state.implicit_set, state.keep_all_tls,
                      state.native, shard_ids=range(k, nshards, workers), whole=state.whole,
-                     reordered=state.reordered)
+                     reordered=state.reordered, whole_elsewhere=nwhole > 0)
         try:
             # positions of this part's packets (not copies of every column: they would
             # cost memory)
@@ -1328,8 +1350,20 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
         finally:
             part.close()
 
-    parts = map_forked(read_part, range(workers), workers)
+    def read_whole(k: int) -> tuple[int, int, object]:
+        at = whole_at[columns[1][whole_at] % nwhole == k]
+        shard = _write_packets(out_dir / f"whole-{k:03d}.pcapng", columns, at, ifaces, mm)
+        assert whole_reader is not None
+        return shard.packets, int(columns[7][at].sum()), whole_reader(shard)
+
+    jobs = [(read_part, k) for k in range(workers)] + [(read_whole, k) for k in range(nwhole)]
+    done = map_forked(lambda job: job[0](job[1]), jobs, len(jobs))
+    parts: list[Prefiltered] = done[:workers]
     merged = Prefiltered(shards=[], streams={}, synthetic=[], **facts)
+    for packets, size_kept, found in done[workers:]:
+        merged.whole_results.append(found)
+        merged.kept_packets += packets
+        merged.kept_bytes += size_kept
     for part in parts:
         merged.shards.extend(part.shards)
         merged.streams.update(part.streams)
@@ -1348,6 +1382,26 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int) -> Pre
 
 #: Fewer SMTP packets than this are read in one process (starting a worker costs more).
 FORK_MIN_PACKETS = 20000
+#: Conversations kept whole from the start, up to this many packets, go to one shard (and one
+#: tshark); more to one per worker.
+WHOLE_SHARD_PACKETS = 100_000
+
+
+def _write_packets(path: Path, columns: tuple, positions, ifaces: list,
+                   mm: mmap.mmap) -> Shard:
+    """The packets of the index at ``positions`` (frame order), as one shard."""
+    writer = _Writer(path)
+    try:
+        (frames, streams, unitss, ifs, offsets, caps, origs) = (
+            columns[c][positions].tolist() for c in (0, 1, 4, 5, 6, 7, 8))
+        packet, interface = writer.packet, writer.interface
+        for i in range(len(frames)):
+            start = offsets[i]
+            packet(interface(*ifaces[ifs[i]]), unitss[i], mm[start:start + caps[i]], origs[i],
+                   frames[i], streams[i], False)
+    finally:
+        shard = writer.close()
+    return shard
 
 
 def _index_columns(index) -> tuple:
