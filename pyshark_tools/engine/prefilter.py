@@ -1395,13 +1395,27 @@ def _write_packets(path: Path, columns: tuple, positions, ifaces: list,
         (frames, streams, unitss, ifs, offsets, caps, origs) = (
             columns[c][positions].tolist() for c in (0, 1, 4, 5, 6, 7, 8))
         packet, interface = writer.packet, writer.interface
+        released = 0
         for i in range(len(frames)):
             start = offsets[i]
             packet(interface(*ifaces[ifs[i]]), unitss[i], mm[start:start + caps[i]], origs[i],
                    frames[i], streams[i], False)
+            if not i & 0xFFF:
+                released = _release_read_pages(mm, start, released)
     finally:
         shard = writer.close()
     return shard
+
+
+def _release_read_pages(mm: mmap.mmap, offset: int, released: int) -> int:
+    """File pages well before ``offset`` leave this process (its memory stays flat while it
+    reads the capture in order); how far pages are released now."""
+    dontneed = getattr(mmap, "MADV_DONTNEED", 0)
+    upto = (offset - (1 << 20)) & ~(mmap.PAGESIZE - 1)
+    if dontneed and upto > released:
+        mm.madvise(dontneed, released, upto - released)
+        return upto
+    return released
 
 
 def _index_columns(index) -> tuple:
@@ -1462,7 +1476,6 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
     packet = state.packet
     settled_packet = state.settled_packet
     new_conv = state.new_conv
-    dontneed = getattr(mmap, "MADV_DONTNEED", 0)
     released = 0
     step = 1 << 12
     for first in range(0, total, step):
@@ -1494,12 +1507,8 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
             ifkey, linktype, snaplen, tsres = ifaces[ifs[i]]
             packet(conv, directions[i], frames[i], nss[i], unitss[i], ifkey, linktype,
                    snaplen, tsres, data, origs[i], l4, thls[i], ends[i], seqs[i], flagss[i])
-        if dontneed and offsets:
-            # file pages already read leave this process (RSS stays flat, as in the loop)
-            upto = (offsets[-1] - (1 << 20)) & ~(mmap.PAGESIZE - 1)
-            if upto > released:
-                mm.madvise(dontneed, released, upto - released)
-                released = upto
+        if offsets:  # (RSS stays flat, as in the loop)
+            released = _release_read_pages(mm, offsets[-1], released)
 
 
 def _count(conv: _Conv, direction: int, frame: int, ns: int, orig: int, truncated: bool,
