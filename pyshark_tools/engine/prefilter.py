@@ -757,6 +757,8 @@ class _Pass:
                     conv.held = []
         return conv
 
+    # long: runs per packet of a watched conversation until it settles: the branches that send it
+    #   to tshark, to the in-order reader or to _packet inline, for speed
     def packet(self, conv: _Conv, direction: int, frame: int, ns: int, units: int,
                ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
                l4: int, thl: int, l4_end: int, seq: int, flags: int) -> None:
@@ -1358,9 +1360,14 @@ def _indexed(state: _Pass, index, mm: mmap.mmap, size: int, workers: int,
 
     jobs = [(read_part, k) for k in range(workers)] + [(read_whole, k) for k in range(nwhole)]
     done = map_forked(lambda job: job[0](job[1]), jobs, len(jobs))
-    parts: list[Prefiltered] = done[:workers]
+    return _merged(facts, done[:workers], done[workers:])
+
+
+def _merged(facts: dict, parts: Sequence[Prefiltered],
+            whole_done: Sequence[tuple[int, int, object]]) -> Prefiltered:
+    """The parts' readings (and the whole shards' packets, bytes and results) as one."""
     merged = Prefiltered(shards=[], streams={}, synthetic=[], **facts)
-    for packets, size_kept, found in done[workers:]:
+    for packets, size_kept, found in whole_done:
         merged.whole_results.append(found)
         merged.kept_packets += packets
         merged.kept_bytes += size_kept
