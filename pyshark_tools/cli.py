@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -159,10 +162,69 @@ def _check_networks(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
+#: The interpreter's last garbage collections walk every object still alive, and with pandas,
+#: numpy and cryptography loaded that took ~0.25 s of every run. Frozen objects are left to the
+#: end of the process (atexit callbacks, ``weakref.finalize`` and open files' flushes still run).
+atexit.register(gc.freeze)
+
+
+def _import_analysis() -> None:
+    """Import the analysis (pandas, numpy, cryptography) with the cyclic garbage collector
+    paused, then freeze what the imports built: collections during the imports cost ~0.1 s
+    and found nothing to free, and later ones need not walk the modules again. Nothing is
+    done when the analysis is imported already (a notebook, the tests)."""
+    if "pyshark_tools.pipeline" in sys.modules:
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        from . import pipeline  # noqa: F401  (imported for its side effect: loaded)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+#: Imports running in the background (:func:`_import_in_background`); a fork waits for them.
+_BACKGROUND_IMPORTS: list[threading.Thread] = []
+
+
+def _finish_background_imports() -> None:
+    """Wait for the background imports: a forked child must not inherit a module half
+    imported (its import lock would stay held by a thread the child does not have)."""
+    while _BACKGROUND_IMPORTS:
+        _BACKGROUND_IMPORTS.pop().join()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(before=_finish_background_imports)
+
+
+def _import_in_background(module: str) -> None:
+    """Import ``module`` in a thread while the analysis runs. On a small capture the main
+    thread mostly waits for tshark then, and the text renderer (rich) takes ~0.05 s to import
+    that would otherwise come after it. A failure is left for the main thread's own import
+    to report."""
+    if module in sys.modules:
+        return
+
+    def load() -> None:
+        import contextlib
+        import importlib
+
+        with contextlib.suppress(Exception):  # the main thread's import raises it again
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import {module}")
+    _BACKGROUND_IMPORTS.append(thread)
+    thread.start()
+
+
 def _run_analysis(capture: object, tshark_timeout: float | None = None,
                   **settings: object) -> Report:
     """``analyze`` with the command line's settings (``AnalysisOptions`` fields); input
     errors become one line and their exit code."""
+    _import_analysis()
     from .engine.tshark import find_tshark
     from .errors import CaptureError, KeylogError, TrustStoreError, TsharkError, exit_code_for
     from .options import AnalysisOptions
@@ -296,6 +358,9 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
         # one bar from reading to the rendered output (it is gone before the output is written)
         label = Path(capture).name if isinstance(capture, str) else f"{len(capture)} captures"
         with ByteProgress(label, enabled=False if quiet else None) as bar:
+            _import_analysis()
+            if fmt == "text":
+                _import_in_background("pyshark_tools.render.text")
             result = _run_analysis(
                 capture=capture, keylog=keylog, ports=ports or DEFAULT_PORTS,
                 expect_cert_name=expect_cert_name, accepted_domains=accepted_domains,
@@ -311,6 +376,7 @@ def report_command(captures: tuple[str, ...], keylog: str | None,
             if captures == ("-",):
                 _label_stdin(result, str(capture))
             bar.phase(f"writing the {fmt} report", read_all=True)
+            _finish_background_imports()
             text = _render(result, fmt, table, target, color, details)
         for warning in result.warnings:
             if fmt != "text":

@@ -69,9 +69,40 @@ def printable_frame(df):  # pandas DataFrame -> DataFrame (pandas is imported by
                 else:  # two categories that read the same once escaped
                     out.isetitem(i, column.astype(object).map(_printable_cell,
                                                               na_action="ignore"))
-        elif str(dtype) == "object" or isinstance(dtype, pd.StringDtype):
-            out.isetitem(i, column.map(_printable_cell, na_action="ignore"))
+        elif isinstance(dtype, pd.StringDtype):
+            if _any_control("".join(column.to_numpy(dtype=object, na_value=""))):
+                out.isetitem(i, column.map(_printable_cell, na_action="ignore"))
+        elif str(dtype) == "object":
+            if _any_control(_joined_texts(column.tolist())):
+                out.isetitem(i, column.map(_printable_cell, na_action="ignore"))
+            else:  # the dtype the rewrite would have given (str+None: "str" with NaN)
+                out.isetitem(i, column.infer_objects())
     return out
+
+
+#: The ASCII characters ``printable_lines`` keeps as they are.
+_PLAIN_ASCII = bytes(range(0x20, 0x7F)) + b"\t\n"
+
+
+def _any_control(text: str) -> bool:
+    """Whether ``text`` holds a character ``printable_lines`` escapes: a capture's text almost
+    never does, and the events table alone has hundreds of thousands of cells, so a column is
+    checked at once (a C-level byte deletion for ASCII, the pattern otherwise) before any cell
+    is rewritten."""
+    if text.isascii():
+        return bool(text.encode("ascii").translate(None, _PLAIN_ASCII))
+    return _CONTROL.search(text) is not None
+
+
+def _joined_texts(cells: list) -> str:
+    """Every string of ``cells``, in lists and tuples too, concatenated (a character never
+    spans two of them, so searching the concatenation finds what a search per cell would)."""
+    texts = [cell for cell in cells if isinstance(cell, str)]
+    nested = [cell for cell in cells if isinstance(cell, (list, tuple))]
+    while nested:
+        texts += [item for cell in nested for item in cell if isinstance(item, str)]
+        nested = [item for cell in nested for item in cell if isinstance(item, (list, tuple))]
+    return "".join(texts)
 
 
 def _printable_cell(value: object) -> object:

@@ -98,6 +98,10 @@ def odd_report() -> Report:
         "duration": [0.1, 1e16, None],
         "sni": pd.Series([None, np.nan, pd.NaT], dtype=object),
         "mixed": [["a", ("b", 1)], (), {"k": [1, None]}],
+        # list columns: all str, all int (big ones too), and lists json must write itself
+        "sans": [["a.example", 'q "\u00e9"\n\t%s'], [], None],
+        "frames": [[11, 12], [2**70, -1], None],
+        "odd_lists": [[True, 1], [1.5, None], ["a", 1]],
         "numpy_cells": [np.int64(7), np.float64(0.1), np.bool_(True)],
         "stamp_cells": [pd.Timestamp("2026-01-01", tz="UTC"),
                         datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=UTC), pd.NA],

@@ -86,3 +86,44 @@ def test_an_early_version_nobody_reads_is_not_left_behind(tmp_path: Path, monkey
     (hanging,) = [proc for proc in tshark.live_children() if proc.args[0] == str(slow)]
     tshark.forget_early_versions()
     assert hanging.returncode is not None and not tshark.live_children()
+
+
+def _run_python(code: str, tmp_path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    return done.stdout.strip()
+
+
+def test_the_analysis_is_imported_with_the_collector_paused_then_frozen(tmp_path: Path) -> None:
+    """The report command imports the analysis with the cyclic collector off, leaves it as it
+    found it, and freezes what the imports built (later collections skip the modules)."""
+    code = ("import gc, sys\nfrom pyshark_tools import cli\n"
+            "assert 'pyshark_tools.pipeline' not in sys.modules\n"
+            "{before}cli._import_analysis()\n"
+            "print('pyshark_tools.pipeline' in sys.modules, gc.isenabled(), "
+            "gc.get_freeze_count() > 1000)")
+    assert _run_python(code.format(before=""), tmp_path) == "True True True"
+    assert _run_python(code.format(before="gc.disable()\n"), tmp_path) == "True False True"
+
+
+def test_a_fork_waits_for_a_background_import(tmp_path: Path) -> None:
+    """A child forked while the text renderer is imported in the background (the engine's
+    workers) gets the module whole, never half imported."""
+    (tmp_path / "slow_module.py").write_text("import time\ntime.sleep(0.5)\nDONE = True\n")
+    code = ("import os, sys, time\nsys.path.insert(0, '.')\nfrom pyshark_tools import cli\n"
+            "cli._import_in_background('slow_module')\ntime.sleep(0.1)\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(0 if getattr(sys.modules.get('slow_module'), 'DONE', False) else 3)\n"
+            "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))")
+    assert _run_python(code, tmp_path) == "0"
+
+
+def test_objects_alive_at_exit_are_left_out_of_the_last_collections(tmp_path: Path) -> None:
+    """The command line freezes the collector at exit (its last collections cost ~0.25 s with
+    pandas loaded): a cycle still alive then is not walked, so its finalizer does not run; a
+    plain interpreter does run it."""
+    cycle = ("class Node:\n    def __del__(self):\n        print('collected')\n"
+             "node = Node()\nnode.me = node\n")  # alive at exit, in a cycle
+    assert _run_python(cycle, tmp_path) == "collected"
+    assert _run_python("import pyshark_tools.cli\n" + cycle, tmp_path) == ""
