@@ -242,15 +242,17 @@ def _records_after_handshake(done: list[tuple[int, int]] | None) -> tuple[bool, 
     return alert, ""
 
 
-def _acked_before_seen(conv: _Conv, direction: int, data: bytes, l4: int, seq: int,
-                       seglen: int, flags: int) -> bool:
-    """Note this packet's ACK number; True when its data was acknowledged by the other side
-    before the capture shows it (an ACK captured ahead of the data it acknowledges): tshark
-    flags such a segment a spurious retransmission and does not dissect it, and only with the
-    pure ACKs kept does tshark see it so."""
+def _acked_before_seen(conv: _Conv, direction: int, buf, start: int, caplen: int, l4: int,
+                       seq: int, seglen: int, flags: int) -> bool:
+    """Note this packet's ACK number (the packet: ``caplen`` bytes of ``buf`` from ``start``,
+    the packet's bytes or the mapped capture); True when its data was acknowledged by the
+    other side before the capture shows it (an ACK captured ahead of the data it
+    acknowledges): tshark flags such a segment a spurious retransmission and does not dissect
+    it, and only with the pure ACKs kept does tshark see it so."""
     d = conv.dirs[direction]
-    if flags & _ACK and len(data) >= l4 + 12:
-        ack = int.from_bytes(data[l4 + 8:l4 + 12], "big")
+    if flags & _ACK and caplen >= l4 + 12:
+        at = start + l4 + 8
+        ack = int.from_bytes(buf[at:at + 4], "big")
         if d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000:
             d.acked = ack
     acked = conv.dirs[1 - direction].acked
@@ -783,7 +785,7 @@ class _Pass:
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
-        early = _acked_before_seen(conv, direction, data, l4, seq, seglen, flags)
+        early = _acked_before_seen(conv, direction, data, 0, len(data), l4, seq, seglen, flags)
         if conv.order is not None:
             if flags & _ACK:
                 conv.order[1 - direction].acknowledge(int.from_bytes(data[l4 + 8:l4 + 12],
@@ -808,8 +810,6 @@ class _Pass:
         if d.mode == _CUT and conv.dirs[1 - direction].mode == _CUT and conv.retained is None:
             conv.settled = True
 
-    # long: runs per packet of most conversations (those past their handshake): _packet's steps
-    #   for such a packet inline, reading only the bytes it needs
     def settled_packet(self, conv: _Conv, direction: int, frame: int, ns: int, mm: mmap.mmap,
                        start: int, cap: int, orig: int, l4: int, thl: int, l4_end: int,
                        seq: int, flags: int, units: int, iface: tuple) -> None:
@@ -820,43 +820,17 @@ class _Pass:
             raise Unsupported("a packet time stamp after the year 2255 (damaged)")
         truncated = cap < orig
         _count(conv, direction, frame, ns, orig, truncated, flags)
-        dirs = conv.dirs
-        d = dirs[direction]
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
-        if flags & _ACK and cap >= l4 + 12:  # as _acked_before_seen
-            at = start + l4 + 8
-            ack = int.from_bytes(mm[at:at + 4], "big")
-            if d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000:
-                d.acked = ack
-        acked = dirs[1 - direction].acked
-        why = ""
-        if seglen and acked is not None and (acked - (seq + seglen)) & 0xFFFFFFFF < 0x80000000:
-            why = IRREGULAR
-        elif truncated:
-            why = SNAPLEN_CUT
-        else:  # as cut_packet
-            conv.cut = True
-            nextseq = d.nextseq
-            if nextseq is None or seq == nextseq:
-                d.nextseq = (seq + seglen + (1 if flags & _SYN else 0)
-                             + (1 if flags & _FIN else 0)) & 0xFFFFFFFF
-            elif seglen or 0 < (seq - nextseq) & 0xFFFFFFFF < 0x80000000:
-                why = IRREGULAR
-            if seglen and not why:
-                records = d.records
-                if records.need > seglen:
-                    records.need -= seglen  # inside a record: nothing completes here
-                else:
-                    at = start + l4 + thl
-                    try:
-                        self._after_cut(conv, direction, frame, ns,
-                                        records.feed(mm[at:at + seglen]))
-                    except _KeepWhole as problem:
-                        why = str(problem)
-        if why:
-            self.redo[conv.stream] = why
+        try:
+            if _acked_before_seen(conv, direction, mm, start, cap, l4, seq, seglen, flags):
+                raise _KeepWhole(IRREGULAR)  # read again (as packet does)
+            # (cut_packet reads only the payload's bytes: the mapped capture serves)
+            self.cut_packet(conv, conv.dirs[direction], direction, frame, ns, seq, flags,
+                            seglen, truncated, mm, start + l4 + thl)
+        except _KeepWhole as why:
+            self.redo[conv.stream] = str(why)
             conv.settled = False  # its later packets: only counted (see packet)
             return
         if flags & (_SYN | _FIN | _RST) and conv.native is None:
