@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyshark_tools.engine.reassembly import InOrder, readable_in_order
+from pyshark_tools.core.tcpgaps import SequenceGaps
+from pyshark_tools.engine.reassembly import Holes, InOrder, readable_in_order
 
 SYN, ACK, FIN = 0x02, 0x10, 0x01
 
@@ -81,19 +82,39 @@ def test_copies_and_reordering_are_read_in_order() -> None:
     reordered = [*_handshake(1), (1, 0, 111, 10, ACK), (1, 0, 101, 10, ACK),
                  (1, 0, 121, 0, FIN | ACK)]
     index = _index(retransmitted + reordered)
-    assert readable_in_order(index, [0, 1]) == {0, 1}
-    assert readable_in_order(index, [1]) == {1}  # only candidates are answered
+    no_hole = Holes(0, 0, -1)
+    assert readable_in_order(index, [0, 1]) == {0: no_hole, 1: no_hole}
+    assert readable_in_order(index, [1]) == {1: no_hole}  # only candidates are answered
 
 
-def test_holes_and_partial_overlaps_stay_with_tshark() -> None:
+def _gaps(packets: list[tuple[int, int, int, int, int]]) -> SequenceGaps:
+    """tshark's rows of the same packets, counted the reference engine's way."""
+    gaps = SequenceGaps()
+    for stream, direction, seq, length, flags in packets:
+        gaps.add(stream, "ab"[direction], {"tcp.seq_raw": str(seq), "tcp.len": str(length),
+                                           "tcp.flags": f"0x{flags:03x}"})
+    return gaps
+
+
+def test_holes_are_counted_as_the_reference_counts_them() -> None:
     lost = [*_handshake(0), (0, 0, 111, 10, ACK), (0, 0, 121, 0, ACK)]  # 101..111 never seen
     lost_at_end = [*_handshake(1), (1, 0, 101, 10, ACK), (1, 0, 131, 0, ACK)]  # ACK past data
+    two = [*_handshake(2), (2, 1, 601, 10, ACK), (2, 1, 621, 10, ACK), (2, 0, 151, 5, ACK)]
+    packets = lost + lost_at_end + two
+    found = readable_in_order(_index(packets), [0, 1, 2])
+    # where the first hole opens: bytes after the direction's first sequence number
+    assert found == {0: Holes(1, 0, 1), 1: Holes(1, 0, 11), 2: Holes(1, 2, 1)}
+    gaps = _gaps(packets)
+    assert [gaps.holes(s) for s in (0, 1, 2)] == [h.dir0 + h.dir1 for h in found.values()]
+
+
+def test_partial_overlaps_and_older_bytes_stay_with_tshark() -> None:
     overlap = [*_handshake(2), (2, 0, 101, 10, ACK), (2, 0, 105, 20, ACK)]
     before_first = [(3, 0, 200, 10, ACK), (3, 0, 190, 10, ACK)]  # no SYN: older bytes
     fine = [*_handshake(4), (4, 0, 101, 10, ACK), (4, 0, 101, 10, ACK)]
-    index = _index(lost + lost_at_end + overlap + before_first + fine)
-    assert readable_in_order(index, [0, 1, 2, 3, 4]) == {4}
-    assert readable_in_order(index, []) == set()
+    index = _index(overlap + before_first + fine)
+    assert set(readable_in_order(index, [2, 3, 4])) == {4}
+    assert readable_in_order(index, []) == {}
 
 
 def test_new_bytes_acknowledged_before_they_came_are_marked() -> None:
@@ -108,7 +129,9 @@ def test_new_bytes_acknowledged_before_they_came_are_marked() -> None:
     assert not stream.spurious
     stream.acknowledge(13)  # the receiver claims all of it ...
     assert stream.feed(5, b"efgh", ACK) == [b"efgh", b"ijkl"]  # ... before these came
-    assert stream.spurious
+    assert stream.spurious and stream.spurious_now
+    stream.feed(13, b"mnop", ACK)  # in order, not acknowledged yet
+    assert stream.spurious and not stream.spurious_now  # (the first mark stays)
 
 
 def test_each_piece_names_the_segment_that_carried_it() -> None:

@@ -21,20 +21,27 @@ from .test_levers_identical import assert_same_report
 
 #: fixture -> conversations the native reader reads (the others are kept whole for tshark):
 #: segments sent again, duplicated or reordered are put back in sequence order
-#: (``reassembly.InOrder``); a segment no copy fills or a zero-window probe keeps it whole
+#: (``reassembly.InOrder``), a hole after the handshake stops its direction's reading; a hole
+#: inside the handshake or a zero-window probe keeps the conversation whole
 NATIVE = {
     "tcp-retransmissions": 1, "tcp-duplicates-reordered": 1, "tcp-lost-in-handshake": 1,
-    "tcp-lost-after-handshake": 0, "tcp-zero-window-keepalive": 0, "vlan-8021q": 1,
+    "tcp-lost-after-handshake": 1, "tcp-zero-window-keepalive": 0, "vlan-8021q": 1,
     "linux-cooked-sll": 1, "linux-cooked-sll2": 1, "pktmon-multi-interface": 2,
     "pcap-nanosecond": 1, "ipv6-extension-headers": 1,
 }
 #: impairments the in-order reading does not take (the conversation is kept whole)
-KEPT_WHOLE_KINDS = {"lost", "zero-window"}
+KEPT_WHOLE_KINDS = {"zero-window"}
+
+
+def _kept_whole_by_truth(conversation: dict) -> bool:
+    """The generator's word: a zero-window probe, or a segment lost inside the handshake."""
+    kinds = {i["kind"] for i in conversation.get("tcp_impairments") or []}
+    return bool(kinds & KEPT_WHOLE_KINDS) or \
+        ("lost" in kinds and bool(conversation.get("lost_inside_handshake")))
 
 
 def _kept_whole(truth: dict) -> int:
-    return sum(1 for c in truth["conversations"]
-               if {i["kind"] for i in c.get("tcp_impairments") or []} & KEPT_WHOLE_KINDS)
+    return sum(1 for c in truth["conversations"] if _kept_whole_by_truth(c))
 
 
 @pytest.mark.parametrize("name", sorted(NATIVE))
@@ -47,8 +54,25 @@ def test_fast_engine_reads_each_variant(name: str) -> None:
     whole = cap["native_demoted"].get(IRREGULAR, 0)
     assert whole == _kept_whole(truth)
     in_order = sum(1 for c in truth["conversations"] if c.get("tcp_impairments")
-                   and not {i["kind"] for i in c["tcp_impairments"]} & KEPT_WHOLE_KINDS)
+                   and not _kept_whole_by_truth(c))
     assert cap["native_conversations"] >= in_order
+
+
+def test_a_hole_found_inside_the_handshake_only_at_the_end_goes_to_tshark(monkeypatch) -> None:
+    """A hole further from the start than ``EARLY_HOLE_BYTES`` is read in order; when the
+    reading ends with a direction stuck before its handshake's end, tshark reads the
+    conversation (all its packets were held back): the report stays the reference's."""
+    from pyshark_tools.engine import prefilter
+
+    monkeypatch.setattr(prefilter, "EARLY_HOLE_BYTES", 0)
+    name = "tcp-lost-in-handshake"
+    fast = analyze_fixture(name, False, progress=False, jobs=1)
+    assert fast.capture["native_demoted"] == {prefilter.HOLE_IN_HANDSHAKE: 1}
+    assert fast.capture["native_conversations"] == 1
+    assert_same_report(analyze_fixture(name, False, progress=False, prefilter=False), fast)
+    # the generator lost the first conversation's Certificate segment: cannot see it
+    assert fixture_truth(name)["conversations"][0]["lost_inside_handshake"]
+    assert fast.conversations["client_cert"].tolist() == ["not_captured", "presented"]
 
 
 @pytest.fixture(scope="module", params=[{"impair": 0.005}, {"impair": 0.005, "link_layer": "sll2"},

@@ -311,7 +311,7 @@ class NativeConversation:
     """
 
     __slots__ = ("certificates", "client_hello_from", "dialogue", "dirs", "ends", "has_tls",
-                 "implicit", "request_dir", "rows", "stream", "tls13")
+                 "implicit", "lost_segments", "request_dir", "rows", "stream", "tls13")
 
     def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
                  implicit: bool) -> None:
@@ -326,6 +326,8 @@ class NativeConversation:
         self.client_hello_from: str | None = None
         self.rows: list[tuple] = []
         self.certificates: list[CertificateMessage] = []
+        #: holes no captured segment fills (``tcpgaps.SequenceGaps``), found by the index
+        self.lost_segments = 0
 
     def _src_dst(self, direction: int) -> tuple[str, str]:
         a, b = self.ends
@@ -470,6 +472,6 @@ class NativeConversation:
                 first_command_from = src
             self.rows.append((item.first_frame, item.stamp, self.stream, src, dst,
                               item.kind.value, item.name, item.detail, item.last_frame))
-        return {"lost_segments": 0, "malformed": 0, "has_smtp": has_smtp,
+        return {"lost_segments": self.lost_segments, "malformed": 0, "has_smtp": has_smtp,
                 "has_tls": self.has_tls, "client_hello_from": self.client_hello_from,
                 "first_command_from": first_command_from}

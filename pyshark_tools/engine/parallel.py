@@ -208,9 +208,10 @@ def fast_extract(
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
                             shards=1, keep_all_tls=True, numbering=numbering)
         shards = [s for s in pre.shards if s.packets]
-        if pre.native is not None and len(shards) > 1 and \
-                sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS:
-            shards = [_concatenate(shards, Path(tmp) / "residue.pcapng")]
+        if pre.native is not None and len(shards) > 1:
+            # what the native reader left: one tshark when small, else one per worker
+            small = sum(s.packets for s in shards) <= ONE_TSHARK_PACKETS
+            shards = _balanced(shards, 1 if small else workers, Path(tmp))
         work = [(tshark, s, tuple(ports), keylog_text, prefs) for s in shards]
         if hasattr(progress, "phase"):
             progress.phase(f"tshark over {len(work)} shard(s)")
@@ -244,6 +245,23 @@ def fast_extract(
 #: a larger residue (conversations kept whole on a capture with retransmissions: 93,000
 #: packets on the impaired benchmark) is read by one tshark per core.
 ONE_TSHARK_PACKETS = 10_000
+
+
+def _balanced(shards: Sequence[Shard], groups: int, tmp: Path) -> list[Shard]:
+    """``shards`` as at most ``groups`` shards of about equal packets (largest first onto
+    the lightest group; a group of several is concatenated): a small shard found late (a
+    conversation read again) does not wait for a tshark of its own."""
+    if len(shards) <= groups:
+        return list(shards)
+    bins: list[list[Shard]] = [[] for _ in range(groups)]
+    loads = [0] * groups
+    for shard in sorted(shards, key=lambda s: -s.packets):
+        lightest = loads.index(min(loads))
+        bins[lightest].append(shard)
+        loads[lightest] += shard.packets
+    return [group[0] if len(group) == 1 else
+            _concatenate(sorted(group, key=lambda s: s.path.name), tmp / f"residue-{k}.pcapng")
+            for k, group in enumerate(bins) if group]
 
 
 def _concatenate(shards: Sequence[Shard], path: Path) -> Shard:

@@ -5,17 +5,18 @@ tshark (with ``tcp.reassemble_out_of_order``) shows a TLS record in the frame wh
 completes it in sequence order: a segment sent again adds nothing (the first copy wins), one
 that arrives early waits for the bytes before it. :class:`InOrder` applies those rules to one
 direction of a conversation. :func:`readable_in_order` picks, ahead of the reading, the
-conversations those rules read exactly: every byte of each direction is in the capture (no
-hole that no segment fills), no segment overlaps another only in part, and none starts before
-its direction's first packet. The others (a truly lost segment, a partial overlap) stay with
-tshark, kept whole.
+conversations those rules read exactly: no segment overlaps another only in part, and none
+starts before its direction's first packet. A hole (bytes no captured segment holds) stops
+its direction's reading there, as it stops tshark's. The others (a partial overlap) stay
+with tshark, kept whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
-__all__ = ["InOrder", "readable_in_order"]
+__all__ = ["Holes", "InOrder", "readable_in_order"]
 
 _SEQ_SPACE = 1 << 32
 _HALF = 1 << 31
@@ -23,12 +24,22 @@ _SYN = 0x02
 _FIN = 0x01
 
 
+class Holes(NamedTuple):
+    """The holes of a conversation's two directions (gaps no captured segment fills, counted
+    as ``tcpgaps.SequenceGaps`` counts them), and where the first one opens: bytes from its
+    direction's first sequence number (-1: no hole)."""
+
+    dir0: int
+    dir1: int
+    first_at: int
+
+
 class InOrder:
     """One TCP direction's payload in sequence order: :meth:`feed` returns the bytes a
     segment makes available, one piece per segment they came from (a segment that waited
     for a gap comes out, whole, when the gap fills)."""
 
-    __slots__ = ("acked", "next", "origin", "sources", "spurious", "waiting")
+    __slots__ = ("acked", "next", "origin", "sources", "spurious", "spurious_now", "waiting")
 
     def __init__(self) -> None:
         self.next: int | None = None  # sequence number of the next byte expected
@@ -41,6 +52,8 @@ class InOrder:
         #: a segment brought bytes not read yet that the receiver had acknowledged before
         #: it arrived: tshark calls it a spurious retransmission and does not dissect it
         self.spurious = False
+        #: ... and the last segment fed was such a one
+        self.spurious_now = False
 
     def acknowledge(self, ack: int) -> None:
         """The receiver acknowledged up to ``ack`` (a packet of the other direction)."""
@@ -54,6 +67,7 @@ class InOrder:
         """The in-order pieces this segment releases (empty for a copy or an early one);
         :attr:`sources` says which segment each came from."""
         self.sources = []
+        self.spurious_now = False
         if self.next is None:
             self.next = (seq + 1) & 0xFFFFFFFF if flags & _SYN else seq
             if flags & _SYN:
@@ -63,7 +77,7 @@ class InOrder:
         end = seq + len(payload)
         if self.acked is not None and (self.acked - end) % _SEQ_SPACE < _HALF \
                 and 0 < (end - self.next) % _SEQ_SPACE < _HALF:
-            self.spurious = True  # new bytes, but acknowledged before they came
+            self.spurious = self.spurious_now = True  # new bytes, acknowledged before they came
         offset = (seq - self.next) % _SEQ_SPACE
         if offset >= _HALF:
             offset -= _SEQ_SPACE
@@ -96,21 +110,22 @@ class InOrder:
         return out
 
 
-def readable_in_order(index, candidates: Iterable[int]) -> set[int]:
+def readable_in_order(index, candidates: Iterable[int]) -> dict[int, Holes]:
     """Of ``candidates`` (conversations of the :mod:`~pyshark_tools.engine.scan` index whose
-    segments are not all in order), those :class:`InOrder` reads exactly as tshark does:
-    per direction, sorted by sequence number, every segment starts at or before the furthest
-    byte of those before it (no hole, empty segments included: tshark flags a lost segment on
-    one beyond the data), ends at or before it or starts exactly at it (copies and early
-    segments, no partial overlap), and none starts before the direction's first packet."""
+    segments are not all in order), those :class:`InOrder` reads as tshark does, each with
+    its :class:`Holes`. Per direction, sorted by sequence number, every
+    segment ends at or before the furthest byte of those before it or starts at or after it
+    (copies, early segments and holes; no partial overlap), and none starts before the
+    direction's first packet. A hole stops the reading of its direction, in both engines:
+    tshark waits for the missing bytes to the end of the capture."""
     import numpy as np
 
     wanted = np.fromiter(candidates, dtype=np.int64)
     if not len(wanted) or not len(index):
-        return set()
+        return {}
     rows = np.flatnonzero(np.isin(index.stream, wanted))
     if not len(rows):
-        return set()
+        return {}
     group = index.stream[rows].astype(np.int64) * 2 + index.direction[rows]
     order = np.argsort(group, kind="stable")  # capture order inside each direction
     rows, group = rows[order], group[order]
@@ -133,12 +148,22 @@ def readable_in_order(index, candidates: Iterable[int]) -> set[int]:
     prev = np.empty(len(g), np.int64)
     prev[0] = 0
     prev[1:] = reach[:-1]
-    bad = np.zeros(len(g), bool)
     later = ~head
-    bad[later] = (lo[later] > prev[later]) | ((lo[later] < prev[later]) & (hi[later] > prev[later]))
+    hole = np.zeros(len(g), bool)
+    hole[later] = lo[later] > prev[later]
+    bad = np.zeros(len(g), bool)
+    bad[later] = (lo[later] < prev[later]) & (hi[later] > prev[later])
     bad |= lo < 0
     bad_streams = set((g[bad] // 2).tolist())
-    return set(wanted.tolist()) - bad_streams
+    holes: dict[int, list[int]] = {}
+    found, at, counts = np.unique(g[hole], return_index=True, return_counts=True)
+    opens = prev[hole][at]  # (sorted by sequence: the first hole of each direction)
+    for grp, count, where in zip(found.tolist(), counts.tolist(), opens.tolist(), strict=True):
+        entry = holes.setdefault(grp // 2, [0, 0, where])
+        entry[grp % 2] = count
+        entry[2] = min(entry[2], where)
+    return {stream: Holes(*holes[stream]) if stream in holes else Holes(0, 0, -1)
+            for stream in wanted.tolist() if stream not in bad_streams}
 
 
 def _running_max_by_group(values, head):
