@@ -55,6 +55,15 @@ def _hello_retry_bytes() -> bytes:
     return b"\x02" + len(body).to_bytes(3, "big") + body
 
 
+def _tls13_server_hello_bytes() -> bytes:
+    """A TLS 1.3 ServerHello (supported_versions 0x0304, a key share), by hand."""
+    exts = struct.pack("!HHH", 43, 2, 0x0304) + struct.pack("!HHHH", 51, 36, 0x001D, 32) \
+        + bytes(range(32))
+    body = b"\x03\x03" + bytes(range(100, 132)) + b"\x00" + b"\x13\x01" + b"\x00" \
+        + struct.pack("!H", len(exts)) + exts
+    return b"\x02" + len(body).to_bytes(3, "big") + body
+
+
 def _record(content_type: int, payload: bytes) -> bytes:
     return struct.pack("!BHH", content_type, 0x0303, len(payload)) + payload
 
@@ -151,7 +160,15 @@ CASES = {
                          + _record(22, _client_hello_bytes()[50:]))), False),
     "HelloRetryRequest": (
         _after_starttls(("c2s", _record(22, _client_hello_bytes())),
-                        ("s2c", _record(22, _hello_retry_bytes()))), True),
+                        ("s2c", _record(22, _hello_retry_bytes()))), False),
+    "HelloRetryRequest, the second ClientHello, a TLS 1.3 ServerHello, encrypted records": (
+        _after_starttls(("c2s", _record(22, _client_hello_bytes())),
+                        ("s2c", _record(22, _hello_retry_bytes()) + _record(20, b"\x01")),
+                        ("c2s", _record(20, b"\x01") + _record(22, _client_hello_bytes())),
+                        ("s2c", _record(22, _tls13_server_hello_bytes()) + _record(20, b"\x01")
+                         + _record(23, bytes(200))),
+                        ("c2s", _record(23, bytes(60))),
+                        ("s2c", _record(23, bytes(40)))), False),
     "clear alert after the hello": (
         _after_starttls(("c2s", _record(22, _client_hello_bytes())),
                         ("s2c", _record(21, b"\x02\x28"))), False),

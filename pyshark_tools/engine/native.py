@@ -9,7 +9,7 @@ dialogue is read by the same byte-stream reader in both engines
 (:mod:`pyshark_tools.core.smtp_dialogue`).
 
 The TLS side is deliberately narrow: whatever it has not been checked to read exactly like
-tshark 4.x -- handshake messages spanning records, HelloRetryRequest, heartbeats,
+tshark 4.x -- handshake messages spanning records, heartbeats,
 retransmissions, odd TCP options -- raises :class:`Demote`, and the prefilter hands that
 conversation to tshark (the reference engine) instead. Tests compare both engines on every
 fixture, the peer corpus and the benchmark capture.
@@ -160,13 +160,11 @@ def _client_hello(body: bytes) -> tuple[list[int], str | None, str]:
 
 def _server_hello(body: bytes) -> tuple[int, int, int | None, str]:
     """(negotiated version, cipher suite, selected pre-shared key, JA3S hash) of a
-    ServerHello body."""
+    ServerHello body (a HelloRetryRequest's too: tshark reads it as a ServerHello)."""
     size = len(body)
     if size < 35:
         raise Demote("a cut ServerHello")
     legacy = (body[0] << 8) | body[1]
-    if body[2:34] == _HRR_RANDOM:
-        raise Demote("HelloRetryRequest")
     _s, pos = _vector(body, 34, 1, size)  # session id
     if pos + 3 > size:
         raise Demote("a cut ServerHello")
@@ -311,7 +309,8 @@ class NativeConversation:
     """
 
     __slots__ = ("certificates", "client_hello_from", "dialogue", "dirs", "ends", "has_tls",
-                 "implicit", "lost_segments", "request_dir", "rows", "stream", "tls13")
+                 "implicit", "lost_segments", "request_dir", "retried", "rows", "stream",
+                 "tls13")
 
     def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
                  implicit: bool) -> None:
@@ -322,6 +321,10 @@ class NativeConversation:
         self.implicit = implicit
         self.dialogue = DialogueReader()
         self.tls13 = False
+        #: a HelloRetryRequest came and the real ServerHello not yet: until it does, both
+        #: sides' handshake records are cleartext (the client's second ClientHello, the
+        #: ServerHello), after a middlebox-compatibility ChangeCipherSpec too
+        self.retried = False
         self.has_tls = False
         self.client_hello_from: str | None = None
         self.rows: list[tuple] = []
@@ -380,9 +383,9 @@ class NativeConversation:
         ccs = appdata = False
         for rtype, body in records:
             if rtype == 22:
-                if d.ccs:
+                if d.ccs and not self.retried:
                     continue  # encrypted Finished: tshark shows no message type
-                if self.tls13 and direction != self.request_dir:
+                if self.tls13 and direction != self.request_dir and not self.retried:
                     raise Demote("cleartext handshake after a TLS 1.3 ServerHello")
                 # a message spanning records is read where its last record ends (as tshark
                 # shows it: in the frame that completes it)
@@ -438,6 +441,7 @@ class NativeConversation:
                 break
             pos += 4 + length
             detail = ""
+            name = handshake_name(hs)
             if hs == 1:
                 offered, sni, ja3 = _client_hello(body)
                 self.client_hello_from = self.client_hello_from or src
@@ -448,6 +452,9 @@ class NativeConversation:
                 self.tls13 = version == 0x0304
                 detail = server_hello_detail(version_name(version), cipher_name(suite), psk,
                                              ja3s)
+                self.retried = body[2:34] == _HRR_RANDOM
+                if self.retried:
+                    name = "HelloRetryRequest"  # the client's second ClientHello follows
             elif hs == 11:
                 if self.tls13:
                     raise Demote("cleartext TLS 1.3 Certificate")
@@ -457,7 +464,7 @@ class NativeConversation:
                 detail = certificate_detail(len(ders), declared)
             elif hs not in (0, 4, 12, 13, 14, 15, 16, 22):  # 22: CertificateStatus (OCSP)
                 raise Demote(f"cleartext handshake message {hs}")
-            out.append((handshake_name(hs), detail))
+            out.append((name, detail))
         return pos, out
 
     def finish(self) -> dict[str, object]:
