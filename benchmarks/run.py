@@ -42,6 +42,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.generate import generate
+from pyshark_tools.engine.prefilter import HOLE_IN_HANDSHAKE, IRREGULAR
 from pyshark_tools.engine.tshark import field_command, find_tshark
 from pyshark_tools.engine.tshark_rows import FIELDS, decode_as_rules, display_filter
 
@@ -323,7 +324,7 @@ def realistic(args: argparse.Namespace) -> str:
         rep = json.loads(target.read_text())
         cap = rep["capture"]
         whole = sum(cap.get("native_demoted", {}).get(why, 0) for why in
-                    ("retransmitted, duplicated, reordered or missing TCP segments",))
+                    (IRREGULAR, HOLE_IN_HANDSHAKE))
         imps = ", ".join(f"{n} {kind}" for kind, n in sorted(meta["impairments"].items()))
         lines.append(
             f"| {label} | {meta['packets']:,} | {imps} | {bare.wall:.1f} | {run.wall:.1f} | "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -45,14 +46,79 @@ def _run(index: int) -> Any:
 
 def map_forked(function: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list:
     """``[function(item) for item in items]``: the first item here, the others in up to
-    ``workers - 1`` forked workers, which inherit ``function`` and ``items`` (only an index
-    and the result travel). Everything here when the platform cannot fork."""
+    ``workers - 1`` forked workers, which inherit ``function`` and ``items`` (only the
+    result travels). Everything here when the platform cannot fork. With a worker per item,
+    each one exits as soon as its result is received (an idle worker would keep its memory
+    to the end); a worker's exception is raised here."""
     if workers < 2 or len(items) < 2 or not can_fork():
         return [function(item) for item in items]
+    if len(items) > workers:
+        return _map_pooled(function, items, workers)
+    context = multiprocessing.get_context("fork")
+    results: list[Any] = [None] * len(items)
+    processes, receivers = [], []
+    gc.freeze()
+    try:
+        for k in range(1, len(items)):
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(function, items[k], send),
+                                      name=f"tls-smtp-report worker {k}")
+            process.start()
+            send.close()
+            processes.append(process)
+            # received by a thread while this process does its own item: the worker's
+            # write completes, and it exits, as soon as it is done
+            receiver = threading.Thread(target=_receive, args=(receive, results, k),
+                                        daemon=True)
+            receiver.start()
+            receivers.append(receiver)
+        results[0] = (True, function(items[0]))
+        for receiver in receivers:
+            receiver.join()
+        for process in processes:
+            process.join()
+    finally:
+        for process in processes:
+            if process.is_alive():  # this process failed or was interrupted
+                process.terminate()
+                process.join()
+        gc.unfreeze()
+    out = []
+    for ok, value in results:
+        if not ok:
+            raise value
+        out.append(value)
+    return out
+
+
+def _child(function: Callable[[Any], Any], item: Any, send: Any) -> None:
+    try:
+        outcome = (True, function(item))
+    except BaseException as exc:  # raised again in the parent
+        outcome = (False, exc)
+    try:
+        send.send(outcome)
+    except Exception as exc:  # an exception that does not pickle: its text
+        send.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        send.close()
+
+
+def _receive(receive: Any, results: list, k: int) -> None:
+    try:
+        results[k] = receive.recv()
+    except (EOFError, OSError):
+        results[k] = (False, RuntimeError(f"worker {k} ended without a result"))
+    finally:
+        receive.close()
+
+
+def _map_pooled(function: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list:
+    """More items than workers: a pool of ``workers - 1`` forked workers and this process."""
     global _JOB
     _JOB = (function, items)
     try:
-        with forked_pool(min(workers, len(items)) - 1) as pool:
+        with forked_pool(workers - 1) as pool:
             others = pool.map(_run, range(1, len(items)))
             return [function(items[0]), *others]
     finally:

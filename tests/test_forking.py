@@ -1,0 +1,70 @@
+"""Work over forked processes (``engine.forking``): results in order, a worker's exception
+raised in the caller, and a worker that is done exits while the caller still works (its
+memory is not held to the end)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from pyshark_tools.engine.forking import can_fork, map_forked
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="the platform cannot fork")
+
+
+def test_results_come_in_the_items_order() -> None:
+    found = map_forked(lambda n: (n * n, os.getpid()), [1, 2, 3], 3)
+    assert [square for square, _pid in found] == [1, 4, 9]
+    assert found[0][1] == os.getpid()  # the first item here
+    assert len({pid for _s, pid in found}) == 3
+    assert map_forked(lambda n: n + 1, [1, 2, 3, 4, 5], 2) == [2, 3, 4, 5, 6]  # pooled
+
+
+class Refused(Exception):
+    pass
+
+
+def _fails(n: int) -> int:
+    if n == 2:
+        raise Refused(f"item {n}")
+    return n
+
+
+def test_a_workers_exception_is_raised_in_the_caller() -> None:
+    with pytest.raises(Refused, match="item 2"):
+        map_forked(_fails, [1, 2, 3], 3)
+
+
+def test_a_worker_that_is_done_has_exited_while_the_caller_still_works() -> None:
+    def job(item: str) -> object:
+        if item == "here":
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # until the quick worker is gone
+                if not [c for c in _children() if _is_running(c)]:
+                    return "worker gone"
+                time.sleep(0.05)
+            return "worker still there"
+        return bytes(1 << 20)  # a result larger than a pipe holds
+
+    result = map_forked(job, ["here", "quick"], 2)
+    assert result[0] == "worker gone"
+    assert len(result[1]) == 1 << 20
+
+
+def _children() -> list[str]:
+    """This process's child processes (Linux)."""
+    found = []
+    for thread in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{thread}/children") as handle:
+            found += handle.read().split()
+    return found
+
+
+def _is_running(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
