@@ -219,13 +219,13 @@ def fast_extract(
         if dask_client is not None:
             futures = dask_client.map(_run_shard_args, work, pure=False)
             results = dask_client.gather(futures)
-        elif len(work) == 1 and pre.native is not None:
-            # one tshark in a thread (no forked process to pay for) while the native
-            # reader's table is built here
-            with ThreadPoolExecutor(1) as pool:
-                pending = pool.submit(run_shard, *work[0])
+        elif pre.native is not None and 1 <= len(work) <= workers:
+            # what the native reader left: a tshark per shard, each read by a thread (no
+            # forked process to pay for: tshark does the work, the rows it prints are few)
+            with ThreadPoolExecutor(len(work)) as pool:
+                pending = [pool.submit(run_shard, *w) for w in work]
                 native_part.append(native_shard(pre.native))
-                results = [pending.result()]
+                results = [p.result() for p in pending]
         elif len(work) > 1:
             # the native reader's table is built here while tshark reads the shards
             with forked_pool(min(len(work), workers)) as pool:

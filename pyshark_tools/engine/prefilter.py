@@ -739,6 +739,8 @@ class _Pass:
         self.kept = self.kept_bytes = 0
         self.wrote_packet = False
         self.demoted: dict[int, str] = {}  # stream -> why tshark reads it
+        #: one conversation can be read again on its own (the index's reading)
+        self.read_again = False
         self.closed: list[Shard] | None = None
 
     def new_conv(self, stream: int, key: bytes, sport: int, dport: int, frame: int,
@@ -966,9 +968,10 @@ class _Pass:
                 if order.spurious_now:
                     self.spurious_after_cut(conv, d, direction, frame, ns, pieces,
                                             order.sources)
-                    return
-                for piece in pieces:
-                    self.in_order_after_cut(conv, d, direction, frame, ns, piece)
+                else:
+                    for piece in pieces:
+                        self.in_order_after_cut(conv, d, direction, frame, ns, piece)
+                self._release_held_packets(conv)
                 return
             if odd_options:
                 raise Demote("TCP options tshark may flag")
@@ -1009,9 +1012,17 @@ class _Pass:
                 raise _KeepWhole(str(why)) from None
             self.hand_over_in_order(conv, str(why))
             return
-        # (held back to the conversation's end: a segment tshark calls a spurious
-        # retransmission may still come after the handshake, and handing the conversation
-        # to tshark then costs less than reading the capture again)
+        self._release_held_packets(conv)
+
+    def _release_held_packets(self, conv: _Conv) -> None:
+        """Both directions past their handshake: when the index can read one conversation
+        again on its own (``read_again``), its packets need not be held back any more (they
+        would be, for the conversations read in order, most of the reader's memory); a later
+        reason to hand it to tshark reads it again, kept whole. Without the index that would
+        mean reading the whole capture again: the packets stay held to the end."""
+        if self.read_again and conv.retained is not None and \
+                conv.dirs[0].mode == _CUT and conv.dirs[1].mode == _CUT:
+            conv.retained = None
 
     def hand_over_in_order(self, conv: _Conv, why: str) -> None:
         """Give tshark a conversation read in sequence order: every packet held back so far
@@ -1502,6 +1513,7 @@ def _read_again_whole(first: Prefiltered, index, mm: mmap.mmap, out_dir: Path,
 def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
                   mm: mmap.mmap) -> None:
     """The SMTP packets of the index (only those at ``positions`` when given)."""
+    state.read_again = True  # (see _read_again_whole)
     total = len(positions) if positions is not None else len(columns[0])
     convs = state.convs
     packet = state.packet
