@@ -66,12 +66,13 @@ def map_forked(function: Callable[[Any], Any], items: Sequence[Any], workers: in
             process.start()
             send.close()
             processes.append(process)
-            # received by a thread while this process does its own item: the worker's
-            # write completes, and it exits, as soon as it is done
-            receiver = threading.Thread(target=_receive, args=(receive, results, k),
-                                        daemon=True)
+            receivers.append(threading.Thread(target=_receive, args=(receive, results, k),
+                                              daemon=True))
+        # (started once every worker is forked: no thread runs while this process forks)
+        # received by threads while this process does its own item: a worker's write
+        # completes, and it exits, as soon as it is done
+        for receiver in receivers:
             receiver.start()
-            receivers.append(receiver)
         results[0] = (True, function(items[0]))
         for receiver in receivers:
             receiver.join()
