@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.details import certificate_detail, client_hello_detail, server_hello_detail
 from ..core.events import HELLO_RETRY_RANDOM, CertificateMessage, concat_events, events_frame
-from ..core.smtp_dialogue import DialogueReader, ItemKind
+from ..core.smtp_dialogue import DialogueReader, ItemKind, SmtpItem
 from ..core.tls_names import alert_name, cipher_name, handshake_name, version_name
 
 __all__ = ["Demote", "NativeConversation", "NativeResult"]
@@ -248,6 +248,7 @@ class _Direction:
     messages: bytes = b""  # the start of a handshake message that continues in a later record
     ccs: bool = False  # sent ChangeCipherSpec: its later handshake records are encrypted
     appdata: bool = False
+    tls: bool = False  # its TLS record layer has begun: no more cleartext SMTP from it
 
 
 @dataclass
@@ -309,8 +310,8 @@ class NativeConversation:
     """
 
     __slots__ = ("certificates", "client_hello_from", "dialogue", "dirs", "ends", "has_tls",
-                 "implicit", "lost_segments", "request_dir", "retried", "rows", "stream",
-                 "tls13")
+                 "implicit", "items", "lost_segments", "request_dir", "retried", "rows",
+                 "stream", "tls13")
 
     def __init__(self, stream: int, ends: tuple[str, str], request_dir: int,
                  implicit: bool) -> None:
@@ -319,7 +320,9 @@ class NativeConversation:
         self.request_dir = request_dir
         self.dirs = (_Direction(), _Direction())
         self.implicit = implicit
-        self.dialogue = DialogueReader()
+        self.dialogue: DialogueReader | None = DialogueReader()
+        #: the dialogue's items once both sides are in TLS (the reader is let go then)
+        self.items: list[SmtpItem] | None = None
         self.tls13 = False
         #: a HelloRetryRequest came and the real ServerHello not yet: until it does, both
         #: sides' handshake records are cleartext (the client's second ClientHello, the
@@ -342,6 +345,8 @@ class NativeConversation:
               declared: int | None = None) -> None:
         """A segment of cleartext SMTP (any part of a line or several lines): the shared
         byte-stream reader puts it in order and cuts it into commands and replies."""
+        if self.dialogue is None:  # (the feeders stop a side's text where its TLS begins)
+            raise Demote("cleartext after both sides' TLS began")
         sender = "client" if direction == self.request_dir else "server"
         _refuse_tls_as_text(self.dialogue, sender, payload)
         self.dialogue.feed(sender, frame, ns, payload, seq, declared)
@@ -350,9 +355,15 @@ class NativeConversation:
 
     def tls(self, direction: int, frame: int, ns: int, payload: bytes) -> None:
         """Bytes of the TLS record layer: the records completing in this frame become events."""
-        if not (self.implicit or self.dialogue.starttls_accepted):
-            raise Demote("TLS before the STARTTLS reply")
         d = self.dirs[direction]
+        if not d.tls:
+            if not (self.implicit or self.dialogue is None or self.dialogue.starttls_accepted):
+                raise Demote("TLS before the STARTTLS reply")
+            d.tls = True
+            if self.dirs[1 - direction].tls and self.dialogue is not None:
+                # both sides in TLS: the dialogue is complete, its buffers can go (a worker
+                # holds thousands of conversations to the end of the capture)
+                self.items, self.dialogue = self.dialogue.finish(), None
         buf = d.buffer + payload if d.buffer else payload
         size = len(buf)
         pos = 0
@@ -472,7 +483,8 @@ class NativeConversation:
         (see ``parallel._PARTIAL``)."""
         client, server = self._src_dst(self.request_dir)
         has_smtp, first_command_from = False, None
-        for item in self.dialogue.finish():
+        items = self.items if self.dialogue is None else self.dialogue.finish()
+        for item in items or ():
             src, dst = (client, server) if item.sender == "client" else (server, client)
             has_smtp = has_smtp or item.kind is not ItemKind.GAP
             if item.kind is ItemKind.COMMAND and first_command_from is None:
