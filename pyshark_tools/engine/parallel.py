@@ -43,7 +43,7 @@ from ..core.schema import Engine
 from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..errors import CaptureError
 from .capture_format import has_embedded_secrets
-from .forking import can_fork, forked_pool, map_forked
+from .forking import can_fork, forked_pool, map_forked, release_free_memory
 from .native import NativeResult
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for
@@ -207,6 +207,7 @@ def fast_extract(
             # Merge is only correct when TLS sessions cannot resume across shards.
             pre = prefilter(capture, tmp, ports=ports, implicit_tls_ports=implicit_tls_ports,
                             shards=1, keep_all_tls=True, numbering=numbering)
+        release_free_memory()  # what the reading freed, before the tsharks of what is left
         shards = [s for s in pre.shards if s.packets]
         if pre.native is not None and len(shards) > 1:
             # what the native reader left: one tshark when small, else one per worker
