@@ -357,10 +357,12 @@ class NativeConversation:
         """Bytes of the TLS record layer: the records completing in this frame become events."""
         d = self.dirs[direction]
         if not d.tls:
-            if not (self.implicit or self.dialogue is None or self.dialogue.starttls_accepted):
+            # (the dialogue is let go only once both sides are here: it is still held now)
+            assert self.dialogue is not None
+            if not (self.implicit or self.dialogue.starttls_accepted):
                 raise Demote("TLS before the STARTTLS reply")
             d.tls = True
-            if self.dirs[1 - direction].tls and self.dialogue is not None:
+            if self.dirs[1 - direction].tls:
                 # both sides in TLS: the dialogue is complete, its buffers can go (a worker
                 # holds thousands of conversations to the end of the capture)
                 self.items, self.dialogue = self.dialogue.finish(), None
@@ -483,8 +485,8 @@ class NativeConversation:
         (see ``parallel._PARTIAL``)."""
         client, server = self._src_dst(self.request_dir)
         has_smtp, first_command_from = False, None
-        items = self.items if self.dialogue is None else self.dialogue.finish()
-        for item in items or ():
+        items = self.dialogue.finish() if self.dialogue is not None else self.items or []
+        for item in items:
             src, dst = (client, server) if item.sender == "client" else (server, client)
             has_smtp = has_smtp or item.kind is not ItemKind.GAP
             if item.kind is ItemKind.COMMAND and first_command_from is None:
