@@ -18,7 +18,7 @@ NAME = PACKAGE.name
 
 #: What each layer may import (besides itself and the standard library / third parties).
 #: The flow is capture -> engine -> core -> (report, pipeline) -> render -> notebook / CLI.
-LEAVES = {f"{NAME}.errors", f"{NAME}.sanitize", f"{NAME}.core.schema"}
+LEAVES = {f"{NAME}.errors", f"{NAME}.sanitize", f"{NAME}.core.schema", f"{NAME}.forking"}
 ALLOWED: dict[str, set[str]] = {
     "core": LEAVES,
     "engine": LEAVES | {"core"},

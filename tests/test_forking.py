@@ -1,4 +1,4 @@
-"""Work over forked processes (``engine.forking``): results in order, a worker's exception
+"""Work over forked processes (``forking``): results in order, a worker's exception
 raised in the caller, and a worker that is done exits while the caller still works (its
 memory is not held to the end)."""
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pyshark_tools.engine.forking import can_fork, map_forked
+from pyshark_tools.forking import can_fork, map_forked
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="the platform cannot fork")
 
@@ -38,6 +38,16 @@ def _fails(n: int) -> int:
 def test_a_workers_exception_is_raised_in_the_caller() -> None:
     with pytest.raises(Refused, match="item 2"):
         map_forked(_fails, [1, 2, 3], 3)
+
+
+def test_a_result_that_does_not_pickle_is_one_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="pickle"):
+        map_forked(lambda n: n if n == 1 else (lambda: n), [1, 2], 2)
+
+
+def test_a_large_result_arrives_whole() -> None:
+    big = "x" * (40 << 20) + "end"  # far beyond what one read of a pipe or socket hands over
+    assert map_forked(lambda n: big if n else "", [0, 1], 2) == ["", big]
 
 
 def test_a_worker_that_is_done_has_exited_while_the_caller_still_works() -> None:
@@ -75,7 +85,7 @@ def _is_running(pid: str) -> bool:
 
 _FRAGMENTED_HEAP = """
 import sys
-from pyshark_tools.engine.forking import release_free_memory
+from pyshark_tools.forking import release_free_memory
 
 def resident() -> int:
     with open("/proc/self/statm") as handle:

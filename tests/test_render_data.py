@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from pyshark_tools.core.schema import SCHEMA_VERSION
 from pyshark_tools.core.user_tables import LIST_COLUMNS
+from pyshark_tools.forking import can_fork
 from pyshark_tools.render import data
 from pyshark_tools.report import Report
 
@@ -134,3 +136,25 @@ def test_real_report_matches_reference(name: str, with_keys: bool) -> None:
     report = analyze_fixture(name, with_keys, progress=False)
     assert len(report.conversations) and len(report.events)
     assert_same_as_reference(report)
+
+
+@pytest.mark.skipif(not can_fork(), reason="the platform cannot fork")
+@pytest.mark.parametrize("make", [odd_report,
+                                  lambda: analyze_fixture("mixed-traffic", False,
+                                                          progress=False)])
+def test_tables_written_by_two_processes_match_reference(make, monkeypatch, tmp_path) -> None:
+    """Big tables are written partly by a forked worker: the text is the same, and a worker
+    other than this process did write one (the threshold lowered so that a fixture is big)."""
+    writers = tmp_path / "writers"
+    plain = data._json_table
+
+    def noted(df):
+        with writers.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return plain(df)
+
+    monkeypatch.setattr(data, "FORK_CELLS", 0)
+    monkeypatch.setattr(data, "_json_table", noted)
+    assert_same_as_reference(make())
+    pids = set(writers.read_text().split())
+    assert str(os.getpid()) in pids and len(pids) >= 2

@@ -45,13 +45,30 @@ def split_cell(value: object, separator: str, numbers: bool = False) -> list:
     return [int(p) for p in items] if numbers else items
 
 
+def _split_column(values: pd.Series, separator: str, numbers: bool) -> list[list]:
+    """``split_cell`` of every cell, each distinct string split once (a column repeats a few
+    values: the SANs of one server's certificate in every conversation with it); every cell
+    gets a list of its own, so that changing one cell's list changes no other."""
+    split: dict[str, list] = {}
+    out = []
+    for value in values:
+        if type(value) is str:
+            items = split.get(value)
+            if items is None:
+                items = split[value] = split_cell(value, separator, numbers)
+            out.append(items.copy())
+        else:
+            out.append(split_cell(value, separator, numbers))
+    return out
+
+
 def for_users(table: str, df: pd.DataFrame) -> pd.DataFrame:
     """``df`` (one of the report's tables) with real lists and categorical vocabularies."""
     df = df.copy()
     for (name, column), separator in LIST_COLUMNS.items():
         if name == table and column in df.columns:
-            numbers = (name, column) in INT_LISTS
-            df[column] = pd.Series([split_cell(v, separator, numbers) for v in df[column]],
+            df[column] = pd.Series(_split_column(df[column], separator,
+                                                 (name, column) in INT_LISTS),
                                    index=df.index, dtype=object)
     for (name, column), categories in CATEGORICAL_COLUMNS.items():
         if name == table and column in df.columns:

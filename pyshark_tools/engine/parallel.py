@@ -42,8 +42,8 @@ from ..core.events import (
 from ..core.schema import Engine
 from ..core.tcpgaps import SequenceGaps, tcp_preferences
 from ..errors import CaptureError
+from ..forking import can_fork, forked_pool, map_forked, release_free_memory
 from .capture_format import has_embedded_secrets
-from .forking import can_fork, forked_pool, map_forked, release_free_memory
 from .native import NativeResult
 from .prefilter import Prefiltered, Shard, prefilter
 from .scan import numbering_for

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..forking import can_fork, map_forked
 from .capture_format import ACK as _ACK
 from .capture_format import FIN as _FIN
 from .capture_format import ICMP4_ERRORS as _ICMP4_ERRORS
@@ -53,7 +54,6 @@ from .capture_format import RST as _RST
 from .capture_format import SYN as _SYN
 from .capture_format import TUNNEL_PROTOS as _TUNNEL_PROTOS
 from .capture_format import TUNNEL_UDP_PORTS as _TUNNEL_UDP_PORTS
-from .forking import can_fork, map_forked
 from .native import Demote, NativeConversation, NativeResult, ns_to_datetime
 from .reassembly import Holes, InOrder, readable_in_order
 from .restarts import restart_suspected
