@@ -60,7 +60,7 @@ def to_json(report: Report) -> str:
 
 #: Tables of more cells than this together are written by two processes: the largest one by a
 #: forked worker while this process writes the others (the impaired benchmark's 56,000 records,
-#: 2.4 million cells, took 1.2 s in one process, and formatting them is Python's work, under
+#: 1.4 million cells, took 1.2 s in one process, and formatting them is Python's work, under
 #: one lock: threads would not help).
 FORK_CELLS = 200_000
 
