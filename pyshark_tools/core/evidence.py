@@ -9,20 +9,15 @@ addresses and ports (a connection restarted on the same 4-tuple), frame numbers 
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-
 import pandas as pd
 
 __all__ = ["conversation_filter", "conversation_filters", "evidence_filter"]
 
 
-@functools.lru_cache(maxsize=65536)
 def _addr_field(ip: str) -> str:
-    try:
-        return "ipv6.addr" if ipaddress.ip_address(ip).version == 6 else "ip.addr"
-    except ValueError:
-        return "ip.addr"
+    """The address field of ``ip``'s version: an IPv6 address's text always holds a colon,
+    an IPv4 address's never (parsing each one cost ~0.1 s on 13,000 conversations)."""
+    return "ipv6.addr" if ":" in ip else "ip.addr"
 
 
 def conversation_filter(client_ip: str, client_port: int, server_ip: str, server_port: int,
