@@ -55,7 +55,7 @@ def _tshark(capture: Path, display_filter: str, fields: Sequence[str]) -> list[l
 
 _FIELDS = ("frame.number", "tcp.stream", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst",
            "ipv6.dst", "tcp.dstport", "tcp.seq_raw", "tcp.flags", "frame.len", "frame.cap_len",
-           "frame.time_epoch")
+           "frame.time_epoch", "tcp.ack_raw")
 
 
 def _ns(epoch: str) -> int:
@@ -104,6 +104,9 @@ def assert_like_tshark(capture: Path, ports: Sequence[int] = PORTS) -> CaptureIn
                     str(int.from_bytes(data[l4 + 2:l4 + 4], "big"))) == dst, where
             assert int(r[8]) == idx.seq[i] == int.from_bytes(data[l4 + 4:l4 + 8], "big"), where
             assert int(r[9], 16) & 0xFF == idx.flags[i], where
+            # (tshark shows the acknowledgement number only with the ACK flag)
+            assert idx.ack[i] == int.from_bytes(data[l4 + 8:l4 + 12], "big"), where
+            assert not r[13] or int(r[13]) == idx.ack[i], where
     return idx
 
 

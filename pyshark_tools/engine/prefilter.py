@@ -242,19 +242,15 @@ def _records_after_handshake(done: list[tuple[int, int]] | None) -> tuple[bool, 
     return alert, ""
 
 
-def _acked_before_seen(conv: _Conv, direction: int, buf, start: int, caplen: int, l4: int,
-                       seq: int, seglen: int, flags: int) -> bool:
-    """Note this packet's ACK number (the packet: ``caplen`` bytes of ``buf`` from ``start``,
-    the packet's bytes or the mapped capture); True when its data was acknowledged by the
-    other side before the capture shows it (an ACK captured ahead of the data it
-    acknowledges): tshark flags such a segment a spurious retransmission and does not dissect
-    it, and only with the pure ACKs kept does tshark see it so."""
+def _acked_before_seen(conv: _Conv, direction: int, ack: int, seq: int, seglen: int,
+                       flags: int) -> bool:
+    """Note this packet's ACK number; True when its data was acknowledged by the other side
+    before the capture shows it (an ACK captured ahead of the data it acknowledges): tshark
+    flags such a segment a spurious retransmission and does not dissect it, and only with
+    the pure ACKs kept does tshark see it so."""
     d = conv.dirs[direction]
-    if flags & _ACK and caplen >= l4 + 12:
-        at = start + l4 + 8
-        ack = int.from_bytes(buf[at:at + 4], "big")
-        if d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000:
-            d.acked = ack
+    if flags & _ACK and (d.acked is None or 0 < (ack - d.acked) & 0xFFFFFFFF < 0x80000000):
+        d.acked = ack
     acked = conv.dirs[1 - direction].acked
     return bool(seglen) and acked is not None and \
         (acked - (seq + seglen)) & 0xFFFFFFFF < 0x80000000
@@ -776,7 +772,7 @@ class _Pass:
     #   to tshark, to the in-order reader or to _packet inline, for speed
     def packet(self, conv: _Conv, direction: int, frame: int, ns: int, units: int,
                ifkey: tuple, linktype: int, snaplen: int, tsres: int, data: bytes, orig: int,
-               l4: int, thl: int, l4_end: int, seq: int, flags: int) -> None:
+               l4: int, thl: int, l4_end: int, seq: int, ack: int, flags: int) -> None:
         """One packet of an SMTP-port conversation (in capture order)."""
         if ns > LATEST_NS:
             raise Unsupported("a packet time stamp after the year 2255 (damaged)")
@@ -798,11 +794,10 @@ class _Pass:
         seglen = l4_end - l4 - thl
         if seglen < 0:
             seglen = 0
-        early = _acked_before_seen(conv, direction, data, 0, len(data), l4, seq, seglen, flags)
+        early = _acked_before_seen(conv, direction, ack, seq, seglen, flags)
         if conv.order is not None:
             if flags & _ACK:
-                conv.order[1 - direction].acknowledge(int.from_bytes(data[l4 + 8:l4 + 12],
-                                                                     "big"))
+                conv.order[1 - direction].acknowledge(ack)
             try:
                 self.in_order_packet(conv, d, direction, frame, ns,
                                      (ifkey, linktype, snaplen, tsres, units, data, orig,
@@ -825,7 +820,7 @@ class _Pass:
 
     def settled_packet(self, conv: _Conv, direction: int, frame: int, ns: int, mm: mmap.mmap,
                        start: int, cap: int, orig: int, l4: int, thl: int, l4_end: int,
-                       seq: int, flags: int, units: int, iface: tuple) -> None:
+                       seq: int, ack: int, flags: int, units: int, iface: tuple) -> None:
         """A packet of a settled conversation (``_Conv.settled``): what :meth:`packet` does
         with it (count it, look for an ACK ahead of its data, check its sequence number,
         follow its TLS records for encrypted alerts), without copying the packet."""
@@ -837,7 +832,7 @@ class _Pass:
         if seglen < 0:
             seglen = 0
         try:
-            if _acked_before_seen(conv, direction, mm, start, cap, l4, seq, seglen, flags):
+            if _acked_before_seen(conv, direction, ack, seq, seglen, flags):
                 raise _KeepWhole(IRREGULAR)  # read again (as packet does)
             # (cut_packet reads only the payload's bytes: the mapped capture serves)
             self.cut_packet(conv, conv.dirs[direction], direction, frame, ns, seq, flags,
@@ -1325,7 +1320,7 @@ def _walk_all(state: _Pass, mm: mmap.mmap, size: int,
             first_ns = ns
         last_ns = ns
         packet(conv, direction, total, ns, units, ifkey, linktype, snaplen, tsres, data, orig,
-               l4, thl, l4_end, seq, flags)
+               l4, thl, l4_end, seq, ack, flags)
     if progress is not None:
         progress(size, size)
     return state.result(
@@ -1468,7 +1463,7 @@ def _index_columns(index) -> tuple:
     l4_end = index.l4 + thl + index.seglen  # where the TCP payload ends
     return (index.frame, index.stream, index.direction, index.ns, index.units, index.iface,
             index.offset, index.caplen, index.origlen, index.l4, thl, l4_end, index.seq,
-            index.flags, index.l3, index.ip_version)
+            index.flags, index.l3, index.ip_version, index.ack)
 
 
 def _index_interfaces(index) -> list[tuple]:
@@ -1526,7 +1521,7 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
         rows = slice(first, first + step) if positions is None \
             else positions[first:first + step]
         (frames, streams, directions, nss, unitss, ifs, offsets, caps, origs, l4s, thls, ends,
-         seqs, flagss, l3s, versions) = (c[rows].tolist() for c in columns)
+         seqs, flagss, l3s, versions, acks) = (c[rows].tolist() for c in columns)
         for i in range(len(frames)):
             stream = streams[i]
             conv = convs.get(stream)
@@ -1534,8 +1529,8 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
             l4 = l4s[i]
             if conv is not None and conv.settled:
                 settled_packet(conv, directions[i], frames[i], nss[i], mm, start, caps[i],
-                               origs[i], l4, thls[i], ends[i], seqs[i], flagss[i], unitss[i],
-                               ifaces[ifs[i]])
+                               origs[i], l4, thls[i], ends[i], seqs[i], acks[i], flagss[i],
+                               unitss[i], ifaces[ifs[i]])
                 continue
             data = mm[start:start + caps[i]]
             if conv is None:
@@ -1549,7 +1544,8 @@ def _indexed_part(state: _Pass, columns: tuple, positions, ifaces: list,
                                 nss[i])
             ifkey, linktype, snaplen, tsres = ifaces[ifs[i]]
             packet(conv, directions[i], frames[i], nss[i], unitss[i], ifkey, linktype,
-                   snaplen, tsres, data, origs[i], l4, thls[i], ends[i], seqs[i], flagss[i])
+                   snaplen, tsres, data, origs[i], l4, thls[i], ends[i], seqs[i], acks[i],
+                   flagss[i])
         if offsets:  # (RSS stays flat, as in the loop)
             released = _release_read_pages(mm, offsets[-1], released)
 

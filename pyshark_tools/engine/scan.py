@@ -157,6 +157,7 @@ class CaptureIndex:
     l3: np.ndarray  # int16
     l4: np.ndarray  # int16
     seq: np.ndarray  # uint32
+    ack: np.ndarray  # uint32, the acknowledgement number (whatever the ACK flag)
     flags: np.ndarray  # uint8, TCP flags byte
     thl: np.ndarray  # int16, TCP header length
     seglen: np.ndarray  # int32, TCP payload length on the wire (from the IP length)
@@ -1133,7 +1134,8 @@ def _index_chunks(reader: _Pcap | _Pcapng, starts: np.ndarray, u8: np.ndarray,
                                    rec.origlen[r], rec.units[r], rec.iface[r].astype(np.int32),
                                    tcp.version[smtp], tcp.l3[smtp].astype(np.int16),
                                    tcp.l4[smtp].astype(np.int16), tcp.seq[smtp],
-                                   tcp.flags[smtp], tcp.thl[smtp], tcp.seglen[smtp]))
+                                   tcp.ack[smtp], tcp.flags[smtp], tcp.thl[smtp],
+                                   tcp.seglen[smtp]))
             total += len(rec.offset)
     finally:
         pool.shutdown(cancel_futures=True)  # no thread outlives the index: forks follow
@@ -1163,9 +1165,9 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
     else:
         e = np.zeros(0, np.int64)
         cols = [e, e, e, e, e, e.astype(np.uint64), e.astype(np.int32), e.astype(np.uint8),
-                e.astype(np.int16), e.astype(np.int16), e.astype(np.uint32), e.astype(np.uint8),
-                e.astype(np.int16), e.astype(np.int32)]
-    at, frame, offset, caplen, origlen, units, iface, version, l3, l4, seq, flags, thl, \
+                e.astype(np.int16), e.astype(np.int16), e.astype(np.uint32), e.astype(np.uint32),
+                e.astype(np.uint8), e.astype(np.int16), e.astype(np.int32)]
+    at, frame, offset, caplen, origlen, units, iface, version, l3, l4, seq, ack, flags, thl, \
         seglen = cols
     _check_times(units, iface, reader.interfaces)
     return CaptureIndex(
@@ -1184,6 +1186,7 @@ def _index(mm: mmap.mmap, size: int, ports: tuple[int, ...],
         l3=l3,
         l4=l4,
         seq=seq,
+        ack=ack,
         flags=flags,
         thl=thl,
         seglen=seglen,
